@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: static checks, unit and integration tiers, then the Docker tier.
+# Run inside an environment where the project is installed (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ruff check gainakt harness examples benchmarks tests
+python -m pytest -q -m "not docker" tests
+if [ "${SKIP_DOCKER_TIER:-0}" != "1" ]; then
+  bash scripts/docker-prereqs.sh
+  python -m pytest -q -m docker tests
+fi
