@@ -1,0 +1,200 @@
+"""GainAKT2Exp: a two-stream transformer for knowledge tracing with mastery and learning-gain heads.
+
+The architecture is the "legacy" mode of the public reference (see docs/losses.md for the losses):
+
+* Interaction tokens ``x_t = q_t + C * r_t`` (vocabulary 2C) feed two streams: a *context* stream and
+  a *value* stream, each with its own token embedding plus one shared learned positional embedding.
+  No scaling by sqrt(D), default PyTorch initialisation everywhere.
+* N post-norm encoder blocks. Queries and keys come from the context stream, values from the value
+  stream; position t attends to positions 0..t (itself included). The same attention output ``a``
+  updates both streams: ``value' = LN(value + a)``, ``mid = LN(context + a)``,
+  ``context' = LN(mid + Dropout(FFN(mid)))``. The value stream has no feed-forward layer.
+* Prediction MLP on ``[context_t, value_t, concept_embedding(qry_t)]`` -> logit of answering the
+  concept asked at t+1 correctly.
+* Gain head ``g_t = ReLU(W_g value_t)`` ([B, T, C], >= 0) and mastery head
+  ``m_0 = sigmoid(W_m context_0)``, ``m_t = min(1, m_0 + gain_scale * sum_{s=1..t} g_s)``.
+  Because g >= 0 this closed form equals the reference's step-by-step clamped recursion
+  ``m_t = clamp(m_{t-1} + gain_scale * g_t, 0, 1)``; it is computed with one cumulative sum.
+
+Paper configuration (D=512, H=8, N=6, F=1024, C=100): 14,658,761 parameters with both heads,
+14,556,161 without.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["GainAKT2Exp", "EncoderBlock", "TwoStreamAttention", "accumulate_mastery"]
+
+
+def accumulate_mastery(initial: Tensor, gains: Tensor, gain_scale: float) -> Tensor:
+    """Return mastery [B, T, C] from initial mastery [B, C] and non-negative gains [B, T, C].
+
+    ``m_0 = initial``; ``m_t = min(1, initial + gain_scale * sum_{s=1..t} gains_s)``. The gain of
+    step 0 is not used (as in the reference). Computed in float32 whatever the input dtype, so that
+    the cumulative sum and the clamp behave the same under fp16/bf16 autocast.
+    """
+    initial = initial.float()
+    gains = gains.float()
+    if gains.shape[1] == 1:
+        return initial.unsqueeze(1)
+    growth = torch.cumsum(gains[:, 1:], dim=1).mul_(gain_scale)
+    later = (initial.unsqueeze(1) + growth).clamp_(max=1.0)
+    return torch.cat([initial.unsqueeze(1), later], dim=1)
+
+
+class TwoStreamAttention(nn.Module):
+    """Causal multi-head attention with queries/keys from one stream and values from another.
+
+    Query and key projections are stored as one Linear(D, 2D) (same parameters as two Linear(D, D)
+    layers, one matrix multiply instead of two). Output projection Linear(D, D) then dropout; no
+    dropout on the attention weights.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.qk_proj = nn.Linear(d_model, 2 * d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, context: Tensor, value: Tensor) -> Tensor:
+        """Return the attention output [B, T, D] (after out-projection and dropout)."""
+        b, t, d = context.shape
+        h = self.n_heads
+        q, k = self.qk_proj(context).view(b, t, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        v = self.v_proj(value).view(b, t, h, d // h).transpose(1, 2)
+        # is_causal: position t sees 0..t, itself included (no leakage because the prediction at t
+        # is about the interaction at t+1).
+        att = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=True)
+        att = att.transpose(1, 2).reshape(b, t, d)
+        return self.dropout(self.out_proj(att))
+
+
+class EncoderBlock(nn.Module):
+    """One post-norm two-stream block (see the module docstring for the update equations)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = TwoStreamAttention(d_model, n_heads, dropout)
+        self.norm_value = nn.LayerNorm(d_model)
+        self.norm_context_attn = nn.LayerNorm(d_model)
+        self.norm_context_ffn = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, d_ff),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff, d_model),
+        )
+        self.ffn_dropout = nn.Dropout(dropout)
+
+    def forward(self, context: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Return the updated (context, value) streams."""
+        a = self.attention(context, value)
+        value = self.norm_value(value + a)
+        mid = self.norm_context_attn(context + a)
+        context = self.norm_context_ffn(mid + self.ffn_dropout(self.ffn(mid)))
+        return context, value
+
+
+class GainAKT2Exp(nn.Module):
+    """GainAKT2Exp (legacy two-stream mode) with optional mastery and gain heads.
+
+    ``head_normalization=True`` (the guide's ``--enable_head_normalization``) inserts a LayerNorm(D)
+    in front of each head: the mastery head reads ``LN(context_N)`` and the gain head reads
+    ``LN(value_N)``. It adds 4·D parameters and is off in the paper configuration.
+    If either head is disabled, neither mastery nor gains are produced (as in the reference).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_c: int,
+        d_model: int = 512,
+        n_heads: int = 8,
+        n_blocks: int = 6,
+        d_ff: int = 1024,
+        dropout: float = 0.2,
+        max_len: int = 200,
+        use_mastery_head: bool = True,
+        use_gain_head: bool = True,
+        gain_scale: float = 0.1,
+        head_normalization: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_c < 1:
+            raise ValueError(f"num_c must be >= 1, got {num_c}")
+        self.num_c = num_c
+        self.d_model = d_model
+        self.max_len = max_len
+        self.gain_scale = float(gain_scale)
+        self.heads_enabled = bool(use_mastery_head and use_gain_head)
+
+        self.context_embedding = nn.Embedding(2 * num_c, d_model)
+        self.value_embedding = nn.Embedding(2 * num_c, d_model)
+        self.concept_embedding = nn.Embedding(num_c, d_model)
+        self.pos_embedding = nn.Embedding(max_len, d_model)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_blocks)
+        )
+        self.prediction = nn.Sequential(
+            nn.Linear(3 * d_model, d_ff),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff, 1),
+        )
+        # Heads are built only when both are on, so the parameter count without heads is exact.
+        if self.heads_enabled:
+            self.mastery_head = nn.Linear(d_model, num_c)
+            self.gain_head = nn.Linear(d_model, num_c)
+            if head_normalization:
+                self.mastery_norm: nn.Module = nn.LayerNorm(d_model)
+                self.gain_norm: nn.Module = nn.LayerNorm(d_model)
+            else:
+                self.mastery_norm = nn.Identity()
+                self.gain_norm = nn.Identity()
+
+    def forward(self, q: Tensor, r: Tensor, qry: Tensor, *, return_streams: bool = False) -> dict:
+        """Run the model on a batch.
+
+        Args:
+            q: [B, T] concept answered at t. r: [B, T] response at t (0/1, any dtype).
+            qry: [B, T] concept asked at t+1 (the prediction target's concept).
+        Returns a dict with ``predictions`` [B, T] (probability of a correct answer at t+1),
+        ``logits`` [B, T], ``mastery`` [B, T, C] float32 or None, ``gains`` [B, T, C] float32 or None,
+        and, with ``return_streams``, the final ``context`` and ``value`` streams [B, T, D].
+        """
+        if q.dim() != 2 or q.shape != r.shape or q.shape != qry.shape:
+            raise ValueError(
+                f"q, r, qry must share one [B, T] shape, got {tuple(q.shape)}, {tuple(r.shape)}, "
+                f"{tuple(qry.shape)}"
+            )
+        t = q.shape[1]
+        if t > self.max_len:
+            raise ValueError(f"sequence length {t} exceeds max_len {self.max_len}")
+        tokens = q.long() + self.num_c * r.long()
+        pos = self.pos_embedding.weight[:t]
+        context = self.context_embedding(tokens) + pos
+        value = self.value_embedding(tokens) + pos
+        for block in self.blocks:
+            context, value = block(context, value)
+
+        target_emb = self.concept_embedding(qry.long())
+        logits = self.prediction(torch.cat([context, value, target_emb], dim=-1)).squeeze(-1)
+        out: dict = {"predictions": torch.sigmoid(logits), "logits": logits, "mastery": None, "gains": None}
+
+        if self.heads_enabled:
+            gains = F.relu(self.gain_head(self.gain_norm(value)).float())
+            # Only step 0 of the mastery head is used, so only step 0 is computed.
+            initial = torch.sigmoid(self.mastery_head(self.mastery_norm(context[:, 0])).float())
+            out["gains"] = gains
+            out["mastery"] = accumulate_mastery(initial, gains, self.gain_scale)
+        if return_streams:
+            out["context"] = context
+            out["value"] = value
+        return out

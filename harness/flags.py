@@ -1,0 +1,101 @@
+"""Command-line flags shared by `harness run` and `examples/train_gainakt2exp_repro.py`.
+
+Every registered parameter becomes a flag whose default is *absent* (argparse.SUPPRESS), so the
+launcher can tell what the user actually typed from what comes from defaults or `--from_config`.
+Boolean parameters can be turned on and off (`--x`, `--no_x`, `--no-x`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from harness.params import PARAMS, Param
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_param(group: argparse._ArgumentGroup, p: Param) -> None:
+    names = [f"--{p.name}", *p.flags]
+    if p.type is bool:
+        group.add_argument(*names, dest=p.name, action="store_const", const=True,
+                           default=argparse.SUPPRESS, help=f"{p.help} (default: {p.default})")
+        off = p.off_flags or (f"--no_{p.name}", f"--no-{p.name}")
+        group.add_argument(*off, dest=p.name, action="store_const", const=False,
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return
+    if p.type is list:
+        group.add_argument(*names, dest=p.name, nargs="+", default=argparse.SUPPRESS,
+                           help=f"{p.help} (default: {' '.join(map(str, p.default))})")
+        return
+    kwargs: dict[str, Any] = {"dest": p.name, "type": _typed(p), "default": argparse.SUPPRESS,
+                              "help": f"{p.help} (default: {p.default})"}
+    if p.choices:
+        kwargs["choices"] = p.choices
+    group.add_argument(*names, **kwargs)
+
+
+def _typed(p: Param):
+    def convert(text: str) -> Any:
+        try:
+            return p.type(text)
+        except ValueError:
+            kind = {int: "an integer", float: "a number"}.get(p.type, p.type.__name__)
+            raise argparse.ArgumentTypeError(f"expects {kind}, got {text!r}") from None
+
+    convert.__name__ = p.type.__name__
+    return convert
+
+
+def add_param_flags(parser: argparse.ArgumentParser) -> None:
+    """Every registered parameter, grouped by config section."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for p in PARAMS:
+        group = groups.setdefault(p.section, parser.add_argument_group(p.section))
+        _add_param(group, p)
+
+
+def add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that steer a launch but are not parameters of the run."""
+    g = parser.add_argument_group("launch")
+    g.add_argument("--seeds", type=int, nargs="+", default=argparse.SUPPRESS, help="seeds to train")
+    g.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="single seed when --seeds is absent (42)")
+    g.add_argument("--data_dir", default=None, help="dataset folder or file (real data)")
+    g.add_argument("--output_base", default=None, help="folder holding experiment folders "
+                   "(default: examples/experiments)")
+    g.add_argument("--experiment_dir", default=None, help="use this experiment folder (id or path)")
+    g.add_argument("--force", action="store_true", help="allow writing into an existing folder")
+    g.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any config leaf before hashing (repeatable)")
+    g.add_argument("--unset", dest="unsets", action="append", default=[], metavar="KEY.PATH",
+                   help="return a config leaf to the launcher default (repeatable)")
+    g.add_argument("--from_config", default=None, help="start from a config.json or a YAML/JSON file")
+    g.add_argument("--reproduce_from", default=None, help="reproduce an experiment (id or path)")
+    g.add_argument("--compare_only", action="store_true", help="compare --source_exp with --target_exp")
+    g.add_argument("--source_exp", default=None, help="source experiment for --compare_only")
+    g.add_argument("--target_exp", default=None, help="target experiment for --compare_only")
+    g.add_argument("--manifest", action="store_true", help="write reproduction_manifest.json")
+    g.add_argument("--strict_schema", action="store_true", help="abort on a schema_version mismatch")
+    g.add_argument("--resume", default=None, help="resume an interrupted experiment (id or path)")
+    g.add_argument("--auc_tolerance", type=float, default=None, help="override the AUC tolerance")
+    g.add_argument("--corr_tolerance", type=float, default=None, help="override the correlation tolerance")
+    g.add_argument("--no_verify", action="store_true", help="skip the verifier after a docker run")
+
+
+def explicit_params(ns: argparse.Namespace) -> dict[str, Any]:
+    """The registered parameters present on the command line, with their values."""
+    values = vars(ns)
+    return {p.name: values[p.name] for p in PARAMS if p.name in values}
+
+
+def command_line() -> str:
+    """The command as typed, for the config's runtime section."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in sys.argv)
