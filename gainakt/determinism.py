@@ -52,7 +52,8 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     """Every RNG state needed to continue a run exactly (tensors kept as tensors)."""
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # As a tensor, so checkpoints load with torch.load(weights_only=True).
+        "numpy": _numpy_state_portable(np.random.get_state()),
         "torch_cpu": torch.get_rng_state(),
         "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -65,12 +66,18 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
     """Inverse of `rng_state`."""
     random.setstate(_as_python_state(state["python"]))
     np_state = state["numpy"]
-    np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
+    keys = np_state[1].numpy() if isinstance(np_state[1], torch.Tensor) else np.asarray(np_state[1])
+    np.random.set_state((np_state[0], keys.astype(np.uint32), *np_state[2:]))
     torch.set_rng_state(state["torch_cpu"])
     if torch.cuda.is_available() and state.get("torch_cuda"):
         torch.cuda.set_rng_state_all(state["torch_cuda"])
     if generator is not None and "batch_order" in state:
         generator.set_state(state["batch_order"])
+
+
+def _numpy_state_portable(s: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = s
+    return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
 
 
 def _as_python_state(s: Any) -> tuple:
@@ -95,7 +102,7 @@ def rng_state_summary(state: dict[str, Any]) -> dict[str, Any]:
     np_state = state["numpy"]
     return {
         "python_sha256": digest(state["python"]),
-        "numpy_sha256": digest(np.asarray(np_state[1], dtype=np.uint32)),
+        "numpy_sha256": digest(np_state[1]),
         "numpy_pos": int(np_state[2]),
         "torch_cpu_sha256": digest(state["torch_cpu"]),
         "torch_cuda_sha256": [digest(s) for s in state.get("torch_cuda", [])],

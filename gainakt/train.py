@@ -73,6 +73,8 @@ class SeedResult:
     determinism: dict[str, Any] = field(default_factory=dict)
     seconds_per_epoch: float | None = None
     rng_final: dict[str, Any] | None = None
+    # A few validation students' trajectories under the best model (for the mastery plot).
+    examples: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -373,6 +375,7 @@ def train_seed(
     model.load_state_dict(best_state_of(sink, model))
     result.final = final_metrics(model, valid_set, test_set, test_window, bs, device, autocast)
     result.rng_final = rng_state_summary(rng_state(order))
+    result.examples = trajectory_examples(model, semantic_set, bs, device, autocast)
     sink.log(
         f"seed {seed}: best epoch {best_epoch} val_auc {result.best_val_auc:.4f}; "
         f"test AUC {fmt(result.final.get('test_auc'))} (window {fmt(result.final.get('test_window_auc'))})"
@@ -468,6 +471,15 @@ def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast)
         out["test_window_auc"] = win.auc
         out["test_window_accuracy"] = win.accuracy
         out["test_window_n_scored"] = win.n_scored
+    return out
+
+
+def trajectory_examples(model, seqs, bs, device, autocast, k: int = 4) -> list[dict]:
+    """Mean mastery, mastery of the next concept, and correctness over time for k students."""
+    r = evaluate(model, seqs, batch_size=bs, device=device, autocast=autocast(), semantics=True, keep_series=True)
+    out = []
+    for student, series in list((r.series or {}).items())[:k]:
+        out.append({"student": int(student), **{name: [round(float(x), 6) for x in v] for name, v in series.items()}})
     return out
 
 

@@ -27,7 +27,9 @@ from gainakt.data.splits import kfold_assign, pykt_split
 class ThreeLineFile:
     """Students of one three-line file: 0-based concepts, responses and the line each starts on."""
 
-    def __init__(self, path: Path, concepts: list[np.ndarray], responses: list[np.ndarray], lines: np.ndarray):
+    def __init__(
+        self, path: Path, concepts: list[np.ndarray], responses: list[np.ndarray], lines: np.ndarray
+    ):
         self.path = path
         self.concepts = concepts
         self.responses = responses
@@ -110,7 +112,9 @@ def find_train_test(directory: Path) -> tuple[Path, Path] | None:
         return None
     if len(trains) > 1 or len(tests) > 1:
         names = ", ".join(p.name for p in trains + tests)
-        raise DataError(f"several *_train.csv / *_test.csv files ({names}); pass one file instead", file=directory)
+        raise DataError(
+            f"several *_train.csv / *_test.csv files ({names}); pass one file instead", file=directory
+        )
     return trains[0], tests[0]
 
 
@@ -139,7 +143,7 @@ def read_dkvmn(path: Path, *, name: str | None = None) -> KTDataset:
         uids = [f"{path.stem}:{i}" for i in range(len(concepts))]
         files = [path]
         default_name = path.stem
-    max_id = max((int(c.max()) for c in concepts if len(c)), default=-1)
+    max_id = int(np.concatenate(concepts).max()) if concepts else -1
     digest, names = sha256_files(files)
     return KTDataset(
         name=name or default_name,

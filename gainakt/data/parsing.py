@@ -112,16 +112,14 @@ def check_rows(
         ok_c |= concepts == -1
     if not ok_r.all():
         pos = int(np.flatnonzero(~ok_r)[0])
-        raise DataError(
-            f"response {responses[pos]} is not 0/1", file=file, line=int(lines[row_of[pos]])
-        )
+        raise DataError(f"response {responses[pos]} is not 0/1", file=file, line=int(lines[row_of[pos]]))
     if not ok_c.all():
         pos = int(np.flatnonzero(~ok_c)[0])
-        raise DataError(
-            f"concept id {concepts[pos]} is negative", file=file, line=int(lines[row_of[pos]])
-        )
+        raise DataError(f"concept id {concepts[pos]} is negative", file=file, line=int(lines[row_of[pos]]))
 
 
 def split_rows(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     """Return ``flat`` cut into consecutive per-row arrays of the given lengths (views)."""
-    return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+    ends = np.cumsum(lengths).tolist()
+    starts = [0, *ends[:-1]]
+    return [flat[a:b] for a, b in zip(starts, ends, strict=True)]

@@ -56,7 +56,9 @@ def _read_part(path: Path, *, test: bool, chunked: bool) -> _Part:
     check_rows(c_flat, c_len, r_flat, r_len, file=path, lines=lines, allow_padding=chunked)
     if not test and (folds < 0).any():
         row = int(np.flatnonzero(folds < 0)[0])
-        raise DataError(f"fold {folds[row]} in a train/valid file (expected >= 0)", file=path, line=int(lines[row]))
+        raise DataError(
+            f"fold {folds[row]} in a train/valid file (expected >= 0)", file=path, line=int(lines[row])
+        )
     part = _Part()
     part.path = path
     part.max_concept = int(c_flat.max()) if c_flat.size else -1
@@ -89,7 +91,9 @@ def _rebuild_students(
     row_of = np.repeat(np.arange(len(c_len)), c_len)
     if (pad_c != pad_r).any():
         pos = int(np.flatnonzero(pad_c != pad_r)[0])
-        raise DataError("padding -1 in only one of concepts/responses", file=path, line=int(lines[row_of[pos]]))
+        raise DataError(
+            "padding -1 in only one of concepts/responses", file=path, line=int(lines[row_of[pos]])
+        )
     codes, uniques = pd.factorize(uid, sort=False)  # students in order of first appearance
     real = ~pad_c
     student_of = codes[row_of[real]]
@@ -114,7 +118,9 @@ def _num_concepts(directory: Path, parts: list[_Part]) -> tuple[int, list[Path]]
     try:
         num_c = len(json.loads(keyfile.read_text(encoding="utf-8"))["concepts"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"cannot read the concept map ({exc.__class__.__name__}: {exc})", file=keyfile) from None
+        raise DataError(
+            f"cannot read the concept map ({exc.__class__.__name__}: {exc})", file=keyfile
+        ) from None
     if max_id >= num_c:
         for part in parts:
             for i, c in enumerate(part.concepts):
@@ -133,7 +139,10 @@ def _read(directory: Path, files: tuple[str, str], *, fmt: str, name: str | None
     for path in paths:
         if not path.is_file():
             raise DataError(f"file not found (a {fmt} folder needs {files[0]} and {files[1]})", file=path)
-    parts = [_read_part(paths[0], test=False, chunked=chunked), _read_part(paths[1], test=True, chunked=chunked)]
+    parts = [
+        _read_part(paths[0], test=False, chunked=chunked),
+        _read_part(paths[1], test=True, chunked=chunked),
+    ]
     num_c, extra = _num_concepts(directory, parts)
     digest, names = sha256_files(paths + extra)
     return KTDataset(

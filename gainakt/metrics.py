@@ -1,0 +1,196 @@
+"""Prediction and interpretability metrics (see docs/contracts.md).
+
+* ``auc_accuracy``: pooled ROC AUC (scikit-learn) and accuracy at ``p >= 0.5``.
+* ``per_student_correlation``: Pearson r per student, averaged, with a Fisher-z 95% CI.
+* ``violation_rates``: share of students whose mastery/gain trajectories break the
+  model's own constraints (monotone mastery, non-negative gains, mastery in [0, 1]).
+* ``stratified_sample``: deterministic, length-stratified subset of students.
+* ``head_statistics``: mean, variance and skewness of a head's outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+TOLERANCE = 1e-6  # float32 round-off must not count as a violation
+_R_CLIP = 0.999999  # keeps atanh finite for |r| = 1
+_Z95 = 1.959963984540054
+
+
+def auc_accuracy(y_true, y_prob) -> tuple[float, float]:
+    """Return ``(AUC, accuracy)`` over all given predictions, pooled.
+
+    AUC is ``sklearn.metrics.roc_auc_score``; it is NaN when only one class is present
+    (AUC is undefined then) and both values are NaN for empty input. Accuracy counts
+    ``p >= 0.5`` as predicting 1.
+    """
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_prob, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"y_true has {y.size} values but y_prob has {p.size}")
+    if y.size == 0:
+        return math.nan, math.nan
+    acc = float(np.mean((p >= 0.5) == (y >= 0.5)))
+    auc = float(roc_auc_score(y, p)) if np.unique(y).size == 2 else math.nan
+    return auc, acc
+
+
+@dataclass
+class CorrelationSummary:
+    """Mean per-student correlation, the number of students used, and a 95% CI of the mean."""
+
+    mean: float
+    n: int
+    ci_low: float
+    ci_high: float
+
+    def to_dict(self) -> dict:
+        """Return the fields as a plain dict."""
+        return asdict(self)
+
+
+def pearson_or_none(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Return Pearson r of two series over their finite pairs, or None when undefined.
+
+    Undefined means fewer than 3 finite pairs or either series constant.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"series of different lengths: {x.size} and {y.size}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if x.size < 3:
+        return None
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx, syy = float(dx @ dx), float(dy @ dy)
+    # Relative threshold: a series that only varies by round-off counts as constant.
+    if sxx <= 1e-24 * max(1.0, float(x @ x)) or syy <= 1e-24 * max(1.0, float(y @ y)):
+        return None
+    return float(np.clip((dx @ dy) / math.sqrt(sxx * syy), -1.0, 1.0))
+
+
+def fisher_ci(mean_r: float, n: int) -> tuple[float, float]:
+    """Return the 95% CI ``tanh(atanh(r) -/+ 1.96 / sqrt(n - 3))``; NaN bounds when n <= 3."""
+    if n <= 3 or not math.isfinite(mean_r):
+        return math.nan, math.nan
+    z = math.atanh(max(-_R_CLIP, min(_R_CLIP, mean_r)))
+    half = _Z95 / math.sqrt(n - 3)
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def per_student_correlation(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> CorrelationSummary:
+    """Return the mean Pearson correlation over students with its n and Fisher-z 95% CI.
+
+    A student counts when the two series have >= 3 finite pairs and neither is constant;
+    others are skipped, so the mean is never NaN because of them. ``mean`` is the plain
+    average of the per-student r; the CI treats that mean as one correlation estimated
+    from ``n`` students: ``tanh(atanh(mean) -/+ 1.96 / sqrt(n - 3))`` (NaN bounds when
+    n <= 3). With no usable student, mean is NaN and n is 0.
+    """
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} x-series but {len(ys)} y-series")
+    rs = [r for r in (pearson_or_none(x, y) for x, y in zip(xs, ys, strict=True)) if r is not None]
+    if not rs:
+        return CorrelationSummary(math.nan, 0, math.nan, math.nan)
+    mean = float(np.mean(rs))
+    low, high = fisher_ci(mean, len(rs))
+    return CorrelationSummary(mean, len(rs), low, high)
+
+
+def true_mastery_correlation(
+    pred_list: Sequence[np.ndarray], true_list: Sequence[np.ndarray]
+) -> CorrelationSummary:
+    """Return the per-student correlation between predicted and true mastery series."""
+    return per_student_correlation(pred_list, true_list)
+
+
+def violation_rates(
+    mastery: Sequence[np.ndarray], gains: Sequence[np.ndarray] | None = None
+) -> dict[str, float | int]:
+    """Return the share of students with each kind of violation, plus ``students``.
+
+    Per student (``mastery`` and ``gains`` are ``[L, C]``):
+    ``monotonicity_violation_rate`` - the mean-over-concepts mastery drops by more than
+    1e-6 between consecutive steps; ``negative_gain_rate`` - any gain below -1e-6;
+    ``bounds_violation_rate`` - any mastery outside [-1e-6, 1 + 1e-6]. Each student
+    counts at most once per kind. Rates are NaN when there are no students, and the
+    gain rate is NaN when ``gains`` is None.
+    """
+    n = len(mastery)
+    if gains is not None and len(gains) != n:
+        raise ValueError(f"{n} mastery arrays but {len(gains)} gain arrays")
+    mono = bounds = neg = 0
+    for i, m in enumerate(mastery):
+        m = np.asarray(m, dtype=np.float64)
+        per_step = m.reshape(m.shape[0], -1).mean(axis=1)
+        mono += bool(np.any(np.diff(per_step) < -TOLERANCE))
+        bounds += bool(np.any((m < -TOLERANCE) | (m > 1.0 + TOLERANCE)))
+        if gains is not None:
+            neg += bool(np.any(np.asarray(gains[i], dtype=np.float64) < -TOLERANCE))
+    rate = (lambda k: k / n) if n else (lambda k: math.nan)
+    return {
+        "monotonicity_violation_rate": rate(mono),
+        "negative_gain_rate": rate(neg) if gains is not None else math.nan,
+        "bounds_violation_rate": rate(bounds),
+        "students": n,
+    }
+
+
+def stratified_sample(lengths: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Return k sorted student indices drawn evenly across length deciles (deterministic).
+
+    Students are put in decile bins of their sequence length; each non-empty bin gets an
+    equal share of k (bins too small to fill their share pass the rest on, lowest bins
+    first take any remainder), drawn without replacement with
+    ``numpy.random.default_rng(seed)``. All indices when ``k >= len(lengths)``.
+    """
+    lengths = np.asarray(lengths).ravel()
+    n = lengths.size
+    if k >= n:
+        return np.arange(n, dtype=np.int64)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.quantile(lengths, np.linspace(0.1, 0.9, 9))
+    bins = np.searchsorted(edges, lengths, side="right")
+    members = [np.flatnonzero(bins == b) for b in range(10)]
+    members = [m for m in members if m.size]
+    quota = _allocate(np.array([m.size for m in members]), k)
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(m, size=q, replace=False) for m, q in zip(members, quota, strict=True) if q]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
+    """Split k into per-bin counts as equal as possible without exceeding any bin's size."""
+    quota = np.zeros(len(sizes), dtype=np.int64)
+    left = k
+    while left > 0:
+        open_bins = np.flatnonzero(quota < sizes)
+        share, extra = divmod(left, len(open_bins))
+        add = np.full(len(open_bins), share, dtype=np.int64)
+        add[:extra] += 1
+        add = np.minimum(add, sizes[open_bins] - quota[open_bins])
+        quota[open_bins] += add
+        left -= int(add.sum())
+    return quota
+
+
+def head_statistics(values) -> dict[str, float]:
+    """Return ``{"mean", "variance", "skewness", "count"}`` of a flat array (population moments).
+
+    Skewness is ``E[(x - mean)^3] / variance^1.5``, 0 for a constant array; all NaN when empty.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        return {"mean": math.nan, "variance": math.nan, "skewness": math.nan, "count": 0}
+    mean = float(x.mean())
+    centered = x - mean
+    var = float(np.mean(centered**2))
+    skew = float(np.mean(centered**3) / var**1.5) if var > 0 else 0.0
+    return {"mean": mean, "variance": var, "skewness": skew, "count": int(x.size)}

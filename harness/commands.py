@@ -1,0 +1,154 @@
+"""What each `harness` command (and the guide's launcher script) does, on parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.config import SCHEMA_VERSION, ConfigError, params_from_file
+from harness.experiment import ExperimentError, output_base, read_json, resolve_experiment, title_of
+from harness.launcher import LaunchError, execute_experiment, prepare_run, resolve_run
+
+
+def run(ns: argparse.Namespace, title: str | None) -> int:
+    """A new experiment, or --compare_only / --reproduce_from / --resume when given."""
+    if getattr(ns, "compare_only", False):
+        if not ns.source_exp or not ns.target_exp:
+            raise LaunchError("--compare_only needs both --source_exp and --target_exp")
+        return compare(ns.source_exp, ns.target_exp, ns)
+    if getattr(ns, "resume", None):
+        return resume(ns.resume, ns)
+    reproduction = None
+    base_params = None
+    if getattr(ns, "reproduce_from", None):
+        source = resolve_experiment(ns.reproduce_from, output_base(ns.output_base))
+        base_params, reproduction, title = reproduction_source(source, ns)
+    if not title:
+        raise LaunchError("an experiment title is required (--experiment_title)")
+    resolved = resolve_run(ns, title, base_params=base_params)
+    if reproduction is not None:
+        reproduction["applied_overrides"] = resolved.overrides
+        reproduction["override_count"] = len(resolved.overrides)
+        if getattr(ns, "data_dir", None) is None and resolved.config["data"]["dataset"] != "synthetic":
+            ns.data_dir = reproduction.pop("_source_data_dir", None)
+        reproduction.pop("_source_data_dir", None)
+    runtime = pick_runtime(resolved.params["runtime"])
+    exp_dir = prepare_run(resolved, ns, reproduction=reproduction, runtime=runtime)
+    for note in resolved.notes:
+        print(f"note: {note}")
+    print(f"experiment folder: {exp_dir}")
+    if runtime == "docker":
+        from harness.docker_run import run_in_docker
+
+        code = run_in_docker(exp_dir, resolved.config, ns)
+    else:
+        code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None))
+    if reproduction is not None:
+        code = max(code, write_reproduction_outputs(exp_dir, ns, reproduction))
+    elif getattr(ns, "manifest", False):
+        write_manifest_file(exp_dir, None)
+    return code
+
+
+def pick_runtime(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    try:
+        from harness.containers import engine_available
+
+        return "docker" if engine_available() else "local"
+    except ImportError:  # pragma: no cover
+        return "local"
+
+
+def reproduction_source(source: Path, ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Parameters of the source config, the `reproduction` block and the new title."""
+    cfg = read_json(source / "config.json")
+    schema = cfg.get("schema_version")
+    if schema not in (2, 3):
+        raise ConfigError(f"{source / 'config.json'}: unknown schema_version {schema!r}")
+    if schema != SCHEMA_VERSION and getattr(ns, "strict_schema", False):
+        raise ConfigError(f"--strict_schema: source schema_version {schema} differs from ours ({SCHEMA_VERSION})")
+    params = params_from_file(cfg, str(source / "config.json"))
+    exp = cfg.get("experiment", {})
+    title = f"{exp.get('short_title') or title_of(source.name)}_reproduce"
+    block = {
+        "mode": "reproduce",
+        "source_experiment": source.name,
+        "source_path": str(source.resolve()),
+        "source_config_md5": cfg.get("config_md5"),
+        "source_schema_version": schema,
+        "schema_match": schema == SCHEMA_VERSION,
+        "_source_data_dir": (cfg.get("paths") or {}).get("data_dir"),
+    }
+    if schema != SCHEMA_VERSION:
+        print(f"note: source schema_version {schema} differs from ours ({SCHEMA_VERSION}); "
+              "reported in reproduction_report.json", file=sys.stderr)
+    return params, block, title
+
+
+def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace, reproduction: dict) -> int:
+    from harness.compare import compare_experiments, write_report
+
+    source = Path(reproduction["source_path"])
+    report = compare_experiments(source, exp_dir, auc_tolerance=ns.auc_tolerance,
+                                 corr_tolerance=ns.corr_tolerance)
+    report["mode"] = "reproduce"
+    report["source_experiment"] = reproduction["source_experiment"]
+    write_report(exp_dir, report)
+    if getattr(ns, "manifest", False):
+        write_manifest_file(exp_dir, reproduction)
+    print(f"reproduction verdict: {report['verdict']}")
+    return 0 if report["within_tolerance"] else 1
+
+
+def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
+    from harness.compare import reproduction_manifest
+    from harness.experiment import atomic_write_json, record_in_manifest
+
+    atomic_write_json(exp_dir / "reproduction_manifest.json", reproduction_manifest(exp_dir, reproduction))
+    record_in_manifest(exp_dir, ["reproduction_manifest.json"])
+
+
+def compare(source_ref: str, target_ref: str, ns: argparse.Namespace) -> int:
+    from harness.compare import compare_experiments, write_report
+
+    base = output_base(getattr(ns, "output_base", None))
+    source = resolve_experiment(source_ref, base)
+    target = resolve_experiment(target_ref, base)
+    report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
+    write_report(target, report)
+    if getattr(ns, "json", False):
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(f"verdict: {report['verdict']}")
+        for reason in report.get("reasons", []):
+            print(f"  - {reason}")
+        print(f"report: {target / 'reproduction_report.json'}")
+    return 0 if report["within_tolerance"] else 1
+
+
+def verify(ns: argparse.Namespace) -> int:
+    from harness.verify import print_report, verify_experiment
+
+    base = output_base(ns.output_base)
+    exp = resolve_experiment(ns.experiment, base)
+    against = resolve_experiment(ns.against, base) if ns.against else None
+    report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
+                               corr_tolerance=ns.corr_tolerance)
+    if ns.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print_report(report)
+    return 0 if report["passed"] else 1
+
+
+def resume(ref: str, ns: argparse.Namespace) -> int:
+    exp_dir = resolve_experiment(ref, output_base(getattr(ns, "output_base", None)))
+    cfg = read_json(exp_dir / "config.json")
+    if cfg.get("schema_version") != SCHEMA_VERSION:
+        raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")
+    return execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True)

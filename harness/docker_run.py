@@ -1,0 +1,74 @@
+"""`harness run --runtime docker`: train in the pinned image, then verify in a separate container.
+
+The host has already created the folder and written config.json. The training container runs
+`harness execute /experiment`; the verifier container runs `harness verify` on read-only mounts and
+its JSON verdict is stored as verification_report.json (recorded in the manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.environment import git_info
+from harness.experiment import atomic_write_json, record_in_manifest
+from harness.runlog import RunLog
+
+
+def container_env(cfg: dict, record: dict[str, Any], host_devices: list[str]) -> dict[str, str]:
+    """What the training container must know about the host (it has no git and sees renumbered GPUs)."""
+    from harness.gpu import gpu_inventory
+
+    git = git_info()
+    inv = gpu_inventory()
+    gpus = [dict(g) for g in inv.get("gpus", []) if str(g["index"]) in host_devices]
+    inside = ["cpu"] if host_devices == ["cpu"] else [str(i) for i in range(len(host_devices))]
+    return {
+        "HARNESS_RUNTIME": "docker",
+        "HARNESS_IMAGE_ID": str(record.get("image_id")),
+        "HARNESS_IMAGE_RECORD": json.dumps(record, sort_keys=True),
+        "HARNESS_HOST_GPUS": json.dumps(gpus, sort_keys=True),
+        "HARNESS_INSIDE_DEVICES": json.dumps(inside),
+        "HARNESS_GIT_COMMIT": git["git_commit"],
+        "HARNESS_GIT_BRANCH": git["git_branch"],
+        "HARNESS_GIT_DIRTY": git["git_dirty"],
+    }
+
+
+def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
+    """Train `exp_dir` in a container, verify it in another; exit code of the worse of the two."""
+    from harness.containers import run_training_container, run_verifier_container
+    from harness.image import ensure_image
+
+    log = RunLog(exp_dir / "stdout.log")
+    record = ensure_image(tag=cfg["runtime"].get("image"), output_base=exp_dir.parent)
+    image = record.get("tag") or record["image_id"]
+    log.info(f"image {image} ({record['image_id']})")
+    host_devices = cfg["runtime"]["devices"]
+    devices = None if host_devices == ["cpu"] else [int(d) for d in host_devices]
+    data_dir = Path(ns.data_dir).resolve() if getattr(ns, "data_dir", None) else None
+    command = ["harness", "execute", "/experiment"] + (["--data_dir", "/data"] if data_dir else [])
+    log.info(f"training container: {' '.join(command)} (devices {host_devices})")
+    log.close()
+    code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
+                                  command=command, env=container_env(cfg, record, host_devices),
+                                  on_line=lambda line: print(line, flush=True))
+    log = RunLog(exp_dir / "stdout.log")
+    log.info(f"training container exited with code {code}")
+    log.close()
+    if (exp_dir / "MANIFEST.sha256").is_file():
+        record_in_manifest(exp_dir, ["stdout.log"])  # the host's lines came after the manifest
+    if getattr(ns, "no_verify", False):
+        return code
+    v_code, verdict = run_verifier_container(image=image, exp_dir=exp_dir, against=None)
+    atomic_write_json(exp_dir / "verification_report.json", verdict)
+    log = RunLog(exp_dir / "stdout.log")
+    log.info(f"verifier container: {'PASSED' if verdict.get('passed') else 'FAILED'} (exit {v_code})")
+    for check in verdict.get("checks", []):
+        if not check.get("passed"):
+            log.error(f"  {check.get('name')}: {check.get('reason')}")
+    log.close()
+    record_in_manifest(exp_dir, ["verification_report.json", "stdout.log"])
+    return max(code, v_code)

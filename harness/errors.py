@@ -1,0 +1,24 @@
+"""Which exceptions are user-facing (printed as one line, non-zero exit) rather than bugs."""
+
+from __future__ import annotations
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from gainakt.data import DataError
+    from harness.config import ConfigError
+    from harness.datasets import DatasetError
+    from harness.experiment import ExperimentError
+    from harness.launcher import LaunchError
+
+    types: list[type[BaseException]] = [ConfigError, DataError, DatasetError, ExperimentError, LaunchError]
+    try:
+        from harness.containers import ContainerError
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        types.append(ContainerError)
+    return tuple(types)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    return isinstance(exc, user_error_types())

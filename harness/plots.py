@@ -1,0 +1,76 @@
+"""PNG plots in artifacts/: learning curves, interpretability per epoch, mastery trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+# Fixed metadata so identical runs write identical PNG bytes.
+_META = {"Software": "gainakt-harness", "Creation Time": None}
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata=_META)
+    plt.close(fig)
+
+
+def write_plots(exp_dir: Path, cfg: dict, outcomes: dict[int, dict], trajectories: dict[int, list[dict]]) -> None:
+    art = exp_dir / "artifacts"
+    art.mkdir(exist_ok=True)
+    histories = {s: o["result"]["history"] for s, o in outcomes.items() if o.get("result")}
+    if histories:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for seed, rows in histories.items():
+            ep = [r["epoch"] for r in rows]
+            axes[0].plot(ep, [r["train_auc"] for r in rows], "--", label=f"train {seed}")
+            axes[0].plot(ep, [r["val_auc"] for r in rows], "-o", label=f"val {seed}")
+            axes[1].plot(ep, [r["train_loss"] for r in rows], "--", label=f"train {seed}")
+            axes[1].plot(ep, [r["val_loss"] for r in rows], "-o", label=f"val BCE {seed}")
+        axes[0].set(title="AUC", xlabel="epoch")
+        axes[1].set(title="loss", xlabel="epoch")
+        for ax in axes:
+            ax.legend(fontsize=7)
+        _save(fig, art / "learning_curves.png")
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for seed, rows in histories.items():
+            ep = [r["epoch"] for r in rows]
+            axes[0].plot(ep, [r["mastery_correlation"] for r in rows], "-o", label=f"mastery {seed}")
+            axes[0].fill_between(ep, [r["mastery_ci_low"] for r in rows], [r["mastery_ci_high"] for r in rows],
+                                 alpha=0.15)
+            axes[0].plot(ep, [r["gain_correlation"] for r in rows], "-s", label=f"gain {seed}")
+            traj = trajectories.get(seed) or []
+            true_corr = [t.get("true_mastery_correlation") for t in traj]
+            if any(v is not None for v in true_corr):
+                axes[0].plot([t["epoch"] for t in traj], [v if v is not None else float("nan") for v in true_corr],
+                             "-^", label=f"vs true mastery {seed}")
+            for key in ("main_loss_share", "constraint_loss_share", "alignment_loss_share", "lag_loss_share",
+                        "retention_loss_share"):
+                axes[1].plot(ep, [r[key] for r in rows], label=f"{key.replace('_loss_share', '')} {seed}")
+        axes[0].set(title="interpretability (validation sample)", xlabel="epoch", ylabel="correlation")
+        axes[1].set(title="loss shares", xlabel="epoch")
+        for ax in axes:
+            ax.legend(fontsize=7)
+        _save(fig, art / "interpretability.png")
+
+    examples = [(s, o["result"].get("examples") or []) for s, o in outcomes.items() if o.get("result")]
+    examples = [(s, ex) for s, ex in examples if ex]
+    if examples:
+        seed, students = examples[0]
+        fig, axes = plt.subplots(len(students), 1, figsize=(9, 2.2 * len(students)), squeeze=False)
+        for ax, ex in zip(axes[:, 0], students):
+            t = range(len(ex["mastery"]))
+            ax.plot(t, ex["mastery"], label="mean mastery")
+            ax.plot(t, ex["pred_mastery"], label="mastery of next skill")
+            if ex.get("true_mastery"):
+                ax.plot(t, ex["true_mastery"], ":", label="true mastery (simulator)")
+            ax.scatter(t, ex["target"], s=6, c="k", label="next correct")
+            ax.set(title=f"seed {seed}, student {ex['student']}", ylim=(-0.05, 1.05))
+        axes[0, 0].legend(fontsize=7, ncol=4)
+        _save(fig, art / "mastery_trajectories.png")

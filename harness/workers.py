@@ -1,0 +1,172 @@
+"""Seeds on devices: one worker process per device, seed i on devices[i mod n].
+
+Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES is set before torch starts), trains its
+seeds in order and reports through a queue; a worker that dies does not stop the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.checkpoints import checkpoint_name
+
+
+@dataclass
+class WorkerPlan:
+    device: str  # "cpu" or a host GPU index as text
+    seeds: list[int]
+
+
+def assign_seeds(seeds: list[int], devices: list[str]) -> list[WorkerPlan]:
+    """Seed i goes to devices[i mod n]; one plan (worker) per device that received a seed."""
+    plans = [WorkerPlan(device=d, seeds=[]) for d in devices]
+    for i, seed in enumerate(seeds):
+        plans[i % len(devices)].seeds.append(seed)
+    return [p for p in plans if p.seeds]
+
+
+def seed_device_map(seeds: list[int], devices: list[str]) -> dict[int, str]:
+    return {seed: plan.device for plan in assign_seeds(seeds, devices) for seed in plan.seeds}
+
+
+class FolderSink:
+    """TrainSink of a worker: checkpoints to the folder, everything else to the parent's queue."""
+
+    def __init__(self, exp_dir: Path, seed: int, multi_seed: bool, events: Any) -> None:
+        self.exp_dir, self.seed, self.multi, self.events = exp_dir, seed, multi_seed, events
+        self._best_model: dict | None = None
+
+    def log(self, message: str) -> None:
+        self.events.put(("log", self.seed, message))
+
+    def epoch(self, row: dict) -> None:
+        self.events.put(("epoch", self.seed, row))
+
+    def trajectory(self, entry: dict) -> None:
+        self.events.put(("trajectory", self.seed, entry))
+
+    def checkpoint(self, kind: str, state: dict) -> None:
+        import io
+
+        import torch
+
+        from harness.experiment import atomic_write_bytes
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.exp_dir / checkpoint_name(kind, self.seed, self.multi), buf.getvalue())
+        if kind == "best":
+            self._best_model = state["model"]
+        self.events.put(("checkpoint", self.seed, {"kind": kind, "epoch": state["epoch"] + 1}))
+
+    def best_model_state(self) -> dict | None:
+        if self._best_model is not None:
+            return self._best_model
+        path = self.exp_dir / checkpoint_name("best", self.seed, self.multi)
+        if path.is_file():
+            import torch
+
+            return torch.load(path, map_location="cpu", weights_only=True)["model"]
+        return None
+
+
+def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: int, resume: bool,
+                 events: Any) -> None:
+    # Isolate the GPU before torch (and CUDA) start in this process.
+    if plan.device != "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = plan.device
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    from harness.datasets import load_for_config
+    from harness.experiment import read_json
+
+    cfg = read_json(Path(exp_dir) / "config.json")
+    if cfg["determinism"]["torch_deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+
+    torch.set_num_threads(threads)
+    from gainakt.train import train_seed
+
+    device = "cpu" if plan.device == "cpu" else "cuda:0"
+    multi = len(cfg["seeds"]["all"]) > 1
+    try:
+        data = load_for_config(cfg, data_dir)
+    except Exception as exc:  # noqa: BLE001 - reported per seed, the parent decides the exit code
+        for seed in plan.seeds:
+            events.put(("failed", seed, f"dataset could not be loaded: {exc}"))
+        return
+    for seed in plan.seeds:
+        sink = FolderSink(Path(exp_dir), seed, multi, events)
+        resume_state = None
+        last = Path(exp_dir) / checkpoint_name("last", seed, multi)
+        if resume and last.is_file():
+            resume_state = torch.load(last, map_location="cpu", weights_only=True)
+        try:
+            events.put(("started", seed, {"device": plan.device}))
+            result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)
+            events.put(("result", seed, result.as_dict()))
+        except Exception as exc:  # noqa: BLE001
+            tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
+            events.put(("failed", seed, f"{type(exc).__name__}: {exc} ({tb})"))
+
+
+def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, threads: int, resume: bool,
+                on_event: Callable[[str, int, Any], None], poll: float = 0.2) -> dict[int, dict]:
+    """Run every plan in its own process; return {seed: {"status", "result" | "reason"}}.
+
+    A worker that exits without reporting a seed marks that seed failed with the exit code
+    (e.g. -9 when it was killed). KeyboardInterrupt terminates all workers and propagates.
+    """
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    procs = []
+    for plan in plans:
+        p = ctx.Process(target=_worker_main, args=(plan, str(exp_dir), data_dir, threads, resume, events),
+                        name=f"seed-worker-{plan.device}")
+        p.start()
+        procs.append((plan, p))
+    outcomes: dict[int, dict] = {}
+
+    def drain(block: bool) -> None:
+        while True:
+            try:
+                kind, seed, payload = events.get(timeout=poll if block else 0.01)
+            except queue.Empty:
+                return
+            block = False
+            if kind == "result":
+                outcomes[seed] = {"status": payload["status"], "result": payload}
+            elif kind == "failed":
+                outcomes[seed] = {"status": "failed", "reason": payload}
+            on_event(kind, seed, payload)
+
+    try:
+        while any(p.is_alive() for _, p in procs):
+            drain(block=True)
+        for _, p in procs:
+            p.join()
+        drain(block=False)
+    except KeyboardInterrupt:
+        for _, p in procs:
+            if p.is_alive():
+                p.terminate()
+        for _, p in procs:
+            p.join(timeout=10)
+        raise
+    for plan, p in procs:
+        for seed in plan.seeds:
+            if seed not in outcomes:
+                code = p.exitcode
+                why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                outcomes[seed] = {"status": "failed", "reason": f"worker for device {plan.device} died ({why})"}
+                on_event("failed", seed, outcomes[seed]["reason"])
+    return outcomes
