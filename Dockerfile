@@ -14,24 +14,51 @@ SHELL ["/bin/sh", "-eu", "-c"]
 # Fail early and clearly on a base without the interpreter the locks were made for.
 RUN python3 -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11), sys.version'
 
-FROM python-base AS build
+# Dependencies only, in their own stage: the wheelhouse never becomes a layer of the final
+# image, and this stage's cache survives every code change (its inputs are the lock and wheels).
+FROM python-base AS dependencies
 ARG VARIANT=cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INPUT=1
 COPY docker/requirements-${VARIANT}.lock /tmp/requirements.lock
 COPY wheelhouse/ /wheelhouse/
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-index --find-links /wheelhouse --require-hashes \
-      --only-binary=:all: -r /tmp/requirements.lock
+      --only-binary=:all: -r /tmp/requirements.lock \
+ && cp /tmp/requirements.lock /opt/venv/requirements.lock
+
+FROM python-base
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INPUT=1
+COPY --from=dependencies /opt/venv /opt/venv
+COPY docker/entrypoint.sh /usr/local/bin/harness-entrypoint
+# A fixed unprivileged user; the harness runs containers as the invoking uid:gid instead, or
+# as this uid when the invoker is root.
+RUN groupadd --gid 10001 harness \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin harness \
+ && chmod 0755 /usr/local/bin/harness-entrypoint
 COPY pyproject.toml README.m[d] /src/
 COPY gainakt /src/gainakt
 COPY harness /src/harness
-# setuptools comes from the lock, so the project builds without fetching build requirements.
+# The project itself, offline and without build isolation (setuptools comes from the lock).
 RUN [ -f /src/README.md ] || : > /src/README.md; \
     /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation /src \
- && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
+ && rm -rf /src/build /src/*.egg-info \
  && /opt/venv/bin/harness --help > /dev/null
-
-FROM python-base
+# HOME and caches under /tmp: any uid can write there, also with a read-only root filesystem
+# (the containers mount a tmpfs on /tmp). NVIDIA_DRIVER_CAPABILITIES asks the NVIDIA runtime
+# for the CUDA libraries and nvidia-smi; which GPUs are visible is decided per container.
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    XDG_CACHE_HOME=/tmp/.cache \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    HARNESS_IN_CONTAINER=1
+USER 10001:10001
+WORKDIR /tmp
+ENTRYPOINT ["/usr/local/bin/harness-entrypoint"]
+CMD ["--help"]
+# Provenance last, so that a new commit only adds a label layer and reuses every other one.
 ARG VARIANT=cpu
 ARG GIT_COMMIT=unknown
 ARG LOCK_SHA256=unknown
@@ -45,26 +72,3 @@ LABEL org.opencontainers.image.title="gainakt-harness" \
       org.gainakt.harness.variant="${VARIANT}" \
       org.gainakt.harness.lock-sha256="${LOCK_SHA256}" \
       org.gainakt.harness.code-sha256="${CODE_SHA256}"
-COPY --from=build /opt/venv /opt/venv
-COPY docker/entrypoint.sh /usr/local/bin/harness-entrypoint
-COPY docker/requirements-${VARIANT}.lock /opt/venv/requirements.lock
-# A fixed unprivileged user; the harness runs containers as the invoking uid:gid instead, or
-# as this uid when the invoker is root.
-RUN groupadd --gid 10001 harness \
- && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin harness \
- && chmod 0755 /usr/local/bin/harness-entrypoint
-# HOME and caches under /tmp: any uid can write there, also with a read-only root filesystem
-# (the verifier mounts a tmpfs on /tmp). NVIDIA_DRIVER_CAPABILITIES asks the NVIDIA runtime for
-# the CUDA libraries and nvidia-smi; which GPUs are visible is decided per container.
-ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/tmp \
-    MPLCONFIGDIR=/tmp/matplotlib \
-    XDG_CACHE_HOME=/tmp/.cache \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    HARNESS_IN_CONTAINER=1
-USER 10001:10001
-WORKDIR /tmp
-ENTRYPOINT ["/usr/local/bin/harness-entrypoint"]
-CMD ["--help"]

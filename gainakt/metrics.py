@@ -181,7 +181,7 @@ def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     return quota
 
 
-def head_statistics(values) -> dict[str, float]:
+def head_statistics(values) -> dict[str, float | int]:
     """Return ``{"mean", "variance", "skewness", "count"}`` of a flat array (population moments).
 
     Skewness is ``E[(x - mean)^3] / variance^1.5``, 0 for a constant array; all NaN when empty.

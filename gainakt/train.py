@@ -17,7 +17,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gainakt.data import KTDataset, SequenceSet, build_window_test, build_windows, iterate_batches, split_students
+from gainakt.data import (
+    KTDataset,
+    SequenceSet,
+    build_window_test,
+    build_windows,
+    iterate_batches,
+    split_students,
+)
 from gainakt.determinism import (
     configure_determinism,
     restore_rng_state,

@@ -346,6 +346,32 @@ def _metric_diffs(src: dict[str, Any], tgt: dict[str, Any], tol: dict[str, Any])
     return {"per_seed": per_seed, "aggregate": aggregate, "failures": failures, "common_seeds": common}
 
 
+class _Criteria:
+    """Named criteria with a status (met < info < note < failed: the worst one sticks) and reasons.
+
+    failed: the verdict is "fail"; note: at best "pass_with_notes"; info: reported only.
+    """
+
+    RANK = {"met": 0, "info": 1, "note": 2, "failed": 3}
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def mark(self, name: str, status: str, reason: str | None = None) -> None:
+        item = self.items.setdefault(name, {"name": name, "status": "met", "reasons": []})
+        if self.RANK[status] > self.RANK[item["status"]]:
+            item["status"] = status
+        if reason:
+            item["reasons"].append((status, reason))
+
+    def lines(self, status: str) -> list[str]:
+        return [r for item in self.items.values() for st, r in item["reasons"] if st == status]
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return [{"name": i["name"], "status": i["status"], "reasons": [r for _, r in i["reasons"]]}
+                for i in self.items.values()]
+
+
 def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | None = None,
                         corr_tolerance: float | None = None) -> dict[str, Any]:
     """The reproduction report of `target` against `source` (a JSON-ready dict).
@@ -361,34 +387,35 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
     """
     src, tgt = load_side(Path(source)), load_side(Path(target))
     tol = tolerances(src["amp"], tgt["amp"], auc_tolerance, corr_tolerance)
-    failures: list[str] = []  # criteria that make the verdict "fail"
-    notes: list[str] = []  # criteria that make it "pass_with_notes"
-    info: list[str] = []  # worth knowing, does not change the verdict
+    crit = _Criteria()
 
     for side, s in (("source", src), ("target", tgt)):
         for problem in s["problems"]:
-            failures.append(f"{side} {problem}")
+            crit.mark("results", "failed", f"{side} {problem}")
         if s["results"] is None and not any(p.startswith("results.json") for p in s["problems"]):
-            failures.append(f"{side} has no results.json (not finished?)")
+            crit.mark("results", "failed", f"{side} has no results.json (not finished?)")
+    crit.mark("results", "met")
 
     # Schema.
     schema_match = src["schema"] == tgt["schema"]
     for side, s in (("source", src), ("target", tgt)):
         if s["schema"] not in KNOWN_SCHEMAS:
-            failures.append(f"{side} schema_version {s['schema']!r} is not one this harness reads "
-                            f"({', '.join(map(str, KNOWN_SCHEMAS))})")
+            crit.mark("schema_version", "failed", f"{side} schema_version {s['schema']!r} is not one this "
+                      f"harness reads ({', '.join(map(str, KNOWN_SCHEMAS))})")
     if not schema_match:
-        notes.append(f"schema_version differs: source {src['schema']}, target {tgt['schema']}")
+        crit.mark("schema_version", "note", f"schema_version differs: source {src['schema']}, target {tgt['schema']}")
+    crit.mark("schema_version", "met")
 
     # missing_params (guide §6 step 2: non-empty means the run must not be cited).
     for side, s in (("source", src), ("target", tgt)):
         mp = s["config"].get("missing_params")
         if mp:
-            failures.append(f"{side} missing_params is not empty: {mp}")
+            crit.mark("missing_params", "failed", f"{side} missing_params is not empty: {mp}")
         elif mp is None:
-            notes.append(f"{side} config.json has no missing_params field")
+            crit.mark("missing_params", "note", f"{side} config.json has no missing_params field")
+    crit.mark("missing_params", "met")
 
-    # Configuration hashes.
+    # Configuration hashes: each stored hash against its own rule, then source against target.
     src_stored, tgt_stored = src["config"].get("config_md5"), tgt["config"].get("config_md5")
     config_match = src_stored is not None and src_stored == tgt_stored
     src_ours, tgt_ours = config_md5(src["config"]), config_md5(tgt["config"])
@@ -406,36 +433,43 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
         if own is not None and stored is not None and own != stored:
             line = f"{side} stored config_md5 {stored} does not recompute ({own} with the {rule} rule)"
             if s["schema"] == SCHEMA_VERSION:
-                failures.append(line + ": config.json was edited after the run")
+                crit.mark("config_md5_recomputes", "failed", line + ": config.json was edited after the run")
             else:
-                notes.append(line)
+                crit.mark("config_md5_recomputes", "note", line)
+    crit.mark("config_md5_recomputes", "met")
     if not config_match:
         if schema_match and src["schema"] == SCHEMA_VERSION:
             detail = _describe_changes(params["changed"]) if params["changed"] else "no leaf differs"
-            failures.append(f"config_md5 differs: source {src_stored}, target {tgt_stored} ({detail})")
+            crit.mark("config_md5", "failed",
+                      f"config_md5 differs: source {src_stored}, target {tgt_stored} ({detail})")
         else:
             changed = params["changed"]
-            notes.append("config_md5 cannot match across schema versions / the reference's hash rule"
-                         + (f"; differing parameters: {_describe_changes(changed)}" if changed
-                            else "; no common parameter differs"))
+            crit.mark("config_md5", "note", "config_md5 cannot match across schema versions / the reference's "
+                      "hash rule" + (f"; differing parameters: {_describe_changes(changed)}" if changed
+                                     else "; no common parameter differs"))
+    crit.mark("config_md5", "met")
 
-    # Normalized hash (guide §6.a C). Ours includes the experiment id and paths: only equal for
-    # the same folder contents, so a mismatch is information, not a failure.
+    # Normalized hash (guide §6.a C). It includes the experiment id and paths, so it is equal only
+    # for the same folder contents: a mismatch is information, not a failure.
     src_norm, tgt_norm = normalized_config_hash(src["config"]), normalized_config_hash(tgt["config"])
     if src_norm != tgt_norm:
-        info.append("normalized_config_hash differs (expected: the guide's recipe keeps the experiment id, "
-                    "paths and command line)")
+        crit.mark("normalized_config_hash", "info", "normalized_config_hash differs (expected: the guide's "
+                  "recipe keeps the experiment id, paths and command line)")
+    crit.mark("normalized_config_hash", "met")
 
     # Seeds.
     seeds_match = src["seeds"] == tgt["seeds"]
     if not seeds_match:
-        failures.append(f"seed lists differ: source {src['seeds']}, target {tgt['seeds']}")
+        crit.mark("seeds", "failed", f"seed lists differ: source {src['seeds']}, target {tgt['seeds']}")
+    crit.mark("seeds", "met")
 
     # Metrics.
     diffs = _metric_diffs(src, tgt, tol)
-    failures.extend(diffs["failures"])
+    for line in diffs["failures"]:
+        crit.mark("metrics", "failed", line)
     if not diffs["common_seeds"]:
-        failures.append("no seed in common: no metric can be compared")
+        crit.mark("metrics", "failed", "no seed in common: no metric can be compared")
+    crit.mark("metrics", "met")
     metric_ok = not diffs["failures"] and bool(diffs["common_seeds"])
     missing_results = src["results"] is None or tgt["results"] is None
     within_tolerance = metric_ok and seeds_match and not missing_results
@@ -443,35 +477,39 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
     # Results bytes.
     results_match = src["results_md5"] is not None and src["results_md5"] == tgt["results_md5"]
     if not results_match and src["results_md5"] and tgt["results_md5"]:
-        line = (f"results.json md5 differs: source {src['results_md5']}, target {tgt['results_md5']}")
-        if tol["amp_used"]:
-            info.append(line + " (expected with AMP: tolerance-level reproducibility)")
-        elif within_tolerance:
-            notes.append(line + " (AMP off: bit-identical results were expected; metrics are within tolerance)")
+        line = f"results.json md5 differs: source {src['results_md5']}, target {tgt['results_md5']}"
         if src["schema"] != SCHEMA_VERSION:
-            info.append("a schema-2 results.json holds completed_at, so its md5 never matches")
+            crit.mark("results_md5", "info", line + " (a schema-2 results.json holds completed_at, so its md5 "
+                      "never matches)")
+        elif tol["amp_used"]:
+            crit.mark("results_md5", "info", line + " (expected with AMP: tolerance-level reproducibility)")
+        else:
+            crit.mark("results_md5", "note", line + " (AMP off: bit-identical results were expected)")
+    crit.mark("results_md5", "met")
 
     # Environment.
     env = compare_environment(src["environment"], tgt["environment"])
     if not env["available"]:
-        notes.append(f"environment not compared: {env['note']}")
+        crit.mark("environment", "note", f"environment not compared: {env['note']}")
     else:
         if env["different"]:
             shown = ", ".join(f"{k} ({env['fields'][k]['source']!s:.40} vs {env['fields'][k]['target']!s:.40})"
                               for k in env["different"][:4])
             more = len(env["different"]) - 4
-            notes.append(f"environment differs in {len(env['different'])} field(s): {shown}"
-                         + (f" and {more} more" if more > 0 else ""))
+            crit.mark("environment", "note", f"environment differs in {len(env['different'])} field(s): {shown}"
+                      + (f" and {more} more" if more > 0 else ""))
         if env["compatible"]:
-            info.append(f"environment compatible but not identical: {', '.join(env['compatible'])}")
+            crit.mark("environment", "info", f"environment compatible, not identical: {', '.join(env['compatible'])}")
         if env["missing"]:
-            info.append(f"environment fields on one side only: {', '.join(env['missing'])}")
+            crit.mark("environment", "info", f"environment fields on one side only: {', '.join(env['missing'])}")
+    crit.mark("environment", "met")
 
     def guide_diff(metric: str) -> float | None:
         return diffs["aggregate"][metric]["max_abs_diff"]
 
     src_res, tgt_res = src["results"] or {}, tgt["results"] or {}
-    verdict = "fail" if failures or not within_tolerance else ("pass_with_notes" if notes else "pass")
+    failed, noted = crit.lines("failed"), crit.lines("note")
+    verdict = "fail" if failed or not within_tolerance else ("pass_with_notes" if noted else "pass")
     report: dict[str, Any] = {
         "source": src["id"],
         "target": tgt["id"],
@@ -529,8 +567,9 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
         "environment_match": env["match"],
         # Outcome.
         "verdict": verdict,
-        "reasons": failures + notes,
-        "notes": info,
+        "reasons": failed + noted,
+        "notes": crit.lines("info"),
+        "criteria": crit.as_list(),
     }
     return report
 

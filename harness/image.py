@@ -214,25 +214,31 @@ def build_context(root: Path, wheelhouse: Path, file=None):
 
 
 class _BuildProgress:
-    """Shows the build's steps as a rich progress bar (or plain lines when not a terminal)."""
+    """Shows the build's steps: a rich progress bar on a terminal, else one line per step."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.lines: list[str] = []
+        self._console = None
         self._progress = None
         self._task = None
 
     def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
+        if not self.enabled:
+            return self
+        from rich.console import Console
+
+        self._console = Console(stderr=True)
+        if self._console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            console = Console(stderr=True)
             self._progress = Progress(TextColumn("[bold]image build"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
-                                      transient=False)
+                                      TimeElapsedColumn(), TextColumn("{task.description}"),
+                                      console=self._console)
             self._progress.__enter__()
             self._task = self._progress.add_task("sending context", total=None)
+        else:
+            self._console.print("image build: sending the build context", highlight=False)
         return self
 
     def line(self, text: str) -> None:
@@ -240,15 +246,18 @@ class _BuildProgress:
         if not text:
             return
         self.lines.append(text)
-        if not self.enabled or self._progress is None:
+        if not self.enabled or not text.startswith("Step "):
             return
-        if text.startswith("Step ") and "/" in text.split(":", 1)[0]:
-            counter = text.split(":", 1)[0][5:]
-            done, _, total = counter.partition("/")
-            if done.strip().isdigit() and total.strip().isdigit():
-                description = text.split(":", 1)[1].strip()[:60]
-                self._progress.update(self._task, completed=int(done) - 1, total=int(total),
-                                      description=description)
+        counter, _, description = text[5:].partition(" : ")
+        done, _, total = counter.partition("/")
+        if not (done.isdigit() and total.isdigit()):
+            return
+        if self._progress is not None:
+            self._progress.update(self._task, completed=int(done) - 1, total=int(total),
+                                  description=description[:60])
+        elif self._console is not None:
+            self._console.print(f"image build: step {done}/{total}: {description[:100]}", highlight=False,
+                                markup=False, soft_wrap=True)
 
     def finish(self) -> None:
         if self._progress is not None and self._task is not None:
@@ -324,7 +333,7 @@ def build_image(*, variant: str = "cpu", base_image: str | None = None, tag: str
     for alias in (variant, "latest"):
         client.api.tag(image_id, repository, alias)
     record = image_record(image_id, client=client)
-    record["tag"] = tag
+    record["image"] = record["tag"] = tag
     record["build_seconds"] = round(time.monotonic() - started, 1)
     if output_base is not None:
         write_image_record(record, output_base)
@@ -398,9 +407,11 @@ def read_image_record(output_base: Path | str) -> dict | None:
 
 def ensure_image(tag: str | None = None, *, variant: str = "cpu", base_image: str | None = None,
                  wheelhouse: Path | str | None = None, output_base: Path | str | None = None,
-                 client=None, build_missing: bool = True, progress: bool = True) -> dict:
+                 client=None, build_missing: bool = True, progress: bool = True,
+                 build_any_tag: bool = False) -> dict:
     """The record of the image to run, building it first when it is the current code's image
-    and missing. An explicitly named image that is missing is an error (pulls are forbidden).
+    and missing. An explicitly named image that is missing is an error (pulls are forbidden),
+    unless ``build_any_tag`` (then it is built under that name).
     Writes the record to ``<output_base>/image_record.json`` when ``output_base`` is given."""
     client = client or docker_client()
     default = None
@@ -410,9 +421,9 @@ def ensure_image(tag: str | None = None, *, variant: str = "cpu", base_image: st
     try:
         record = image_record(tag, client=client)
     except ContainerError:
-        if tag != default or not build_missing:
+        if not build_missing or (tag != default and not build_any_tag):
             raise
-        print(f"image {tag} for the current code is missing; building it", flush=True)
+        print(f"image {tag} is missing; building it", flush=True)
         return build_image(variant=variant, base_image=base_image, tag=tag, wheelhouse=wheelhouse,
                            output_base=output_base, client=client, progress=progress)
     if output_base is not None:

@@ -20,10 +20,16 @@ def _output_base(ns: argparse.Namespace):
     return output_base(ns.output_base)
 
 
+
 def cmd_build(ns: argparse.Namespace) -> int:
     """Build the image and write image_record.json beside the experiments; prints the record."""
-    from harness.image import build_image
+    from harness.image import build_image, ensure_image
 
+    if ns.if_missing:
+        record = ensure_image(ns.tag, variant=ns.variant, base_image=ns.base_image, wheelhouse=ns.wheelhouse,
+                              output_base=_output_base(ns), progress=not ns.quiet, build_any_tag=True)
+        _print_record(record, ns)
+        return 0
     record = build_image(variant=ns.variant, base_image=ns.base_image, tag=ns.tag, wheelhouse=ns.wheelhouse,
                          output_base=_output_base(ns), progress=not ns.quiet, nocache=ns.no_cache)
     _print_record(record, ns)
@@ -69,6 +75,8 @@ def add_image_commands(subparsers) -> None:
     build.add_argument("--wheelhouse", default=None, help="wheel folder (default wheelhouse/<variant>)")
     build.add_argument("--no-cache", "--no_cache", dest="no_cache", action="store_true",
                        help="rebuild every layer")
+    build.add_argument("--if-missing", "--if_missing", dest="if_missing", action="store_true",
+                       help="only build when the tag is not present locally (else just record it)")
     _common(build)
     build.set_defaults(image_handler=_guarded(cmd_build))
 

@@ -24,8 +24,8 @@ from harness.config import (
     apply_overrides,
     build_config,
     config_md5,
-    default_params,
     dedupe_seeds,
+    default_params,
     load_config_file,
     missing_params,
     ordered,
@@ -80,6 +80,7 @@ def resolve_run(ns: argparse.Namespace, title: str, *, base_params: dict[str, An
     if unique != seeds:
         notes.append(f"duplicate seeds removed (order kept): {seeds} -> {unique}")
     params["seeds_list"] = unique
+    params["experiment_suffix"] = params["experiment_suffix"] or title
     first = build_config(params, title=title)
     overrides = apply_overrides(params, first, getattr(ns, "sets", []) or [], getattr(ns, "unsets", []) or [])
     cfg = build_config(params, title=title)
@@ -134,6 +135,7 @@ def prepare_run(resolved: ResolvedRun, ns: argparse.Namespace, *, reproduction: 
         raise LaunchError(str(exc)) from None
     devices = resolve_devices(resolved.params["devices"])
     threads = max(1, min(int(resolved.params["threads"]), os.cpu_count() or 1))
+    resolved.params["threads"] = threads  # the cap is part of the resolved value
     base = Path(ns.output_base) if getattr(ns, "output_base", None) else Path("examples/experiments")
     exp_dir = create_experiment_dir(base, cfg["experiment"]["short_title"],
                                     experiment_dir=getattr(ns, "experiment_dir", None),

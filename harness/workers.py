@@ -10,9 +10,10 @@ import multiprocessing as mp
 import os
 import queue
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.checkpoints import checkpoint_name
 

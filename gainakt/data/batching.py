@@ -30,7 +30,8 @@ def batch_order(
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     if bucket_by_length:
         order = order[torch.sort(lengths.cpu()[order], stable=True).indices]
-    batches = list(torch.split(order, batch_size))
+    # torch.split of an empty tensor yields one empty piece; an empty set has no batches.
+    batches = [b for b in torch.split(order, batch_size) if len(b)]
     if bucket_by_length and shuffle and batches:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     return batches

@@ -2,14 +2,16 @@
 
 A row holds up to ``max_len`` consecutive interactions of one student. Position t of a
 row (t < T = max_len - 1) pairs the interaction at t (``q``, ``r``) with the next one,
-whose concept is asked (``qry``) and whose response is the target. Padding is 0
-everywhere and masked by ``mask``; ``score_mask`` marks the targets that count for
+whose concept is asked (``qry``) and whose response is the target. Positions without
+such a pair (``mask`` False) are 0 in every tensor, as in pyKT; ``score_mask`` marks the targets that count for
 AUC/accuracy. All tensors are built at once with numpy indexing, never per row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,13 +44,13 @@ class SequenceSet:
         """Return the number of positions T per row."""
         return int(self.q.shape[1])
 
-    def _map(self, fn) -> SequenceSet:
-        return SequenceSet(
-            **{
-                f.name: (None if getattr(self, f.name) is None else fn(f.name, getattr(self, f.name)))
-                for f in fields(self)
-            }
-        )
+    def _map(self, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> SequenceSet:
+        """Return a SequenceSet with ``fn(name, tensor)`` applied to every tensor field."""
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values[f.name] = None if value is None else fn(f.name, value)
+        return SequenceSet(**values)
 
     def to(self, device: str | torch.device, non_blocking: bool = False) -> SequenceSet:
         """Return a copy with every tensor on ``device``."""
@@ -106,9 +108,11 @@ def _gather_rows(
             else np.zeros((1, ds.num_c), np.float32)
         )
         tm = np.where(mask, tm_flat[idx[:, :-1], c[:, 1:]], 0.0).astype(np.float32)
+    # As in pyKT, every position without a (t, t+1) pair is padding, including a row's
+    # last real interaction, so q/r/qry/target are all 0 exactly where mask is False.
     return SequenceSet(
-        q=torch.from_numpy(np.ascontiguousarray(c[:, :-1])),
-        r=torch.from_numpy(np.ascontiguousarray(r[:, :-1])),
+        q=torch.from_numpy(np.where(mask, c[:, :-1], 0)),
+        r=torch.from_numpy(np.where(mask, r[:, :-1], 0)),
         qry=torch.from_numpy(np.ascontiguousarray(c[:, 1:])),
         target=torch.from_numpy(r[:, 1:].astype(np.float32)),
         mask=torch.from_numpy(np.ascontiguousarray(mask)),
@@ -153,10 +157,11 @@ def build_windows(ds: KTDataset, students: np.ndarray, max_len: int = 200) -> Se
     """
     _check(max_len)
     students = np.asarray(students, dtype=np.int64)
-    counts = chunk_rows(_lengths_of(ds, students), max_len)
+    lengths = _lengths_of(ds, students)
+    counts = chunk_rows(lengths, max_len)
     row_student = np.repeat(students, counts)
     row_start = _within(counts) * max_len
-    row_len = np.minimum(max_len, _lengths_of(ds, students).repeat(counts) - row_start)
+    row_len = np.minimum(max_len, lengths.repeat(counts) - row_start)
     return _gather_rows(ds, row_student, row_start, row_len, np.zeros(len(row_student), bool), max_len)
 
 

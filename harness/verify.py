@@ -1,0 +1,613 @@
+"""`harness verify`: check an experiment folder and say, check by check, whether it can be trusted.
+
+The verifier only reads. It writes nothing (the caller stores its JSON output), so it runs on a
+read-only mount inside the verifier container. Every check has a name, passed (bool) and a
+one-line reason; a folder passes only when every check passes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.checkpoints import checkpoint_name
+from harness.compare import compare_experiments, config_seeds, recomputed_config_md5
+from harness.config import KNOWN_SCHEMAS, SCHEMA_VERSION
+from harness.environment import parse as parse_environment
+from harness.experiment import MANIFEST, ExperimentError, folder_files, read_json, read_manifest, sha256_file
+
+# stdout.log lines: `<UTC date time,ms> - <LEVEL> - <message>` (the reference's logging format).
+_STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - [A-Z]+ - ")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# The reference launcher's metrics_epoch.csv header (schema 2; research notes §8.4).
+REFERENCE_CSV_HEADER = (
+    "seed", "epoch", "train_loss", "train_auc", "val_auc", "val_accuracy", "monotonicity_violation_rate",
+    "negative_gain_rate", "bounds_violation_rate", "mastery_correlation", "mastery_ci_low", "mastery_ci_high",
+    "gain_correlation", "gain_ci_low", "gain_ci_high", "main_loss_share", "constraint_loss_share",
+    "alignment_loss_share", "lag_loss_share", "retention_loss_share",
+)
+PLOTS = ("learning_curves.png", "interpretability.png", "mastery_trajectories.png")
+FINISHED = ("completed", "early_stopped")
+
+
+def expected_csv_header(schema: Any) -> tuple[str, ...]:
+    """The metrics_epoch.csv header our trainer writes (schema 3), or the reference's (schema 2)."""
+    if schema == SCHEMA_VERSION:
+        from gainakt.train import EPOCH_COLUMNS
+
+        return tuple(EPOCH_COLUMNS)
+    return REFERENCE_CSV_HEADER
+
+
+class _Checks:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, name: str, passed: bool, reason: str) -> None:
+        self.items.append({"name": name, "passed": bool(passed), "reason": reason})
+
+    def run(self, name: str, fn: Callable[[], tuple[bool, str]]) -> None:
+        """Run one check; an unexpected error fails that check (with its message), never the verifier."""
+        try:
+            passed, reason = fn()
+        except Exception as exc:  # noqa: BLE001 - a broken file must not crash the verifier
+            passed, reason = False, f"check could not run: {type(exc).__name__}: {exc}"
+        self.add(name, passed, reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading (nothing here writes)
+
+
+def _load_json(path: Path) -> tuple[Any, str | None]:
+    """(data, None) or (None, why) for a missing or corrupt file."""
+    if not path.is_file():
+        return None, f"{path.name} is missing"
+    try:
+        return read_json(path), None
+    except ExperimentError as exc:
+        return None, str(exc)
+
+
+def read_metrics_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of metrics_epoch.csv (cells as text)."""
+    text = path.read_text(errors="replace")
+    reader = csv.reader(io.StringIO(text))
+    rows = list(reader)
+    if not rows:
+        return [], []
+    header = rows[0]
+    out = []
+    for n, cells in enumerate(rows[1:], start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise ValueError(f"line {n} has {len(cells)} cells, the header {len(header)}")
+        out.append(dict(zip(header, cells, strict=True)))
+    return header, out
+
+
+def _float(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def best_row(rows: list[dict[str, str]]) -> tuple[int | None, float | None]:
+    """(epoch, val_auc) of the row with the highest val_auc, the earliest epoch on ties."""
+    best_epoch, best_auc = None, None
+    for row in sorted(rows, key=lambda r: int(r["epoch"])):
+        auc = _float(row.get("val_auc"))
+        if math.isnan(auc):
+            continue
+        if best_auc is None or auc > best_auc:
+            best_epoch, best_auc = int(row["epoch"]), auc
+    return best_epoch, best_auc
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=0.0, abs_tol=1e-12)
+    return a == b
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks
+
+
+def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: float | None = None,
+                      corr_tolerance: float | None = None) -> dict[str, Any]:
+    """{"experiment", "path", "passed", "checks": [{"name", "passed", "reason"}, ...]} for one folder.
+
+    With `against` (the source experiment) the reproduction criteria of `compare_experiments`
+    become checks too, named `against: <criterion>`.
+    """
+    exp = Path(exp)
+    checks = _Checks()
+    cfg, why = _load_json(exp / "config.json")
+    if not isinstance(cfg, dict):
+        checks.add("artifact config.json", False, why or "config.json: expected a JSON object")
+        return _report(exp, checks)
+    checks.add("artifact config.json", True, "parses")
+    schema = cfg.get("schema_version")
+    results, results_why = _load_json(exp / "results.json")
+    if results is not None and not isinstance(results, dict):
+        results, results_why = None, "results.json: expected a JSON object"
+    seeds = config_seeds(cfg, results)
+    multi = len(seeds) > 1
+    ctx = {"exp": exp, "cfg": cfg, "schema": schema, "results": results, "results_why": results_why,
+           "seeds": seeds, "multi": multi, "checkpoint_seeds": {}}
+
+    checks.run("schema_version", lambda: _check_schema(schema))
+    checks.run("missing_params", lambda: _check_missing_params(cfg))
+    checks.run("config_md5", lambda: _check_config_md5(cfg))
+    checks.run("manifest", lambda: _check_manifest(exp))
+    _artifact_checks(checks, ctx)
+    checks.run("results config_md5", lambda: _check_results_md5(ctx))
+    checks.run("run completed", lambda: _check_completed(ctx))
+    checks.run("metrics_epoch.csv vs results.json", lambda: _check_metrics_vs_results(ctx))
+    for seed in seeds:
+        for kind in ("best", "last"):
+            name = _checkpoint_file(schema, kind, seed, multi)
+            checks.run(f"checkpoint {name}", lambda seed=seed, kind=kind, name=name:
+                       _check_checkpoint(ctx, seed, kind, name))
+    checks.run("seeds agree", lambda: _check_seeds(ctx))
+    checks.run("dataset checksum", lambda: _check_dataset(ctx))
+    if against is not None:
+        _against_checks(checks, Path(against), exp, auc_tolerance, corr_tolerance)
+    return _report(exp, checks)
+
+
+def _report(exp: Path, checks: _Checks) -> dict[str, Any]:
+    return {
+        "experiment": exp.name,
+        "path": str(exp.resolve()),
+        "passed": bool(checks.items) and all(c["passed"] for c in checks.items),
+        "failed": [c["name"] for c in checks.items if not c["passed"]],
+        "checks": checks.items,
+    }
+
+
+def _check_schema(schema: Any) -> tuple[bool, str]:
+    if schema in KNOWN_SCHEMAS:
+        origin = "this harness" if schema == SCHEMA_VERSION else "the reference launcher"
+        return True, f"schema_version {schema} ({origin})"
+    return False, f"schema_version {schema!r} is not one of {list(KNOWN_SCHEMAS)}"
+
+
+def _check_missing_params(cfg: dict) -> tuple[bool, str]:
+    mp = cfg.get("missing_params")
+    if mp == []:
+        return True, "empty"
+    if mp is None:
+        return False, "config.json has no missing_params field"
+    return False, f"not empty: {mp} (the config lost parameters; do not cite this run)"
+
+
+def _check_config_md5(cfg: dict) -> tuple[bool, str]:
+    stored = cfg.get("config_md5")
+    own, rule = recomputed_config_md5(cfg)
+    if stored is None:
+        return False, "config.json has no config_md5"
+    if own == stored:
+        return True, f"{stored} recomputes ({rule} rule)"
+    return False, f"stored {stored}, recomputed {own} ({rule} rule): config.json changed after the run"
+
+
+def _check_manifest(exp: Path) -> tuple[bool, str]:
+    if not (exp / MANIFEST).is_file():
+        return False, f"{MANIFEST} is missing (tampering cannot be detected)"
+    try:
+        entries = read_manifest(exp)
+    except ExperimentError as exc:
+        return False, str(exc)
+    problems = []
+    for name in sorted(entries):
+        path = exp / name
+        if not path.is_file():
+            problems.append(f"{name} is listed but missing")
+        elif sha256_file(path) != entries[name]:
+            problems.append(f"{name} does not match its sha256")
+    unlisted = [n for n in folder_files(exp) if n not in entries]
+    problems += [f"{name} is not listed" for name in unlisted]
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"{len(entries)} files match, no unlisted file"
+
+
+# Artifacts ------------------------------------------------------------------------------------
+
+
+def _artifact_checks(checks: _Checks, ctx: dict[str, Any]) -> None:
+    exp, seeds, schema = ctx["exp"], ctx["seeds"], ctx["schema"]
+    checks.run("artifact environment.txt", lambda: _art_environment(exp / "environment.txt"))
+    checks.run("artifact stdout.log", lambda: _art_stdout(exp / "stdout.log"))
+    checks.run("artifact metrics_epoch.csv", lambda: _art_metrics(exp / "metrics_epoch.csv", schema))
+    checks.run("artifact results.json", lambda: _art_results(ctx))
+    if ctx["multi"] or (exp / "results_multi_seed.json").exists():
+        checks.run("artifact results_multi_seed.json", lambda: _art_multi(exp / "results_multi_seed.json", ctx))
+    checks.run("artifact SEED_INFO.md", lambda: _art_seed_info(exp / "SEED_INFO.md", ctx))
+    checks.run("artifact README.md", lambda: _art_readme(exp / "README.md", ctx))
+    checks.run("artifact overrides_applied.txt", lambda: _art_overrides(exp / "overrides_applied.txt", schema))
+    for seed in seeds:
+        rng = f"artifacts/rng_seed{seed}.json"
+        traj = f"artifacts/semantic_trajectory_seed{seed}.json"
+        checks.run(f"artifact {rng}", lambda seed=seed, rng=rng: _art_rng(exp / rng, seed))
+        checks.run(f"artifact {traj}", lambda traj=traj: _art_trajectory(exp / traj))
+    for png in PLOTS:
+        checks.run(f"artifact artifacts/{png}", lambda png=png: _art_png(exp / "artifacts" / png))
+
+
+def _missing(path: Path) -> tuple[bool, str]:
+    return False, f"{path.name} is missing"
+
+
+def _art_environment(path: Path) -> tuple[bool, str]:
+    if not path.is_file():
+        return _missing(path)
+    env = parse_environment(path.read_text(errors="replace"))
+    absent = [k for k in ("python", "torch_version", "git_commit") if k not in env]
+    if absent:
+        return False, f"environment.txt lacks {', '.join(absent)}"
+    return True, f"{len(env)} fields (torch {env['torch_version']}, commit {env['git_commit'][:12]})"
+
+
+def _art_stdout(path: Path) -> tuple[bool, str]:
+    if not path.is_file():
+        return _missing(path)
+    lines = path.read_text(errors="replace").splitlines()
+    if not any(line.strip() for line in lines):
+        return False, "stdout.log is empty"
+    for n, line in enumerate(lines, 1):
+        if line.strip() and not _STAMPED.match(line):
+            return False, f"stdout.log line {n} is not timestamped: {line[:60]!r}"
+    return True, f"{len(lines)} timestamped lines"
+
+
+def _art_metrics(path: Path, schema: Any) -> tuple[bool, str]:
+    if not path.is_file():
+        return _missing(path)
+    try:
+        header, rows = read_metrics_csv(path)
+    except (ValueError, csv.Error) as exc:
+        return False, f"metrics_epoch.csv: {exc}"
+    expected = list(expected_csv_header(schema))
+    if header != expected:
+        extra = [c for c in header if c not in expected]
+        lacking = [c for c in expected if c not in header]
+        return False, (f"metrics_epoch.csv header differs from the expected one"
+                       f"{f'; missing {lacking}' if lacking else ''}{f'; unexpected {extra}' if extra else ''}"
+                       f"{'; order differs' if not extra and not lacking else ''}")
+    for n, row in enumerate(rows, start=2):
+        try:
+            int(row["seed"])
+            int(row["epoch"])
+            float(row["val_auc"])
+        except (TypeError, ValueError):
+            return False, f"metrics_epoch.csv line {n}: seed/epoch/val_auc do not parse"
+    if not rows:
+        return False, "metrics_epoch.csv has no rows"
+    return True, f"{len(rows)} rows, expected header"
+
+
+def _art_results(ctx: dict[str, Any]) -> tuple[bool, str]:
+    res = ctx["results"]
+    if res is None:
+        return False, ctx["results_why"] or "results.json is missing"
+    if ctx["schema"] == SCHEMA_VERSION:
+        per_seed = res.get("per_seed")
+        if not isinstance(per_seed, dict):
+            return False, "results.json has no per_seed table"
+        absent = [s for s in ctx["seeds"] if str(s) not in per_seed]
+        if absent:
+            return False, f"results.json per_seed lacks seeds {absent}"
+        return True, f"per_seed for {len(per_seed)} seed(s), status {res.get('status')}"
+    if "best_epoch_auc" not in res and "best_val_auc" not in res:
+        return False, "results.json has neither best_epoch_auc nor best_val_auc"
+    return True, "reference layout (best_epoch_auc, best_mastery_corr, best_gain_corr)"
+
+
+def _art_multi(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
+    data, why = _load_json(path)
+    if data is None:
+        return False, why or "missing"
+    if not isinstance(data, dict) or not isinstance(data.get("per_seed"), list) or "stats" not in data:
+        return False, "results_multi_seed.json lacks per_seed or stats"
+    if "config_md5" in data and data["config_md5"] != ctx["cfg"].get("config_md5"):
+        return False, f"results_multi_seed.json config_md5 {data['config_md5']} differs from config.json's"
+    return True, f"{len(data['per_seed'])} per-seed rows"
+
+
+def _art_seed_info(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
+    if not path.is_file():
+        extra = " (the reference launcher never wrote one)" if ctx["schema"] != SCHEMA_VERSION else ""
+        return False, f"SEED_INFO.md is missing{extra}"
+    text = path.read_text(errors="replace")
+    if "Primary seed:" not in text:
+        return False, "SEED_INFO.md has no 'Primary seed:' line"
+    absent = [s for s in ctx["seeds"] if str(s) not in text]
+    if absent:
+        return False, f"SEED_INFO.md does not mention seeds {absent}"
+    return True, "lists every seed"
+
+
+def _art_readme(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
+    if not path.is_file():
+        return _missing(path)
+    first = next((ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()), "")
+    if not first.startswith("# Experiment"):
+        return False, f"README.md does not start with '# Experiment <id>': {first[:60]!r}"
+    exp_id = (ctx["cfg"].get("experiment") or {}).get("id")
+    if exp_id and exp_id not in first:
+        return False, f"README.md names another experiment: {first[:80]!r}"
+    return True, first[:80]
+
+
+def _art_overrides(path: Path, schema: Any) -> tuple[bool, str]:
+    if not path.is_file():
+        return _missing(path)
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    if schema != SCHEMA_VERSION:
+        return True, f"{len(lines)} line(s)"
+    count = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("override_count:")), None)
+    listed = [ln for ln in lines if ln.startswith("override: ")]
+    if count is None or not count.isdigit():
+        return False, "overrides_applied.txt has no 'override_count: N' line"
+    if int(count) != len(listed):
+        return False, f"overrides_applied.txt says {count} override(s) but lists {len(listed)}"
+    return True, f"{count} override(s)"
+
+
+def _art_rng(path: Path, seed: int) -> tuple[bool, str]:
+    data, why = _load_json(path)
+    if data is None:
+        return False, why or "missing"
+    if not isinstance(data, dict) or data.get("seed") != seed:
+        return False, f"{path.name} is not seed {seed}'s RNG record"
+    return True, "parses"
+
+
+def _art_trajectory(path: Path) -> tuple[bool, str]:
+    data, why = _load_json(path)
+    if data is None:
+        return False, why or "missing"
+    if not isinstance(data, dict) or not isinstance(data.get("trajectory"), list):
+        return False, f"{path.name} has no trajectory list"
+    return True, f"{len(data['trajectory'])} epoch entries"
+
+
+def _art_png(path: Path) -> tuple[bool, str]:
+    if not path.is_file():
+        return _missing(path)
+    with path.open("rb") as fh:
+        head = fh.read(len(_PNG_MAGIC) + 1)
+    if not head.startswith(_PNG_MAGIC) or len(head) <= len(_PNG_MAGIC):
+        return False, f"{path.name} is not a PNG image"
+    return True, f"{path.stat().st_size} bytes"
+
+
+# Consistency ----------------------------------------------------------------------------------
+
+
+def _check_results_md5(ctx: dict[str, Any]) -> tuple[bool, str]:
+    res = ctx["results"]
+    if res is None:
+        return False, ctx["results_why"] or "results.json is missing"
+    stored = ctx["cfg"].get("config_md5")
+    if res.get("config_md5") is None:
+        return False, "results.json has no config_md5"
+    if res["config_md5"] != stored:
+        return False, f"results.json config_md5 {res['config_md5']} differs from config.json's {stored}"
+    return True, f"results.json and config.json both {stored}"
+
+
+def _seed_rows(ctx: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    res = ctx["results"] or {}
+    per_seed = res.get("per_seed")
+    if isinstance(per_seed, dict):
+        return {int(k): v for k, v in per_seed.items() if isinstance(v, dict)}
+    # Reference layout: the primary seed's best val AUC at the top level.
+    if ctx["seeds"] and ("best_epoch_auc" in res or "best_val_auc" in res):
+        return {ctx["seeds"][0]: {"status": "completed",
+                                  "best_val_auc": res.get("best_epoch_auc", res.get("best_val_auc"))}}
+    return {}
+
+
+def _check_completed(ctx: dict[str, Any]) -> tuple[bool, str]:
+    res = ctx["results"]
+    if res is None:
+        return False, ctx["results_why"] or "results.json is missing"
+    if ctx["schema"] != SCHEMA_VERSION:
+        return True, "reference results.json (written only when the run finished)"
+    rows = _seed_rows(ctx)
+    bad = {s: rows.get(s, {}).get("status", "absent") for s in ctx["seeds"]
+           if rows.get(s, {}).get("status") not in FINISHED}
+    if bad or res.get("status") != "completed":
+        detail = ", ".join(f"seed {s} {st}" for s, st in bad.items())
+        return False, f"status {res.get('status')}" + (f" ({detail}); finish it with harness resume" if detail else "")
+    return True, f"every seed finished ({', '.join(str(rows[s]['status']) for s in ctx['seeds'])})"
+
+
+def _check_metrics_vs_results(ctx: dict[str, Any]) -> tuple[bool, str]:
+    path = ctx["exp"] / "metrics_epoch.csv"
+    if not path.is_file():
+        return False, "metrics_epoch.csv is missing"
+    if ctx["results"] is None:
+        return False, ctx["results_why"] or "results.json is missing"
+    _, rows = read_metrics_csv(path)
+    by_seed: dict[int, list[dict[str, str]]] = {}
+    for row in rows:
+        by_seed.setdefault(int(row["seed"]), []).append(row)
+    problems, compared = [], 0
+    for seed, entry in _seed_rows(ctx).items():
+        if entry.get("status") not in FINISHED:
+            continue
+        seed_rows = by_seed.get(seed, [])
+        if not seed_rows:
+            problems.append(f"metrics_epoch.csv has no rows for seed {seed}")
+            continue
+        epoch, auc = best_row(seed_rows)
+        want_epoch, want_auc = entry.get("best_epoch"), entry.get("best_val_auc")
+        if want_epoch is not None and epoch != want_epoch:
+            problems.append(f"seed {seed}: metrics_epoch.csv best epoch {epoch} but results.json says {want_epoch}")
+        if not _same(auc, want_auc):
+            problems.append(f"seed {seed}: metrics_epoch.csv best val_auc {auc} but results.json says {want_auc}")
+        runs = entry.get("epochs_run")
+        epochs = sorted(int(r["epoch"]) for r in seed_rows)
+        if runs is not None and epochs != list(range(1, int(runs) + 1)):
+            problems.append(f"seed {seed}: metrics_epoch.csv has epochs {epochs}, results.json {runs} epochs run")
+        compared += 1
+    if problems:
+        return False, "; ".join(problems)
+    if not compared:
+        return False, "no finished seed to compare"
+    return True, f"best epoch and best val AUC agree for {compared} seed(s)"
+
+
+def _checkpoint_file(schema: Any, kind: str, seed: int, multi: bool) -> str:
+    if schema == SCHEMA_VERSION:
+        return checkpoint_name(kind, seed, multi)
+    return f"model_{kind}_seed{seed}.pth"  # the reference always used the seed suffix
+
+
+def _check_checkpoint(ctx: dict[str, Any], seed: int, kind: str, name: str) -> tuple[bool, str]:
+    path = ctx["exp"] / name
+    if not path.is_file():
+        return False, f"{name} is missing"
+    from harness.checkpoints import load_checkpoint
+
+    try:
+        state = load_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to load safely is the finding
+        return False, f"{name} does not load with weights_only=True: {type(exc).__name__}: {str(exc)[:120]}"
+    if not isinstance(state, dict):
+        return False, f"{name} is not a checkpoint dict"
+    if ctx["schema"] != SCHEMA_VERSION:
+        return True, f"{name} loads with weights_only=True"
+    ctx["checkpoint_seeds"][name] = state.get("seed")
+    entry = _seed_rows(ctx).get(seed, {})
+    problems = []
+    if state.get("seed") != seed:
+        problems.append(f"records seed {state.get('seed')}")
+    if "model" not in state:
+        problems.append("has no model weights")
+    if state.get("config_md5") is not None and state["config_md5"] != ctx["cfg"].get("config_md5"):
+        problems.append(f"was written for config_md5 {state['config_md5']}")
+    if not _same(state.get("best_val_auc"), entry.get("best_val_auc")):
+        problems.append(f"best_val_auc {state.get('best_val_auc')} but results.json says {entry.get('best_val_auc')}")
+    if state.get("best_epoch") != entry.get("best_epoch"):
+        problems.append(f"best_epoch {state.get('best_epoch')} but results.json says {entry.get('best_epoch')}")
+    epoch = state.get("epoch")
+    saved_at = epoch + 1 if isinstance(epoch, int) else None
+    want = entry.get("best_epoch") if kind == "best" else entry.get("epochs_run")
+    if saved_at != want:
+        problems.append(f"saved after epoch {saved_at} but results.json implies {want}")
+    if problems:
+        return False, f"{name} " + "; ".join(problems)
+    return True, f"loads with weights_only=True; epoch {saved_at}, best_val_auc {state.get('best_val_auc'):.6f}"
+
+
+def _check_seeds(ctx: dict[str, Any]) -> tuple[bool, str]:
+    cfg_seeds, exp = ctx["seeds"], ctx["exp"]
+    problems = []
+    res = ctx["results"]
+    if res is not None:
+        if [int(s) for s in res.get("seeds", [])] != cfg_seeds:
+            problems.append(f"results.json seeds {res.get('seeds')} vs config {cfg_seeds}")
+        per_seed = res.get("per_seed")
+        if isinstance(per_seed, dict) and sorted(int(k) for k in per_seed) != sorted(cfg_seeds):
+            problems.append(f"results.json per_seed has seeds {sorted(int(k) for k in per_seed)}")
+    for name, seed in ctx["checkpoint_seeds"].items():
+        expected = next((s for s in cfg_seeds if name == _checkpoint_file(ctx["schema"], "best", s, ctx["multi"])
+                         or name == _checkpoint_file(ctx["schema"], "last", s, ctx["multi"])), None)
+        if seed != expected:
+            problems.append(f"{name} holds seed {seed}")
+    expected_ckpts = {_checkpoint_file(ctx["schema"], k, s, ctx["multi"]) for s in cfg_seeds for k in ("best", "last")}
+    stray = sorted(p.name for p in exp.glob("model_*.pth") if p.name not in expected_ckpts)
+    if stray:
+        problems.append(f"checkpoints of other seeds: {', '.join(stray)}")
+    csv_path = exp / "metrics_epoch.csv"
+    if csv_path.is_file():
+        try:
+            _, rows = read_metrics_csv(csv_path)
+            other = sorted({int(r["seed"]) for r in rows} - set(cfg_seeds))
+        except (ValueError, KeyError, csv.Error):
+            other = []
+        if other:
+            problems.append(f"metrics_epoch.csv has rows for seeds {other}")
+    for pattern in ("rng_seed*.json", "semantic_trajectory_seed*.json"):
+        for p in (exp / "artifacts").glob(pattern):
+            digits = re.sub(r"\D", "", p.stem.rsplit("seed", 1)[-1])
+            if digits and int(digits) not in cfg_seeds:
+                problems.append(f"artifacts/{p.name} is for a seed not in the config")
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"seeds {cfg_seeds} in config, results, checkpoints and artifacts"
+
+
+def _check_dataset(ctx: dict[str, Any]) -> tuple[bool, str]:
+    section = ctx["cfg"].get("data_checksum")
+    if not isinstance(section, dict) or not section.get("sha256"):
+        return False, "config.json records no dataset checksum (data_checksum.sha256)"
+    env_path = ctx["exp"] / "environment.txt"
+    if env_path.is_file():
+        env = parse_environment(env_path.read_text(errors="replace"))
+        if env.get("dataset_sha256") not in (None, section["sha256"]):
+            return False, (f"environment.txt dataset_sha256 {env['dataset_sha256'][:16]}… differs from "
+                           f"config.json's {section['sha256'][:16]}…")
+    return True, f"{section.get('name', 'dataset')} sha256 {section['sha256'][:16]}…"
+
+
+# Against a source ------------------------------------------------------------------------------
+
+
+def _against_checks(checks: _Checks, source: Path, exp: Path, auc_tolerance: float | None,
+                    corr_tolerance: float | None) -> None:
+    try:
+        report = compare_experiments(source, exp, auc_tolerance=auc_tolerance, corr_tolerance=corr_tolerance)
+    except ExperimentError as exc:
+        checks.add("against: comparison", False, str(exc))
+        return
+    for item in report["criteria"]:
+        reason = f"{item['status']}: " + "; ".join(item["reasons"]) if item["reasons"] else item["status"]
+        checks.add(f"against: {item['name']}", item["status"] != "failed", reason)
+    tol = report["tolerance"]
+    checks.add("against: within_tolerance", report["within_tolerance"],
+               f"max |ΔAUC| {report['best_auc_abs_diff']}, |Δmastery| {report['mastery_corr_abs_diff']}, "
+               f"|Δgain| {report['gain_corr_abs_diff']} (tolerance AUC {tol['auc']:g}, corr {tol['corr']:g}; "
+               f"{tol['basis']})")
+    checks.add("against: verdict", report["verdict"] != "fail",
+               f"{report['verdict']} against {report['source']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def print_report(report: dict[str, Any], console: Any = None) -> None:
+    """A table of the checks for humans (rich), with the overall result last."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"verify {report['experiment']}", show_lines=False)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("reason", overflow="fold")
+    for c in report["checks"]:
+        table.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["reason"])
+    console.print(table)
+    failed = [c["name"] for c in report["checks"] if not c["passed"]]
+    if report["passed"]:
+        console.print(f"[green]PASSED[/green]: all {len(report['checks'])} checks")
+    else:
+        console.print(f"[red]FAILED[/red]: {len(failed)} of {len(report['checks'])} checks: {', '.join(failed)}")

@@ -1,0 +1,195 @@
+"""`harness verify`: every check by name, tampering detection, read-only behaviour, schema-2 folders."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.verify import print_report, verify_experiment
+
+
+def _helpers():
+    name = "audit_runs"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fixtures" / "audit_runs.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+runs = _helpers()
+
+EXPECTED_CHECKS = {
+    "schema_version", "missing_params", "config_md5", "manifest", "artifact config.json",
+    "artifact environment.txt", "artifact stdout.log", "artifact metrics_epoch.csv", "artifact results.json",
+    "artifact SEED_INFO.md", "artifact README.md", "artifact overrides_applied.txt",
+    "artifact artifacts/rng_seed21.json", "artifact artifacts/semantic_trajectory_seed21.json",
+    "artifact artifacts/learning_curves.png", "artifact artifacts/interpretability.png",
+    "artifact artifacts/mastery_trajectories.png", "results config_md5", "run completed",
+    "metrics_epoch.csv vs results.json", "checkpoint model_best.pth", "checkpoint model_last.pth", "seeds agree",
+    "dataset checksum",
+}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return runs.base_run(tmp_path_factory)
+
+
+def failing(report: dict) -> dict[str, str]:
+    return {c["name"]: c["reason"] for c in report["checks"] if not c["passed"]}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+def test_a_fresh_run_passes_every_check(base):
+    report = verify_experiment(base)
+    assert report["passed"], failing(report)
+    names = {c["name"] for c in report["checks"]}
+    assert EXPECTED_CHECKS <= names, EXPECTED_CHECKS - names
+    assert all(set(c) == {"name", "passed", "reason"} and c["reason"] for c in report["checks"])
+
+
+def test_verify_writes_nothing(base):
+    before, siblings = snapshot(base), sorted(p.name for p in base.parent.iterdir())
+    assert main(["verify", str(base), "--json"]) == 0
+    assert snapshot(base) == before
+    assert sorted(p.name for p in base.parent.iterdir()) == siblings
+
+
+def test_json_output_is_one_object_with_passed_and_checks(base, capsys):
+    code = main(["verify", base.name, "--output_base", str(base.parent), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["passed"] is True
+    assert isinstance(report["checks"], list) and {"name", "passed", "reason"} <= set(report["checks"][0])
+
+
+def _flip_digit_in_results(folder: Path) -> str:
+    path = folder / "results.json"
+    text = path.read_text()
+    key = '"best_epoch_auc": 0.'
+    i = text.index(key) + len(key) + 2
+    digit = text[i]
+    path.write_text(text[:i] + ("1" if digit != "1" else "2") + text[i + 1:])
+    return "results.json"
+
+
+def _drop_csv_row(folder: Path) -> str:
+    path = folder / "metrics_epoch.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))
+    return "metrics_epoch.csv"
+
+
+def _flip_checkpoint_byte(folder: Path) -> str:
+    path = folder / "model_best.pth"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return "model_best.pth"
+
+
+def _add_file(folder: Path) -> str:
+    (folder / "artifacts" / "notes.txt").write_text("added later\n")
+    return "artifacts/notes.txt"
+
+
+def _edit_config(folder: Path) -> str:
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["training"]["learning_rate"] = 0.5
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    return "config.json"
+
+
+def _drop_png(folder: Path) -> str:
+    (folder / "artifacts" / "learning_curves.png").unlink()
+    return "learning_curves.png"
+
+
+@pytest.mark.parametrize("tamper", [_flip_digit_in_results, _drop_csv_row, _flip_checkpoint_byte, _add_file,
+                                    _edit_config, _drop_png])
+def test_tampering_with_one_artifact_fails_naming_the_file(base, tmp_path, tamper):
+    folder = runs.copy_experiment(base, tmp_path)
+    assert verify_experiment(folder)["passed"]
+    name = tamper(folder)
+    report = verify_experiment(folder)
+    fails = failing(report)
+    assert not report["passed"]
+    assert any(name in reason for reason in fails.values()), fails
+    assert "manifest" in fails
+
+
+def test_tampered_results_also_disagree_with_csv_and_checkpoint(base, tmp_path):
+    folder = runs.copy_experiment(base, tmp_path)
+    _flip_digit_in_results(folder)
+    fails = failing(verify_experiment(folder))
+    assert {"manifest", "metrics_epoch.csv vs results.json", "checkpoint model_best.pth"} <= set(fails), fails
+
+
+def test_changed_config_fails_the_hash_check_and_the_cli_exits_1(base, tmp_path, capsys):
+    folder = runs.copy_experiment(base, tmp_path)
+    _edit_config(folder)
+    fails = failing(verify_experiment(folder))
+    assert "config_md5" in fails and "changed after the run" in fails["config_md5"]
+    assert main(["verify", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "config_md5" in out
+
+
+def test_a_reference_schema2_folder_is_checked_without_crashing(tmp_path, capsys):
+    ref = runs.reference_copy(tmp_path)
+    report = verify_experiment(ref)
+    result = {c["name"]: c["passed"] for c in report["checks"]}
+    assert not report["passed"]
+    assert result["schema_version"] and result["missing_params"] and result["config_md5"]
+    assert result["metrics_epoch.csv vs results.json"] and result["artifact metrics_epoch.csv"]
+    assert not result["manifest"] and not result["artifact SEED_INFO.md"]
+    assert not result["checkpoint model_best_seed21.pth"]
+    assert main(["verify", str(ref), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["passed"] is False
+
+
+def test_corrupt_config_is_a_failed_check_not_a_crash(tmp_path, capsys):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"schema_version": 3,')
+    report = verify_experiment(folder)
+    assert not report["passed"] and "corrupt JSON" in failing(report)["artifact config.json"]
+    assert main(["verify", str(folder), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["passed"] is False
+
+
+def test_against_a_reproduction_adds_compare_checks(tmp_path_factory):
+    source = runs.base_run(tmp_path_factory)
+    repro = runs.reproduction(tmp_path_factory)
+    report = verify_experiment(repro, against=source)
+    assert report["passed"], failing(report)
+    names = {c["name"] for c in report["checks"]}
+    assert {"against: config_md5", "against: results_md5", "against: metrics", "against: seeds",
+            "against: environment", "against: within_tolerance", "against: verdict"} <= names
+
+
+def test_against_a_different_experiment_fails(tmp_path_factory):
+    source = runs.base_run(tmp_path_factory)
+    _, changed = runs.changed_reproduction(tmp_path_factory)
+    fails = failing(verify_experiment(changed, against=source))
+    assert "against: config_md5" in fails and "training.learning_rate" in fails["against: config_md5"]
+    assert "against: verdict" in fails
+    assert main(["verify", str(changed), "--against", str(source)]) == 1
+
+
+def test_print_report_is_a_readable_table(base, capsys):
+    print_report(verify_experiment(base))
+    out = capsys.readouterr().out
+    assert "checkpoint model_best.pth" in out and "PASSED" in out
