@@ -20,9 +20,10 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 import urllib.parse
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH = {"cpu": "torch==2.13.0+cpu", "cuda": "torch==2.13.0"}

@@ -22,7 +22,8 @@ def configure_determinism(enabled: bool) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    else:
+    elif torch.are_deterministic_algorithms_enabled():
+        # Only when needed: the call imports torch._inductor (seconds of start-up).
         torch.use_deterministic_algorithms(False)
     return determinism_record()
 

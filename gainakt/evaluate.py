@@ -1,11 +1,17 @@
-"""Evaluation passes: predictive metrics and the interpretability metrics of the guide."""
+"""Evaluation passes: predictive metrics and the interpretability metrics of the guide.
+
+One forward pass over the validation windows yields everything an epoch needs: the AUC over all
+students, and per-student series from which the interpretability metrics of any student subset
+(the per-epoch semantic sample, the global alignment pass) are summarised without another pass.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,33 +25,78 @@ from gainakt.metrics import (
     head_statistics,
     per_student_correlation,
     true_mastery_correlation,
-    violation_rates,
 )
+
+# Tolerance of the violation checks (the reference's 1e-6).
+EPS = 1e-6
+
+
+@dataclass
+class StudentSeries:
+    """One student's valid positions (windows concatenated in order) and violation flags."""
+
+    mastery: list[np.ndarray] = field(default_factory=list)  # mean over concepts at t
+    gain: list[np.ndarray] = field(default_factory=list)  # mean over concepts at t
+    target: list[np.ndarray] = field(default_factory=list)  # correctness at t+1
+    pred_mastery: list[np.ndarray] = field(default_factory=list)  # mastery of the concept asked at t+1
+    true_mastery: list[np.ndarray] = field(default_factory=list)  # simulator only
+    monotonicity_violation: bool = False
+    negative_gain: bool = False
+    bounds_violation: bool = False
+
+    def joined(self, name: str) -> np.ndarray:
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+@dataclass
+class Semantics:
+    """Interpretability metrics over a set of students."""
+
+    mastery: CorrelationSummary
+    gain: CorrelationSummary
+    violations: dict[str, float]
+    true_mastery: CorrelationSummary | None
+    students: int
 
 
 @dataclass
 class EvalResult:
-    """What one pass over a set of windows measured. Correlations are None without heads."""
+    """What one pass over a set of windows measured."""
 
     loss: float
     auc: float
     accuracy: float
     n_scored: int
-    mastery: CorrelationSummary | None = None
-    gain: CorrelationSummary | None = None
-    violations: dict[str, float] = field(default_factory=dict)
-    true_mastery: CorrelationSummary | None = None
-    head_stats: dict[str, Any] | None = None
-    # Per-student series (mean mastery, mean gain, next correctness), kept for trajectories.
-    series: dict[int, dict[str, np.ndarray]] | None = None
+    students: dict[int, StudentSeries] = field(default_factory=dict)
+    head_values: dict[str, np.ndarray] | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "series"}
-        return out
+    def semantics(self, subset: Iterable[int] | None = None) -> Semantics | None:
+        """Interpretability metrics over `subset` of students (all when None); None without heads."""
+        if not self.students:
+            return None
+        chosen = self.students if subset is None else {int(s): self.students[int(s)] for s in subset
+                                                       if int(s) in self.students}
+        rows = list(chosen.values())
+        n = max(len(rows), 1)
+        has_truth = any(r.true_mastery for r in rows)
+        return Semantics(
+            mastery=per_student_correlation([r.joined("mastery") for r in rows], [r.joined("target") for r in rows]),
+            gain=per_student_correlation([r.joined("gain") for r in rows], [r.joined("target") for r in rows]),
+            violations={
+                "monotonicity_violation_rate": sum(r.monotonicity_violation for r in rows) / n,
+                "negative_gain_rate": sum(r.negative_gain for r in rows) / n,
+                "bounds_violation_rate": sum(r.bounds_violation for r in rows) / n,
+            },
+            true_mastery=true_mastery_correlation([r.joined("pred_mastery") for r in rows],
+                                                  [r.joined("true_mastery") for r in rows]) if has_truth else None,
+            students=len(rows),
+        )
 
-
-def _cat(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0)
+    def head_stats(self) -> dict[str, Any] | None:
+        if not self.head_values:
+            return None
+        return {name: head_statistics(v) for name, v in self.head_values.items()}
 
 
 @torch.no_grad()
@@ -57,27 +108,24 @@ def evaluate(
     device: torch.device,
     autocast: contextlib.AbstractContextManager | None = None,
     semantics: bool = False,
-    head_stats: bool = False,
-    keep_series: bool = False,
+    head_students: Iterable[int] | None = None,
 ) -> EvalResult:
     """Run `model` over `seqs` in eval mode.
 
-    AUC/accuracy pool every scored position (pyKT's micro AUC). With `semantics`, per-student
-    correlations of mean mastery and mean gain with next-step correctness are computed over each
-    student's valid positions (windows of one student concatenated in order), plus violation rates
-    per window and, for synthetic data, the correlation of predicted with true mastery of the
-    concept asked next.
+    AUC/accuracy pool every scored position (pyKT's micro AUC). With `semantics` (and both heads
+    on), per-student series of mean mastery, mean gain and next-step correctness are kept, with
+    per-student violation flags: mastery mean decreasing by more than 1e-6, a gain below -1e-6, a
+    mastery outside [0, 1] by more than 1e-6. `head_students`: collect raw head outputs of these
+    students for --log_head_stats.
     """
     was_training = model.training
     model.eval()
     probs: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     loss_sum, loss_n = 0.0, 0
-    per_student: dict[int, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
-    viol_counts = {"monotonicity_violation_rate": 0.0, "negative_gain_rate": 0.0, "bounds_violation_rate": 0.0}
-    viol_rows = 0
-    mastery_values: list[np.ndarray] = []
-    gain_values: list[np.ndarray] = []
+    students: dict[int, StudentSeries] = defaultdict(StudentSeries)
+    head_set = set(int(s) for s in head_students) if head_students is not None else None
+    head_parts: dict[str, list[np.ndarray]] = {"mastery": [], "gain": []}
     ctx = autocast if autocast is not None else contextlib.nullcontext()
     for batch in iterate_batches(seqs, batch_size):
         b = batch.to(device)
@@ -91,58 +139,49 @@ def evaluate(
             probs.append(torch.sigmoid(logits[score]).cpu().numpy())
             targets.append(b.target[score].cpu().numpy())
         mastery, gains = out.get("mastery"), out.get("gains")
-        if not semantics or mastery is None or gains is None:
-            continue
-        mastery, gains = mastery.float(), gains.float()
-        mean_m = mastery.mean(-1).cpu().numpy()
-        mean_g = gains.mean(-1).cpu().numpy()
-        mask = b.mask.cpu().numpy()
-        tgt = b.target.cpu().numpy()
-        qry_m = mastery.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1).cpu().numpy()
-        true_m = b.true_mastery.cpu().numpy() if b.true_mastery is not None else None
-        students = b.student.cpu().numpy()
-        rows_m, rows_g = [], []
-        for i, s in enumerate(students):
-            valid = mask[i]
-            if not valid.any():
-                continue
-            rec = per_student[int(s)]
-            rec["mastery"].append(mean_m[i][valid])
-            rec["gain"].append(mean_g[i][valid])
-            rec["target"].append(tgt[i][valid])
-            rec["pred_mastery"].append(qry_m[i][valid])
-            if true_m is not None:
-                rec["true_mastery"].append(true_m[i][valid])
-            rows_m.append(mastery[i][b.mask[i]].cpu().numpy())
-            rows_g.append(gains[i][b.mask[i]].cpu().numpy())
-        if rows_m:
-            rates = violation_rates(rows_m, rows_g)
-            for key in viol_counts:
-                viol_counts[key] += rates[key] * len(rows_m)
-            viol_rows += len(rows_m)
-        if head_stats:
-            mastery_values.append(mastery[b.mask].flatten().cpu().numpy())
-            gain_values.append(gains[b.mask].flatten().cpu().numpy())
+        if semantics and mastery is not None and gains is not None:
+            _collect(students, b, mastery.float(), gains.float(), head_set, head_parts)
     model.train(was_training)
 
-    y, p = _cat(targets), _cat(probs)
+    y, p = (np.concatenate(targets), np.concatenate(probs)) if targets else (np.zeros(0), np.zeros(0))
     auc, acc = auc_accuracy(y, p) if len(y) else (math.nan, math.nan)
-    result = EvalResult(loss=loss_sum / max(loss_n, 1), auc=auc, accuracy=acc, n_scored=len(y))
-    if semantics and per_student:
-        series = {s: {k: _cat(v) for k, v in rec.items()} for s, rec in sorted(per_student.items())}
-        ordered = list(series.values())
-        result.mastery = per_student_correlation([r["mastery"] for r in ordered], [r["target"] for r in ordered])
-        result.gain = per_student_correlation([r["gain"] for r in ordered], [r["target"] for r in ordered])
-        result.violations = {k: v / max(viol_rows, 1) for k, v in viol_counts.items()}
-        if seqs.true_mastery is not None:
-            result.true_mastery = true_mastery_correlation(
-                [r["pred_mastery"] for r in ordered], [r["true_mastery"] for r in ordered]
-            )
-        if keep_series:
-            result.series = series
-    if head_stats and mastery_values:
-        result.head_stats = {
-            "mastery": head_statistics(_cat(mastery_values)),
-            "gain": head_statistics(_cat(gain_values)),
-        }
+    result = EvalResult(loss=loss_sum / max(loss_n, 1), auc=auc, accuracy=acc, n_scored=len(y),
+                        students=dict(sorted(students.items())))
+    if head_set is not None and head_parts["mastery"]:
+        result.head_values = {k: np.concatenate(v) for k, v in head_parts.items()}
     return result
+
+
+def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.Tensor, gains: torch.Tensor,
+             head_set: set[int] | None, head_parts: dict[str, list[np.ndarray]]) -> None:
+    """Per-row reductions on the device, then one transfer; the Python loop is over rows only."""
+    mask = b.mask
+    mean_m = mastery.mean(-1)
+    prev_ok = mask[:, 1:] & mask[:, :-1]
+    mono = ((mean_m[:, :-1] - mean_m[:, 1:] > EPS) & prev_ok).any(-1)
+    neg = ((gains < -EPS).any(-1) & mask).any(-1)
+    bounds = (((mastery < -EPS) | (mastery > 1 + EPS)).any(-1) & mask).any(-1)
+    qry_m = mastery.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1)
+    host = {
+        "mastery": mean_m.cpu().numpy(), "gain": gains.mean(-1).cpu().numpy(), "target": b.target.cpu().numpy(),
+        "pred_mastery": qry_m.cpu().numpy(),
+    }
+    true_m = b.true_mastery.cpu().numpy() if b.true_mastery is not None else None
+    mask_np = mask.cpu().numpy()
+    flags = torch.stack([mono, neg, bounds], -1).cpu().numpy()
+    for i, s in enumerate(b.student.cpu().numpy().tolist()):
+        valid = mask_np[i]
+        if not valid.any():
+            continue
+        rec = students[s]
+        for name, arr in host.items():
+            getattr(rec, name).append(arr[i][valid])
+        if true_m is not None:
+            rec.true_mastery.append(true_m[i][valid])
+        rec.monotonicity_violation |= bool(flags[i, 0])
+        rec.negative_gain |= bool(flags[i, 1])
+        rec.bounds_violation |= bool(flags[i, 2])
+        if head_set is not None and s in head_set:
+            row = mask[i]
+            head_parts["mastery"].append(mastery[i][row].flatten().cpu().numpy())
+            head_parts["gain"].append(gains[i][row].flatten().cpu().numpy())

@@ -32,7 +32,7 @@ from gainakt.determinism import (
     rng_state_summary,
     seed_everything,
 )
-from gainakt.evaluate import EvalResult, evaluate
+from gainakt.evaluate import EvalResult, Semantics, evaluate
 from gainakt.losses import LossSchedule, LossSettings, compute_losses
 from gainakt.metrics import auc_accuracy, stratified_sample
 from gainakt.model import GainAKT2Exp
@@ -133,20 +133,6 @@ def make_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimize
     return cls(model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"])
 
 
-def select_rows(seqs: SequenceSet, rows: torch.Tensor) -> SequenceSet:
-    """The windows at `rows` (a LongTensor of row indices)."""
-    values = {}
-    for f in dataclasses.fields(seqs):
-        v = getattr(seqs, f.name)
-        values[f.name] = v[rows] if isinstance(v, torch.Tensor) else v
-    return dataclasses.replace(seqs, **values)
-
-
-def rows_of_students(seqs: SequenceSet, students: np.ndarray) -> torch.Tensor:
-    keep = torch.isin(seqs.student, torch.as_tensor(students, dtype=seqs.student.dtype))
-    return torch.nonzero(keep).flatten()
-
-
 def student_sample(seqs: SequenceSet, k: int, seed: int) -> np.ndarray:
     """A stratified (by sequence length) sample of k students of `seqs`, same for the same seed."""
     students, inverse = np.unique(seqs.student.numpy(), return_inverse=True)
@@ -184,12 +170,10 @@ def train_seed(
     if len(train_set) == 0 or len(valid_set) == 0:
         raise SeedFailed(f"fold {config['data']['fold']} leaves no training or validation windows")
     sem_students = student_sample(valid_set, config["sampling"]["max_semantic_students"], seed)
-    semantic_set = select_rows(valid_set, rows_of_students(valid_set, sem_students))
     settings = loss_settings(config)
-    global_set = None
+    global_students = None
     if settings.enable_global_alignment_pass:
         global_students = student_sample(valid_set, settings.alignment_global_students, seed)
-        global_set = select_rows(valid_set, rows_of_students(valid_set, global_students))
 
     model = build_model(config, data.num_c).to(device)
     optimizer = make_optimizer(config, model)
@@ -264,10 +248,7 @@ def train_seed(
         t0 = time.perf_counter()
         weights = schedule.begin_epoch(epoch)
         model.train()
-        sums: dict[str, float] = {}
-        n_batches = 0
-        train_probs, train_targets = [], []
-        variances = []
+        train_probs, train_targets = [], []  # kept on the device: no sync per batch
         for b_i, batch in enumerate(iterate_batches(train_set, bs, generator=order, shuffle=True,
                                                     bucket_by_length=bucket)):
             b = batch.to(device)
@@ -286,16 +267,9 @@ def train_seed(
             scaler.step(optimizer)
             scaler.update()
             schedule.observe_batch(terms)
-            for k, v in terms.items():
-                if isinstance(v, torch.Tensor) and v.numel() == 1:
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-            if "mastery_variance" in terms:
-                variances.append(float(terms["mastery_variance"]))
-            n_batches += 1
             with torch.no_grad():
-                m = b.mask
-                train_probs.append(torch.sigmoid(out["logits"].float()[m]).cpu().numpy())
-                train_targets.append(b.target[m].cpu().numpy())
+                train_probs.append(torch.sigmoid(out["logits"].detach().float()[b.mask]))
+                train_targets.append(b.target[b.mask])
             if (b_i + 1) % monitor_freq == 0:
                 sink.log(
                     f"seed {seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss):.4f} "
@@ -303,29 +277,20 @@ def train_seed(
                 )
         if status == "failed":
             break
-        means = {k: v / max(n_batches, 1) for k, v in sums.items()}
-        train_auc, _ = auc_accuracy(np.concatenate(train_targets), np.concatenate(train_probs))
+        means = {k: v for k, v in schedule.observed_means().items() if v is not None}
+        train_auc, _ = auc_accuracy(torch.cat(train_targets).cpu().numpy(), torch.cat(train_probs).cpu().numpy())
 
-        val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast())
-        sem = evaluate(model, semantic_set, batch_size=bs, device=device, autocast=autocast(), semantics=True,
-                       head_stats=bool(config["sampling"]["log_head_stats"]))
-        glob = None
-        if global_set is not None:
-            glob = evaluate(model, global_set, batch_size=bs, device=device, autocast=autocast(), semantics=True)
-        total = means.get("total", 0.0) or 1e-12
-        shares = {
-            "main": means.get("bce", 0.0) / total,
-            "constraint": (means.get("constraint", 0.0) + means.get("alignment", 0.0) + means.get("lag", 0.0)) / total,
-            "alignment": means.get("alignment", 0.0) / total,
-            "lag": means.get("lag", 0.0) / total,
-            "retention": means.get("retention", 0.0) / total,
-        }
-        reference = glob.mastery.mean if glob is not None and glob.mastery is not None else (
-            sem.mastery.mean if sem.mastery is not None else None)
-        sched_log = schedule.end_epoch(
-            epoch, loss_shares=shares, mastery_corr_reference=reference,
-            mean_mastery_variance=float(np.mean(variances)) if variances else float("nan"),
-        )
+        # One pass over the validation windows; the semantic sample and the global alignment pass are
+        # student subsets of it.
+        val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True,
+                       head_students=sem_students if config["sampling"]["log_head_stats"] else None)
+        sem = val.semantics(sem_students)
+        glob = val.semantics(global_students) if global_students is not None else None
+        shares = schedule.observed_loss_shares()
+        reference = glob.mastery.mean if glob is not None else (sem.mastery.mean if sem is not None else None)
+        if reference is not None and math.isnan(reference):
+            reference = None
+        sched_log = schedule.end_epoch(epoch, mastery_corr_reference=reference)
         if scheduler is not None:
             scheduler.step(val.auc)
         seconds = time.perf_counter() - t0
@@ -337,15 +302,17 @@ def train_seed(
             "epoch": epoch + 1,
             "mastery_correlation": row["mastery_correlation"],
             "gain_correlation": row["gain_correlation"],
-            "true_mastery_correlation": sem.true_mastery.mean if sem.true_mastery else None,
-            "global_alignment_mastery_corr": glob.mastery.mean if glob and glob.mastery else None,
-            "global_alignment_gain_corr": glob.gain.mean if glob and glob.gain else None,
+            "true_mastery_correlation": sem.true_mastery.mean if sem and sem.true_mastery else None,
+            "global_alignment_mastery_corr": glob.mastery.mean if glob else None,
+            "global_alignment_gain_corr": glob.gain.mean if glob else None,
+            "global_alignment_students": glob.students if glob else 0,
             "loss_means": means,
             "loss_shares": shares,
             **sched_log,
         }
-        if sem.head_stats is not None:
-            entry["head_stats"] = sem.head_stats
+        head = val.head_stats()
+        if head is not None:
+            entry["head_stats"] = head
         trajectory.append(entry)
         sink.trajectory(entry)
         improved = val.auc > best_auc  # strict: ties keep the earlier epoch
@@ -380,9 +347,9 @@ def train_seed(
 
     # Final evaluation of the best model on every validation and test student.
     model.load_state_dict(best_state_of(sink, model))
-    result.final = final_metrics(model, valid_set, test_set, test_window, bs, device, autocast)
+    result.final, final_val = final_metrics(model, valid_set, test_set, test_window, bs, device, autocast)
     result.rng_final = rng_state_summary(rng_state(order))
-    result.examples = trajectory_examples(model, semantic_set, bs, device, autocast)
+    result.examples = trajectory_examples(final_val, sem_students)
     sink.log(
         f"seed {seed}: best epoch {best_epoch} val_auc {result.best_val_auc:.4f}; "
         f"test AUC {fmt(result.final.get('test_auc'))} (window {fmt(result.final.get('test_window_auc'))})"
@@ -430,11 +397,12 @@ def fmt(x: Any) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
-def epoch_row(seed: int, epoch: int, means: dict, train_auc: float, val: EvalResult, sem: EvalResult,
+def epoch_row(seed: int, epoch: int, means: dict, train_auc: float, val: EvalResult, sem: Semantics | None,
               shares: dict, optimizer: torch.optim.Optimizer, seconds: float) -> dict:
     """One metrics_epoch.csv row (columns EPOCH_COLUMNS)."""
     nan = float("nan")
-    m, g = sem.mastery, sem.gain
+    m, g = (sem.mastery, sem.gain) if sem is not None else (None, None)
+    violations = sem.violations if sem is not None else {}
     row = {
         "seed": seed,
         "epoch": epoch + 1,
@@ -443,9 +411,9 @@ def epoch_row(seed: int, epoch: int, means: dict, train_auc: float, val: EvalRes
         "val_loss": val.loss,
         "val_auc": val.auc,
         "val_accuracy": val.accuracy,
-        "monotonicity_violation_rate": sem.violations.get("monotonicity_violation_rate", 0.0),
-        "negative_gain_rate": sem.violations.get("negative_gain_rate", 0.0),
-        "bounds_violation_rate": sem.violations.get("bounds_violation_rate", 0.0),
+        "monotonicity_violation_rate": violations.get("monotonicity_violation_rate", 0.0),
+        "negative_gain_rate": violations.get("negative_gain_rate", 0.0),
+        "bounds_violation_rate": violations.get("bounds_violation_rate", 0.0),
         "mastery_correlation": m.mean if m else nan,
         "mastery_ci_low": m.ci_low if m else nan,
         "mastery_ci_high": m.ci_high if m else nan,
@@ -454,18 +422,18 @@ def epoch_row(seed: int, epoch: int, means: dict, train_auc: float, val: EvalRes
         "gain_ci_low": g.ci_low if g else nan,
         "gain_ci_high": g.ci_high if g else nan,
         "gain_n": g.n if g else 0,
-        "main_loss_share": shares["main"],
-        "constraint_loss_share": shares["constraint"],
-        "alignment_loss_share": shares["alignment"],
-        "lag_loss_share": shares["lag"],
-        "retention_loss_share": shares["retention"],
+        "main_loss_share": shares.get("main", nan),
+        "constraint_loss_share": shares.get("constraint", nan),
+        "alignment_loss_share": shares.get("alignment", nan),
+        "lag_loss_share": shares.get("lag", nan),
+        "retention_loss_share": shares.get("retention", nan),
         "learning_rate": optimizer.param_groups[0]["lr"],
         "epoch_seconds": round(seconds, 3),
     }
     return row
 
 
-def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast) -> dict[str, Any]:
+def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast) -> tuple[dict[str, Any], EvalResult]:
     """Best model on all validation students and on the test set (non-window and window AUC)."""
     out: dict[str, Any] = {}
     val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True)
@@ -478,15 +446,18 @@ def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast)
         out["test_window_auc"] = win.auc
         out["test_window_accuracy"] = win.accuracy
         out["test_window_n_scored"] = win.n_scored
-    return out
+    return out, val
 
 
-def trajectory_examples(model, seqs, bs, device, autocast, k: int = 4) -> list[dict]:
-    """Mean mastery, mastery of the next concept, and correctness over time for k students."""
-    r = evaluate(model, seqs, batch_size=bs, device=device, autocast=autocast(), semantics=True, keep_series=True)
+def trajectory_examples(val: EvalResult, students: np.ndarray, k: int = 4) -> list[dict]:
+    """Mean mastery, mastery of the next concept, and correctness over time for k sampled students."""
     out = []
-    for student, series in list((r.series or {}).items())[:k]:
-        out.append({"student": int(student), **{name: [round(float(x), 6) for x in v] for name, v in series.items()}})
+    for s in [int(s) for s in students[:k] if int(s) in val.students]:
+        series = val.students[s]
+        row = {"student": s}
+        for name in ("mastery", "gain", "target", "pred_mastery", "true_mastery"):
+            row[name] = [round(float(x), 6) for x in series.joined(name)]
+        out.append(row)
     return out
 
 
@@ -497,12 +468,16 @@ def _prefixed(prefix: str, r: EvalResult) -> dict[str, Any]:
         f"{prefix}_loss": r.loss,
         f"{prefix}_n_scored": r.n_scored,
     }
-    for name, summary in (("mastery", r.mastery), ("gain", r.gain), ("true_mastery", r.true_mastery)):
+    sem = r.semantics()
+    if sem is None:
+        return out
+    for name, summary in (("mastery", sem.mastery), ("gain", sem.gain), ("true_mastery", sem.true_mastery)):
         if summary is not None:
             out[f"{prefix}_{name}_correlation"] = summary.mean
             out[f"{prefix}_{name}_ci_low"] = summary.ci_low
             out[f"{prefix}_{name}_ci_high"] = summary.ci_high
             out[f"{prefix}_{name}_n"] = summary.n
-    for k, v in r.violations.items():
+    out[f"{prefix}_semantic_students"] = sem.students
+    for k, v in sem.violations.items():
         out[f"{prefix}_{k}"] = v
     return out

@@ -167,9 +167,9 @@ def recomputed_config_md5(cfg: dict[str, Any]) -> tuple[str | None, str]:
     """(hash, rule) with the rule of the config's own schema: ours for 3, the reference's for 1-2."""
     schema = cfg.get("schema_version")
     if schema == SCHEMA_VERSION:
-        return config_md5(cfg), "harness (volatile fields excluded)"
+        return config_md5(cfg), "harness rule: volatile fields excluded"
     try:
-        return reference_config_md5(cfg), "reference launcher (whole config, timestamp included)"
+        return reference_config_md5(cfg), "reference launcher rule: whole config, timestamp included"
     except (TypeError, ValueError):
         return None, "not computable"
 
@@ -376,14 +376,19 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
                         corr_tolerance: float | None = None) -> dict[str, Any]:
     """The reproduction report of `target` against `source` (a JSON-ready dict).
 
-    Guide keys (§7.3 of the research notes): config_md5_match, results_md5_match,
-    best_auc_abs_diff, mastery_corr_abs_diff, gain_corr_abs_diff (each the largest difference
-    over the common seeds; for one seed the guide's value), within_tolerance. Also both sides'
-    stored and recomputed config hashes, the guide's normalized hash, results md5s, per-seed and
-    aggregate differences, the tolerance used, an environment comparison, seeds, schema versions,
-    `reasons` (one line per criterion not met), `notes` and one `verdict`:
-    "pass" (every criterion met), "pass_with_notes" (within tolerance with the same parameters,
-    but something else differs, e.g. the environment or a schema-2 hash rule) or "fail".
+    Guide keys (research notes §7.3): config_md5_match, results_md5_match, best_auc_abs_diff,
+    mastery_corr_abs_diff, gain_corr_abs_diff (each the largest difference over the common seeds;
+    for one seed the guide's value), within_tolerance. Also: both sides' stored config_md5, each
+    recomputed with our rule and with the config's own schema rule (`config_md5_note` says why a
+    schema-2 hash cannot match ours), `parameter_differences`, the guide's normalized hash, results
+    md5s, per-seed and aggregate metric differences, the `tolerance` used, the `environment`
+    comparison, seeds, schema versions, `criteria` (every criterion with status met / info / note /
+    failed), `reasons` (one line per failed criterion or note), `notes` (information) and one
+    `verdict`: "pass" (every criterion met), "pass_with_notes" (within tolerance with the same
+    parameters, but e.g. the environment or the schema differs) or "fail".
+
+    Raises ExperimentError (one line) only when a config.json is missing or corrupt; a missing or
+    corrupt results file is a failed criterion.
     """
     src, tgt = load_side(Path(source)), load_side(Path(target))
     tol = tolerances(src["amp"], tgt["amp"], auc_tolerance, corr_tolerance)
@@ -431,7 +436,7 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
     for side, s, own, rule in (("source", src, src_own, src_rule), ("target", tgt, tgt_own, tgt_rule)):
         stored = s["config"].get("config_md5")
         if own is not None and stored is not None and own != stored:
-            line = f"{side} stored config_md5 {stored} does not recompute ({own} with the {rule} rule)"
+            line = f"{side} stored config_md5 {stored} does not recompute ({own}; {rule})"
             if s["schema"] == SCHEMA_VERSION:
                 crit.mark("config_md5_recomputes", "failed", line + ": config.json was edited after the run")
             else:

@@ -249,6 +249,28 @@ def _restore(path: Path, original: dict[str, tuple[int, int]]) -> None:
             os.lchown(entry, uid, gid)
 
 
+def check_readable(path: Path, uid: int, gid: int) -> None:
+    """Raise ContainerError when ``uid:gid`` cannot read every file under ``path`` (the dataset is
+    mounted read-only and never re-owned, so its permission bits must let the container in)."""
+    import stat
+
+    def readable(st: os.stat_result, is_dir: bool) -> bool:
+        need = (stat.S_IROTH | stat.S_IXOTH) if is_dir else stat.S_IROTH
+        if st.st_uid == uid:
+            need <<= 6
+        elif st.st_gid == gid:
+            need <<= 3
+        return st.st_mode & need == need
+
+    entries = list(_walk(path)) if path.is_dir() else [str(path)]
+    for entry in entries:
+        st = os.stat(entry)
+        if not readable(st, os.path.isdir(entry)):
+            raise ContainerError(
+                f"dataset path {entry} is not readable by the container's user {uid}:{gid}: "
+                f"make it readable (chmod -R o+rX {path}) or run as that file's owner")
+
+
 # --------------------------------------------------------------------------------------------
 # Container settings (pure functions: the unit tests check them without an engine)
 
@@ -276,7 +298,9 @@ def training_container_config(*, image_id: str, exp_dir: Path, data_dir: Path | 
     mounts = [_bind(exp_dir, EXPERIMENT_MOUNT, read_only=False)]
     if data_dir is not None:
         mounts.append(_bind(data_dir, DATA_MOUNT, read_only=True))
-    environment = {"HARNESS_RUNTIME": "docker", **env, "HOME": "/tmp"}
+    # HARNESS_LOCK_DIR: the experiment's lock file normally sits beside the folder, which inside
+    # the container is the read-only root; /tmp is the container's own writable place.
+    environment = {"HARNESS_RUNTIME": "docker", **env, "HOME": "/tmp", "HARNESS_LOCK_DIR": "/tmp"}
     config: dict[str, Any] = {
         "image": image_id,
         "command": list(command),
@@ -436,6 +460,8 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
     client = client or docker_client()
     image_id = local_image(client, image).id
     uid, gid = container_user()
+    if data_dir is not None:
+        check_readable(Path(data_dir), uid, gid)
     config = training_container_config(image_id=image_id, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
                                        command=command, env=env, uid=uid, gid=gid, mem_limit=mem_limit)
     with lend_folder(exp_dir, uid, gid):
@@ -447,10 +473,18 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
                 container.reload()
                 on_start(container.attrs)
             splitter = _LineSplitter(on_line)
+            received = 0
             for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                received += len(chunk)
                 splitter.feed(chunk)
-            splitter.close()
             code = int(container.wait().get("StatusCode", 1))
+            # The follow stream can close before the engine has logged the container's last
+            # bytes (an unterminated last line, typically): take what is missing from the log.
+            with contextlib.suppress(Exception):
+                everything = container.logs(stdout=True, stderr=True)
+                if isinstance(everything, bytes) and len(everything) > received:
+                    splitter.feed(everything[received:])
+            splitter.close()
             if code == 137 and _oom_killed(container):
                 raise ContainerError(
                     "the training container was killed by the out-of-memory killer (exit 137): "

@@ -405,15 +405,24 @@ def read_image_record(output_base: Path | str) -> dict | None:
         return None
 
 
-def ensure_image(tag: str | None = None, *, variant: str = "cpu", base_image: str | None = None,
+def host_variant() -> str:
+    """``cuda`` when NVML finds a GPU on this host, else ``cpu``."""
+    from harness.gpu import gpu_inventory
+
+    return "cuda" if gpu_inventory().get("gpus") else "cpu"
+
+
+def ensure_image(tag: str | None = None, *, variant: str | None = None, base_image: str | None = None,
                  wheelhouse: Path | str | None = None, output_base: Path | str | None = None,
                  client=None, build_missing: bool = True, progress: bool = True,
                  build_any_tag: bool = False) -> dict:
     """The record of the image to run, building it first when it is the current code's image
-    and missing. An explicitly named image that is missing is an error (pulls are forbidden),
+    and missing. ``variant`` defaults to $HARNESS_IMAGE_VARIANT, else cuda on a host with an
+    NVIDIA GPU and cpu elsewhere. An explicitly named image that is missing is an error (pulls are forbidden),
     unless ``build_any_tag`` (then it is built under that name).
     Writes the record to ``<output_base>/image_record.json`` when ``output_base`` is given."""
     client = client or docker_client()
+    variant = variant or os.environ.get("HARNESS_IMAGE_VARIANT") or host_variant()
     default = None
     if tag is None:
         default = default_image_tag(variant)

@@ -136,6 +136,8 @@ def prepare_run(resolved: ResolvedRun, ns: argparse.Namespace, *, reproduction: 
     devices = resolve_devices(resolved.params["devices"])
     threads = max(1, min(int(resolved.params["threads"]), os.cpu_count() or 1))
     resolved.params["threads"] = threads  # the cap is part of the resolved value
+    requested_devices = resolved.params["devices"]
+    resolved.params["devices"] = devices  # 'auto' resolved to what this machine has
     base = Path(ns.output_base) if getattr(ns, "output_base", None) else Path("examples/experiments")
     exp_dir = create_experiment_dir(base, cfg["experiment"]["short_title"],
                                     experiment_dir=getattr(ns, "experiment_dir", None),
@@ -148,7 +150,7 @@ def prepare_run(resolved: ResolvedRun, ns: argparse.Namespace, *, reproduction: 
         "command": command_line(),
         "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
         "devices": devices,
-        "devices_requested": resolved.params["devices"],
+        "devices_requested": requested_devices,
         "threads": threads,
         "runtime": runtime,
         "resume": None,
@@ -192,7 +194,6 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     run_devices = json.loads(os.environ.get("HARNESS_INSIDE_DEVICES", "null")) or devices
     runtime = os.environ.get("HARNESS_RUNTIME", cfg["runtime"].get("runtime", "local"))
     seed_devices = seed_device_map(seeds, devices)
-    multi = len(seeds) > 1
     done: set[int] = set()
     if resume:
         done = finished_seeds(exp_dir, cfg)

@@ -64,7 +64,7 @@ def write_plots(exp_dir: Path, cfg: dict, outcomes: dict[int, dict], trajectorie
     if examples:
         seed, students = examples[0]
         fig, axes = plt.subplots(len(students), 1, figsize=(9, 2.2 * len(students)), squeeze=False)
-        for ax, ex in zip(axes[:, 0], students):
+        for ax, ex in zip(axes[:, 0], students, strict=True):
             t = range(len(ex["mastery"]))
             ax.plot(t, ex["mastery"], label="mean mastery")
             ax.plot(t, ex["pred_mastery"], label="mastery of next skill")

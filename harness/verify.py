@@ -153,6 +153,7 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     checks.run("manifest", lambda: _check_manifest(exp))
     _artifact_checks(checks, ctx)
     checks.run("results config_md5", lambda: _check_results_md5(ctx))
+    checks.run("results.json top level", lambda: _check_results_top(ctx))
     checks.run("run completed", lambda: _check_completed(ctx))
     checks.run("metrics_epoch.csv vs results.json", lambda: _check_metrics_vs_results(ctx))
     for seed in seeds:
@@ -199,8 +200,8 @@ def _check_config_md5(cfg: dict) -> tuple[bool, str]:
     if stored is None:
         return False, "config.json has no config_md5"
     if own == stored:
-        return True, f"{stored} recomputes ({rule} rule)"
-    return False, f"stored {stored}, recomputed {own} ({rule} rule): config.json changed after the run"
+        return True, f"{stored} recomputes ({rule})"
+    return False, f"stored {stored}, recomputed {own} ({rule}): config.json changed after the run"
 
 
 def _check_manifest(exp: Path) -> tuple[bool, str]:
@@ -410,6 +411,35 @@ def _check_results_md5(ctx: dict[str, Any]) -> tuple[bool, str]:
     return True, f"results.json and config.json both {stored}"
 
 
+# results.json top-level guide key -> the primary seed's per_seed key it copies.
+TOP_LEVEL_KEYS = {"best_epoch": "best_epoch", "best_epoch_auc": "best_val_auc", "best_mastery_corr":
+                  "mastery_correlation", "best_gain_corr": "gain_correlation", "test_auc": "test_auc",
+                  "test_window_auc": "test_window_auc"}
+
+
+def _check_results_top(ctx: dict[str, Any]) -> tuple[bool, str]:
+    res = ctx["results"]
+    if res is None:
+        return False, ctx["results_why"] or "results.json is missing"
+    if ctx["schema"] != SCHEMA_VERSION:
+        return True, "reference layout: the top level is the only copy"
+    seeds = ctx["seeds"]
+    problems = []
+    if res.get("primary_seed") != (seeds[0] if seeds else None):
+        problems.append(f"primary_seed {res.get('primary_seed')} is not the first seed {seeds[:1]}")
+    primary = (res.get("per_seed") or {}).get(str(seeds[0])) if seeds else None
+    if not isinstance(primary, dict):
+        return False, "results.json has no per_seed entry for the primary seed"
+    for top, key in TOP_LEVEL_KEYS.items():
+        if not _same(res.get(top), primary.get(key)):
+            problems.append(f"results.json {top} {res.get(top)} but per_seed[{seeds[0]}].{key} {primary.get(key)}")
+    if res.get("multi_seed") != (len(seeds) > 1):
+        problems.append(f"multi_seed is {res.get('multi_seed')} with {len(seeds)} seed(s)")
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"guide keys equal seed {seeds[0]}'s values"
+
+
 def _seed_rows(ctx: dict[str, Any]) -> dict[int, dict[str, Any]]:
     res = ctx["results"] or {}
     per_seed = res.get("per_seed")
@@ -600,8 +630,8 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
 
     console = console or Console()
     table = Table(title=f"verify {report['experiment']}", show_lines=False)
-    table.add_column("check")
-    table.add_column("result")
+    table.add_column("check", overflow="fold")
+    table.add_column("result", no_wrap=True)
     table.add_column("reason", overflow="fold")
     for c in report["checks"]:
         table.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["reason"])

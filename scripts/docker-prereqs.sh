@@ -26,9 +26,14 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # docker.io brings containerd and runc; tini provides docker-init for `--init`.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" tini >/dev/null
+  for try in 1 2 3; do
+    # docker.io brings containerd, runc and tini (docker-init, for containers with `init`).
+    if apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+      break
+    fi
+    [ "$try" = 3 ] && { echo "docker-prereqs: apt-get could not install ${missing[*]}" >&2; exit 1; }
+    sleep 5
+  done
 fi
 step "packages ready ($(elapsed "$t"))"
 
@@ -74,11 +79,16 @@ step "base image $BASE_TAG = $(docker image inspect --format '{{.Id}}' "$BASE_TA
 
 # 5. CPU wheelhouse ---------------------------------------------------------------------------
 t=$(date +%s)
-bash docker/wheelhouse.sh cpu wheelhouse/cpu
+PYTHON="$PYTHON" bash docker/wheelhouse.sh cpu wheelhouse/cpu
 step "wheelhouse/cpu ready ($(elapsed "$t"))"
 
 # 6. Project image ----------------------------------------------------------------------------
 t=$(date +%s)
-"$PYTHON" -m harness.image_cli build --variant cpu --base-image "$BASE_TAG" --wheelhouse wheelhouse/cpu
+build_args=(build --variant cpu --base-image "$BASE_TAG" --wheelhouse wheelhouse/cpu --if-missing --quiet)
+if harness image --help >/dev/null 2>&1; then
+  harness image "${build_args[@]}"
+else  # the `harness` entry point is not installed or not wired: same command, module form
+  "$PYTHON" -m harness.image_cli "${build_args[@]}"
+fi
 step "project image ready ($(elapsed "$t"))"
 step "all prerequisites ready in $(elapsed "$start_all")"

@@ -30,9 +30,6 @@ def _helpers():
 
 runs = _helpers()
 REPO = Path(__file__).resolve().parent.parent
-# Enough students that an epoch lasts long enough to be interrupted part-way.
-RESUME_ARGS = [*runs.QUICK, "--synthetic_students", "400", "--epochs", "4", "--seeds", "21", "--patience", "0",
-               "--experiment_dir", "resume_me"]
 
 
 def load(path: Path) -> dict:
@@ -45,36 +42,39 @@ def same_tensors(a: dict, b: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def straight_and_resumed(tmp_path_factory) -> tuple[Path, Path, int]:
-    # The uninterrupted run, in its own output base under the same folder name (the experiment id
-    # is part of results.json, so both folders must carry the same one for a byte comparison).
-    base_a = tmp_path_factory.mktemp("straight")
-    assert main(["run", "resumable", "--output_base", str(base_a), *RESUME_ARGS]) == 0
-    # The same run in a subprocess, killed (whole process group, SIGKILL) once epoch 1 is saved.
-    base_b = tmp_path_factory.mktemp("killed")
-    exp = base_b / "resume_me"
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "resumable", "--output_base", str(base_b),
-                             *RESUME_ARGS], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 120
+    """(uninterrupted run, killed-then-resumed run, epoch saved when it was killed).
+
+    The uninterrupted run is the shared base run (3 epochs). The same `harness run` is started in
+    a subprocess under the same folder name in another output base (the experiment id is part of
+    results.json, so a byte comparison needs the same one), and its whole process group is
+    SIGKILLed as soon as epoch 1's checkpoint appears, i.e. during epoch 2.
+    """
+    straight = runs.base_run(tmp_path_factory)
+    killed_base = tmp_path_factory.mktemp("killed")
+    exp = killed_base / straight.name
+    argv = [*runs.BASE_ARGS, "--output_base", str(killed_base), "--experiment_dir", straight.name]
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
     try:
         while not (exp / "model_last.pth").exists():
             assert proc.poll() is None, "the run ended before its first checkpoint"
-            assert time.time() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.02)
+            assert time.time() < deadline, "no checkpoint after 180 s"
+            time.sleep(0.01)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     epoch_at_kill = load(exp / "model_last.pth")["epoch"] + 1
     assert not (exp / "results.json").exists(), "killed too late: the run had already finished"
-    assert main(["resume", "resume_me", "--output_base", str(base_b)]) == 0
-    return base_a / "resume_me", exp, epoch_at_kill
+    assert main(["resume", straight.name, "--output_base", str(killed_base)]) == 0
+    return straight, exp, epoch_at_kill
 
 
 def test_resumed_run_completes_and_verifies(straight_and_resumed):
     _, resumed, epoch_at_kill = straight_and_resumed
-    assert epoch_at_kill < 4
+    assert epoch_at_kill < 3
     results = runs.read(resumed / "results.json")
-    assert results["status"] == "completed" and results["per_seed"]["21"]["epochs_run"] == 4
+    assert results["status"] == "completed" and results["per_seed"]["21"]["epochs_run"] == 3
     report = verify_experiment(resumed)
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     log = (resumed / "stdout.log").read_text()

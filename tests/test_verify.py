@@ -33,7 +33,7 @@ EXPECTED_CHECKS = {
     "artifact artifacts/rng_seed21.json", "artifact artifacts/semantic_trajectory_seed21.json",
     "artifact artifacts/learning_curves.png", "artifact artifacts/interpretability.png",
     "artifact artifacts/mastery_trajectories.png", "results config_md5", "run completed",
-    "metrics_epoch.csv vs results.json", "checkpoint model_best.pth", "checkpoint model_last.pth", "seeds agree",
+    "metrics_epoch.csv vs results.json", "results.json top level", "checkpoint model_best.pth", "checkpoint model_last.pth", "seeds agree",
     "dataset checksum",
 }
 
@@ -49,7 +49,7 @@ def failing(report: dict) -> dict[str, str]:
 
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in folder.rglob("*")}
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def test_a_fresh_run_passes_every_check(base):
@@ -77,7 +77,7 @@ def test_json_output_is_one_object_with_passed_and_checks(base, capsys):
 def _flip_digit_in_results(folder: Path) -> str:
     path = folder / "results.json"
     text = path.read_text()
-    key = '"best_epoch_auc": 0.'
+    key = '"best_val_auc": 0.'  # first occurrence: the per-seed value
     i = text.index(key) + len(key) + 2
     digit = text[i]
     path.write_text(text[:i] + ("1" if digit != "1" else "2") + text[i + 1:])
@@ -134,7 +134,8 @@ def test_tampered_results_also_disagree_with_csv_and_checkpoint(base, tmp_path):
     folder = runs.copy_experiment(base, tmp_path)
     _flip_digit_in_results(folder)
     fails = failing(verify_experiment(folder))
-    assert {"manifest", "metrics_epoch.csv vs results.json", "checkpoint model_best.pth"} <= set(fails), fails
+    assert {"manifest", "metrics_epoch.csv vs results.json", "checkpoint model_best.pth",
+            "checkpoint model_last.pth", "results.json top level"} <= set(fails), fails
 
 
 def test_changed_config_fails_the_hash_check_and_the_cli_exits_1(base, tmp_path, capsys):
