@@ -181,8 +181,19 @@ def normalized_config_hash(cfg: Mapping[str, Any]) -> str:
     doc.pop("config_md5", None)
     if isinstance(doc.get("runtime"), dict):
         doc["runtime"].pop("timestamp", None)
-    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(_jq_numbers(doc), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     return hashlib.md5(text.encode()).hexdigest()
+
+
+def _jq_numbers(obj: Any) -> Any:
+    """jq prints integral floats without a fraction (1.0 -> 1); other floats as Python's repr does."""
+    if isinstance(obj, float) and obj.is_integer() and abs(obj) < 1e17:
+        return int(obj)
+    if isinstance(obj, dict):
+        return {k: _jq_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_jq_numbers(v) for v in obj]
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------
