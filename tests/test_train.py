@@ -113,3 +113,24 @@ def test_small_model_learns_the_synthetic_default_and_tracks_true_mastery():
     assert result.best_val_auc > 0.68
     assert result.final["val_true_mastery_correlation"] > 0.1
     assert not math.isnan(result.final["test_auc"])
+
+
+def test_head_normalization_flag_reaches_the_model():
+    from gainakt.train import build_model
+
+    plain = build_model(config(*TINY), num_c=8)
+    normed = build_model(config(*TINY, "--enable_head_normalization"), num_c=8)
+    extra = sum(p.numel() for p in normed.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * 2 * 16  # one LayerNorm(D) before each head: weight + bias
+
+
+def test_log_head_stats_records_variance_and_skew_per_epoch(data):
+    sink = MemorySink()
+    train_seed(config(*TINY, "--epochs", "2", "--log_head_stats"), data, "cpu", sink, seed=4)
+    stats = [e["head_stats"] for e in sink.entries]
+    assert len(stats) == 2
+    for s in stats:
+        assert {"mean", "variance", "skewness"} <= set(s["mastery"]) and s["gain"]["variance"] >= 0
+    quiet = MemorySink()
+    train_seed(config(*TINY, "--epochs", "1"), data, "cpu", quiet, seed=4)
+    assert "head_stats" not in quiet.entries[0]
