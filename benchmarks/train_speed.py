@@ -49,6 +49,9 @@ GAINAKT_CONFIGS = {
 }
 AKT_CONFIG = dict(d_model=256, n_blocks=4, num_attn_heads=8, d_ff=256, dropout=0.05)
 ALL_CONFIGS = (*GAINAKT_CONFIGS, "refstyle", "akt")
+# glibc: serve every allocation from the heap and never trim it, so the large activation buffers of
+# one step are reused by the next instead of being mapped (and zero-faulted) again.
+MALLOC_TUNING = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -62,6 +65,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-c", type=int, default=100, help="number of concepts")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tune-malloc", action="store_true",
+                   help="run the children with glibc malloc never returning memory to the OS "
+                        f"({' '.join(f'{k}={v}' for k, v in MALLOC_TUNING.items())}): fewer page faults")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -389,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.device = _resolve_device(args.device)
     print(f"# train_speed: device={args.device} batch={args.batch_size} T={args.seq_len} C={args.num_c} "
-          f"steps={args.steps} (+1 warm-up) amp={args.amp} python={platform.python_version()}")
+          f"steps={args.steps} (+1 warm-up) amp={args.amp} tune_malloc={args.tune_malloc} "
+          f"python={platform.python_version()}")
     print(f"{'config':<8} {'params':>12} {'prec':>5} {'s/step':>9} {'seq/s':>9} {'cpu s':>9} {'peak MB':>9}")
     results, skipped = [], []
     for name in args.configs:
@@ -404,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
                "--num-c", str(args.num_c), "--threads", str(args.threads), "--seed", str(args.seed)]
         if args.amp:
             cmd.append("--amp")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        env = os.environ.copy()
+        if args.tune_malloc:
+            env.update(MALLOC_TUNING)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not found:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -12,7 +12,10 @@ work=$(mktemp -d /var/tmp/harness-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # minbase: essential packages and apt only; python3-venv brings ensurepip (pip for the venv).
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+# --cache-dir keeps the downloaded packages, so a rebuild on the same machine downloads nothing.
+CACHE=${DEBOOTSTRAP_CACHE:-/var/cache/harness-debootstrap}
+mkdir -p "$CACHE"
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates --cache-dir="$CACHE" \
   "$SUITE" "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 || {
   echo "build-base: debootstrap failed; last lines of its log:" >&2
   tail -n 20 "$work/debootstrap.log" >&2

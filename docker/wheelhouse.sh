@@ -25,7 +25,7 @@ for n in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${n}_x86_64"); 
 "$PYTHON" -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
   --implementation cp --python-version 3.11 "${platforms[@]}" \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform linux_x86_64 \
-  -r "$LOCK" -d "$DIR"
+  -r "$LOCK" -d "$DIR" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 # Only what the lock names stays: a stale wheel would be ignored by pip but bloat the context.
 "$PYTHON" - "$LOCK" "$DIR" <<'PY'
 import pathlib, re, sys

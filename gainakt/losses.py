@@ -512,7 +512,7 @@ def compute_losses(out: Mapping[str, Any], batch: Any, w: EpochWeights) -> dict[
     res.update({name: zero for name in CONSTRAINT_TERMS})
     res.update(
         alignment=zero, lag=zero, retention=zero, mastery_variance=nan, alignment_corr_mastery=nan,
-        alignment_corr_gain=nan, lag_corr=nan, retention_corr=nan, alignment_weight_effective=zero,
+        alignment_corr_gain=nan, lag_corr=nan, retention_corr=nan, alignment_weight_effective=nan,
     )
     constraint = zero
     heads = mastery is not None and gains is not None
@@ -551,7 +551,7 @@ def compute_losses(out: Mapping[str, Any], batch: Any, w: EpochWeights) -> dict[
             res["alignment"] = weight_t * align
             res["alignment_corr_mastery"] = corr_m.detach()
             res["alignment_corr_gain"] = corr_g.detach()
-            res["alignment_weight_effective"] = weight_t
+            res["alignment_weight_effective"] = weight_t.detach()
         if w.lag_active and not collapsed:
             lag, lag_corr = lag_gain_loss(gains, target, mask, w.lag_weights)
             res["lag"] = w.lag * lag

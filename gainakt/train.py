@@ -272,7 +272,7 @@ def train_seed(
                 train_targets.append(b.target[b.mask])
             if (b_i + 1) % monitor_freq == 0:
                 sink.log(
-                    f"seed {seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss):.4f} "
+                    f"seed {seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss.detach()):.4f} "
                     f"bce {float(terms['bce']):.4f} mastery_var {float(terms.get('mastery_variance', math.nan)):.5f}"
                 )
         if status == "failed":

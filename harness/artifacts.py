@@ -86,7 +86,6 @@ def build_results(cfg: dict, outcomes: dict[int, dict]) -> dict[str, Any]:
     return {
         "schema_version": cfg["schema_version"],
         "config_md5": cfg["config_md5"],
-        "experiment_id": cfg["experiment"]["id"],
         "seeds": seeds,
         "primary_seed": seeds[0],
         "multi_seed": len(seeds) > 1,

@@ -453,7 +453,7 @@ _IGNORED_FILE_SECTIONS = {"experiment", "paths", "reproduction", "missing_params
                           "output_dir"}
 _IGNORED_FILE_KEYS = {"timestamp", "command", "resume", "output_dir", "semantic_trajectory_path",
                       "model", "use_wandb", "id", "short_title", "primary", "all", "sha256", "files",
-                      "data_dir", "host", "engine", "created"}
+                      "data_dir", "host", "engine", "created", "devices_requested"}
 
 
 def ordered(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -254,14 +254,14 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     results = artifacts.build_results(cfg, outcomes)
     if interrupted:
         results["status"] = "interrupted"
-    finish_folder(exp_dir, cfg, results, outcomes, trajectories, seed_devices, pairs)
+    finish_folder(exp_dir, cfg, results, outcomes, trajectories, seed_devices, pairs, rows)
     status = results["status"]
     atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"]})
     log.info(f"status: {status}" + (f"; failed seeds {results['failed_seeds']}" if results["failed_seeds"] else ""))
     from harness.summary import print_summary
 
     if not quiet:
-        print_summary(results)
+        print_summary(results, cfg["experiment"]["id"])
     log.close()
     write_manifest(exp_dir)
     if interrupted:
@@ -271,8 +271,10 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
 
 def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, dict],
                   trajectories: dict[int, list[dict]], seed_devices: dict[int, str],
-                  env_pairs: list[tuple[str, str]]) -> None:
+                  env_pairs: list[tuple[str, str]], rows: dict[int, dict[int, dict]]) -> None:
     """results*.json, SEED_INFO.md, README.md, per-seed artifacts and plots."""
+    histories = {s: [rows[s][e] for e in sorted(rows[s])] for s in cfg["seeds"]["all"] if rows.get(s)}
+    examples = {s: o["result"].get("examples") for s, o in outcomes.items() if o.get("result")}
     artifacts.write_results(exp_dir, results)
     for seed in cfg["seeds"]["all"]:
         out = outcomes.get(seed, {})
@@ -285,7 +287,7 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
     atomic_write_text(exp_dir / "SEED_INFO.md", artifacts.seed_info_md(cfg, results, seed_devices, gpu_names))
     from harness.plots import write_plots
 
-    write_plots(exp_dir, cfg, outcomes, trajectories)
+    write_plots(exp_dir, histories, trajectories, examples)
     checklist = run_checklist(exp_dir, cfg, results)
     atomic_write_text(exp_dir / "README.md", artifacts.readme_md(cfg, results, checklist, cfg["runtime"]["command"]))
 

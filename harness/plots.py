@@ -20,10 +20,12 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def write_plots(exp_dir: Path, cfg: dict, outcomes: dict[int, dict], trajectories: dict[int, list[dict]]) -> None:
+def write_plots(exp_dir: Path, histories: dict[int, list[dict]], trajectories: dict[int, list[dict]],
+                examples: dict[int, list[dict] | None]) -> None:
+    """Learning curves and interpretability per epoch (every seed with rows, resumed ones included)
+    and mastery trajectories of a few students of the first seed that has them."""
     art = exp_dir / "artifacts"
     art.mkdir(exist_ok=True)
-    histories = {s: o["result"]["history"] for s, o in outcomes.items() if o.get("result")}
     if histories:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for seed, rows in histories.items():
@@ -59,10 +61,9 @@ def write_plots(exp_dir: Path, cfg: dict, outcomes: dict[int, dict], trajectorie
             ax.legend(fontsize=7)
         _save(fig, art / "interpretability.png")
 
-    examples = [(s, o["result"].get("examples") or []) for s, o in outcomes.items() if o.get("result")]
-    examples = [(s, ex) for s, ex in examples if ex]
-    if examples:
-        seed, students = examples[0]
+    with_examples = [(s, ex) for s, ex in examples.items() if ex]
+    if with_examples:
+        seed, students = with_examples[0]
         fig, axes = plt.subplots(len(students), 1, figsize=(9, 2.2 * len(students)), squeeze=False)
         for ax, ex in zip(axes[:, 0], students, strict=True):
             t = range(len(ex["mastery"]))

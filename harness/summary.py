@@ -19,9 +19,9 @@ def _f(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def print_summary(results: dict, console: Console | None = None) -> None:
+def print_summary(results: dict, title: str, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title=f"{results['experiment_id']} ({results['status']})")
+    table = Table(title=f"{title} ({results['status']})")
     table.add_column("seed")
     table.add_column("status")
     for c in COLUMNS:

@@ -543,7 +543,7 @@ def _check_checkpoint(ctx: dict[str, Any], seed: int, kind: str, name: str) -> t
         problems.append(f"saved after epoch {saved_at} but results.json implies {want}")
     if problems:
         return False, f"{name} " + "; ".join(problems)
-    return True, f"loads with weights_only=True; epoch {saved_at}, best_val_auc {state.get('best_val_auc'):.6f}"
+    return True, f"loads with weights_only=True; epoch {saved_at}, best_val_auc {state.get('best_val_auc')}"
 
 
 def _check_seeds(ctx: dict[str, Any]) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +119,12 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
         except Exception as exc:  # noqa: BLE001
             tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
             events.put(("failed", seed, f"{type(exc).__name__}: {exc} ({tb})"))
+    # Everything is reported and written; skip the interpreter's slow teardown of torch & co.
+    events.close()
+    events.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, threads: int, resume: bool,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,6 +90,16 @@ def test_drift_within_amp_tolerance_passes_unless_the_flag_tightens_it(ref_pair)
     assert tight["tolerance"]["corr"] == 0.001 and tight["tolerance"]["corr_overridden"]
     assert not tight["within_tolerance"] and tight["verdict"] == "fail"
     assert any("gain_correlation" in r for r in tight["reasons"])
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_normalized_hash_is_the_guides_jq_recipe(tmp_path_factory, ref_pair):
+    ours = runs.base_run(tmp_path_factory)
+    report = compare_experiments(ref_pair[0], ours)
+    for folder, key in ((ref_pair[0], "source_normalized_config_hash"), (ours, "target_normalized_config_hash")):
+        recipe = "jq 'del(.runtime.timestamp, .config_md5)' config.json | jq -S '.' | md5sum"
+        out = subprocess.run(["bash", "-c", recipe], cwd=folder, capture_output=True, text=True, check=True).stdout
+        assert out.split()[0] == report[key]
 
 
 def test_tolerances_follow_amp_and_flags():

@@ -157,19 +157,23 @@ def _outside(base: Path) -> str:
     return "escape"
 
 
-@pytest.mark.parametrize("command", ["reproduce", "verify", "resume", "compare"])
-@pytest.mark.parametrize("make, message", [
+BAD_REFERENCES = [
     (lambda base: "20990101_000000_gainakt2exp_nothing", "unknown experiment"),
     (_no_config, "no config.json"),
     (_corrupt, "corrupt JSON"),
     (_outside, "outside the output base"),
+]
+
+
+# verify reports a corrupt config.json as a failed check instead (see test_verify).
+@pytest.mark.parametrize("command, make, message", [
+    (command, make, message) for command in ("reproduce", "verify", "resume", "compare")
+    for make, message in BAD_REFERENCES if not (command == "verify" and make is _corrupt)
 ])
 def test_bad_experiment_reference_is_one_line(tmp_path, capsys, command, make, message):
     base = tmp_path / "base"
     base.mkdir()
     ref = make(base)
-    if command == "verify" and make is _corrupt:
-        pytest.skip("verify reports a corrupt config.json as a failed check (see test_verify)")
     before = sorted(p.name for p in base.iterdir())
     argv = {"reproduce": ["reproduce", ref, *runs.QUICK], "verify": ["verify", ref], "resume": ["resume", ref],
             "compare": ["compare", ref, ref]}[command]

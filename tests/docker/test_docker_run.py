@@ -107,7 +107,7 @@ def test_compose_up_reproduce_reproduces_then_verifies(docker_run, image_record,
            "HARNESS_IMAGE": image_tag, "HARNESS_IMAGE_ID": image_record["image_id"],
            "COMPOSE_PROJECT_NAME": project, "HARNESS_UID": "10001", "HARNESS_GID": "10001"}
     try:
-        up = compose("up", "reproduce", env=env)
+        up = compose("up", "--attach-dependencies", "reproduce", env=env)
         states = compose("ps", "--all", "--format", "json", env=env)
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
         rows = [json.loads(line) for line in states.stdout.splitlines() if line.strip()]
@@ -122,7 +122,9 @@ def test_compose_up_reproduce_reproduces_then_verifies(docker_run, image_record,
             assert attrs["Config"]["User"] == "10001:10001" and not host.get("DeviceRequests")
             assert attrs["Image"] == image_record["image_id"]
     finally:
-        compose("down", "--remove-orphans", env=env, timeout=120)
+        # Services sit in profiles; `down` only sees the profiles it is given.
+        compose("--profile", "*", "down", "--remove-orphans", env=env, timeout=120)
+    assert client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []
     repro = experiments / "reproduction"
     assert (repro / "results.json").is_file() and (repro / "reproduction_report.json").is_file()
     assert env_txt(repro)["runtime"] == "docker"
