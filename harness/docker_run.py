@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.environment import git_info
-from harness.experiment import atomic_write_json, record_in_manifest
+from harness.experiment import FolderLock, atomic_write_json, record_in_manifest
 from harness.runlog import RunLog
 
 
@@ -52,9 +52,10 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     command = ["harness", "execute", "/experiment"] + (["--data_dir", "/data"] if data_dir else [])
     log.info(f"training container: {' '.join(command)} (devices {host_devices})")
     log.close()
-    code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
-                                  command=command, env=container_env(cfg, record, host_devices),
-                                  on_line=lambda line: print(line, flush=True))
+    with FolderLock(exp_dir):  # no other run may write the folder while the container does
+        code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
+                                      command=command, env=container_env(cfg, record, host_devices),
+                                      on_line=lambda line: print(line, flush=True))
     log = RunLog(exp_dir / "stdout.log")
     log.info(f"training container exited with code {code}")
     log.close()

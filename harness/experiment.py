@@ -93,7 +93,8 @@ class FolderLock:
     """
 
     def __init__(self, folder: Path) -> None:
-        self.path = folder.parent / f".{folder.name}.lock"
+        # Inside a container the folder's parent is the read-only root: HARNESS_LOCK_DIR moves the lock.
+        self.path = Path(os.environ.get("HARNESS_LOCK_DIR") or folder.parent) / f".{folder.name}.lock"
         self._fd: int | None = None
 
     def __enter__(self) -> FolderLock:

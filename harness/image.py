@@ -281,8 +281,8 @@ def build_image(*, variant: str = "cpu", base_image: str | None = None, tag: str
     steps shown as they stream in. Never pulls: the base image must be present locally
     (``pull=False``, and checked first). The build runs without network (``network_mode``),
     installing Python packages from ``wheelhouse`` with hash checking. Tags the result with
-    ``tag`` (default: :func:`default_image_tag`), ``gainakt-harness:<variant>`` and
-    ``gainakt-harness:latest``, and writes the record to ``<output_base>/image_record.json``
+    ``tag`` (default: :func:`default_image_tag`; that one also as ``gainakt-harness:<variant>``
+    and ``gainakt-harness:latest``), and writes the record to ``<output_base>/image_record.json``
     when ``output_base`` is given.
     """
     from docker.errors import APIError
@@ -329,15 +329,21 @@ def build_image(*, variant: str = "cpu", base_image: str | None = None, tag: str
         shown.finish()
     if image_id is None:
         image_id = local_image(client, tag).id
-    repository = IMAGE_REPOSITORY
-    for alias in (variant, "latest"):
-        client.api.tag(image_id, repository, alias)
+    if tag == default_image_tag(variant, root):
+        point_aliases(client, image_id, variant)
     record = image_record(image_id, client=client)
     record["image"] = record["tag"] = tag
     record["build_seconds"] = round(time.monotonic() - started, 1)
     if output_base is not None:
         write_image_record(record, output_base)
     return record
+
+
+def point_aliases(client, image_id: str, variant: str) -> None:
+    """Tag the current code's image ``gainakt-harness:<variant>`` and ``gainakt-harness:latest``
+    (the names Compose uses by default)."""
+    for alias in (variant, "latest"):
+        client.api.tag(image_id, IMAGE_REPOSITORY, alias)
 
 
 def image_record(image: str | None = None, *, client=None, variant: str = "cpu") -> dict:
@@ -435,6 +441,8 @@ def ensure_image(tag: str | None = None, *, variant: str | None = None, base_ima
         print(f"image {tag} is missing; building it", flush=True)
         return build_image(variant=variant, base_image=base_image, tag=tag, wheelhouse=wheelhouse,
                            output_base=output_base, client=client, progress=progress)
+    if tag == default:
+        point_aliases(client, record["image_id"], variant)
     if output_base is not None:
         write_image_record(record, output_base)
     return record

@@ -687,6 +687,21 @@ def test_ensure_image_records_a_present_image(tmp_path):
     record = image.ensure_image("gainakt-harness:given", client=client, output_base=tmp_path, variant="cpu")
     assert record["image_id"] == IMAGE_ID
     assert image.read_image_record(tmp_path)["image_id"] == IMAGE_ID
+    assert client.api.tags == []  # a named image does not move gainakt-harness:latest
+
+
+def test_ensure_image_points_latest_at_the_current_codes_image():
+    client = FakeClient()
+    image.ensure_image(client=client, variant="cpu")
+    assert set(client.api.tags) == {(IMAGE_ID, "gainakt-harness", "cpu"), (IMAGE_ID, "gainakt-harness", "latest")}
+
+
+def test_build_under_another_tag_leaves_the_aliases_alone(tmp_path):
+    root = make_project(tmp_path)
+    client = build_client()
+    image.build_image(root=root, client=client, tag="mine:1", base_image="gainakt-harness-base:bookworm",
+                      progress=False)
+    assert client.api.tags == []
 
 
 def test_ensure_image_refuses_a_missing_named_image():
