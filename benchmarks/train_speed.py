@@ -339,7 +339,7 @@ def _run_child(args) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
-        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        "amp": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype],
         "threads": torch.get_num_threads(),
         "steps": args.steps,
         "step_times_s": [round(x, 4) for x in times],
