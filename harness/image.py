@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -114,20 +113,12 @@ def default_image_tag(variant: str = "cpu", root: Path | None = None) -> str:
 
 def git_commit(root: Path | None = None) -> str:
     """HEAD's commit, with ``+dirty`` when tracked files differ from it; ``unknown`` without git."""
-    root = root or project_root()
+    from harness.environment import git_info
 
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if not commit:
+    info = git_info(root or project_root())
+    if info["git_commit"].startswith("unknown"):
         return os.environ.get("HARNESS_GIT_COMMIT", "unknown")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return commit + ("+dirty" if dirty else "")
+    return info["git_commit"] + ("+dirty" if info["git_dirty"] == "true" else "")
 
 
 def default_wheelhouse(variant: str = "cpu", root: Path | None = None) -> Path:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
 from harness.cli import main
@@ -21,18 +20,7 @@ from harness.compare import (
 )
 from harness.experiment import read_manifest, sha256_file, write_manifest
 
-
-def _helpers():
-    name = "audit_runs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fixtures" / "audit_runs.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-runs = _helpers()
+runs = audit_runs
 GUIDE_KEYS = ("config_md5_match", "results_md5_match", "best_auc_abs_diff", "mastery_corr_abs_diff",
               "gain_corr_abs_diff", "within_tolerance")
 

@@ -4,30 +4,19 @@ and one clear line for bad input."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
 from harness.cli import main
 from harness.experiment import read_manifest, sha256_file
 from harness.verify import verify_experiment
 
-
-def _helpers():
-    name = "audit_runs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fixtures" / "audit_runs.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-runs = _helpers()
+runs = audit_runs
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -3,7 +3,6 @@ and on CPU ends bit for bit where the uninterrupted run ends."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -11,24 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 import torch
 
 from harness.cli import main
 from harness.verify import verify_experiment
 
-
-def _helpers():
-    name = "audit_runs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fixtures" / "audit_runs.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-runs = _helpers()
+runs = audit_runs
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
 from harness.cli import main
 from harness.verify import print_report, verify_experiment
 
-
-def _helpers():
-    name = "audit_runs"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fixtures" / "audit_runs.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-runs = _helpers()
+runs = audit_runs
 
 EXPECTED_CHECKS = {
     "schema_version", "missing_params", "config_md5", "manifest", "artifact config.json",
