@@ -40,12 +40,14 @@ def seed_device_map(seeds: list[int], devices: list[str]) -> dict[int, str]:
 class FolderSink:
     """TrainSink of a worker: checkpoints to the folder, everything else to the parent's queue."""
 
-    def __init__(self, exp_dir: Path, seed: int, multi_seed: bool, events: Any) -> None:
+    def __init__(self, exp_dir: Path, seed: int, multi_seed: bool, events: Any, suffix: str = "") -> None:
         self.exp_dir, self.seed, self.multi, self.events = exp_dir, seed, multi_seed, events
+        # The reference named each seed's logger <suffix>_s<seed>; its lines carry that tag here.
+        self.tag = f"[{suffix}_s{seed}] " if suffix else ""
         self._best_model: dict | None = None
 
     def log(self, message: str) -> None:
-        self.events.put(("log", self.seed, message))
+        self.events.put(("log", self.seed, self.tag + message))
 
     def epoch(self, row: dict) -> None:
         self.events.put(("epoch", self.seed, row))
@@ -107,7 +109,7 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
             events.put(("failed", seed, f"dataset could not be loaded: {exc}"))
         return
     for seed in plan.seeds:
-        sink = FolderSink(Path(exp_dir), seed, multi, events)
+        sink = FolderSink(Path(exp_dir), seed, multi, events, cfg["experiment"].get("experiment_suffix") or "")
         resume_state = None
         last = Path(exp_dir) / checkpoint_name("last", seed, multi)
         if resume and last.is_file():

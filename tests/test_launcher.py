@@ -54,7 +54,7 @@ def test_every_artifact_is_written_with_content(two_runs):
     assert "gpus: " in env or "gpu0: " in env
     log_lines = (exp / "stdout.log").read_text().splitlines()
     assert log_lines and all(line[:4].isdigit() and " - " in line for line in log_lines)
-    assert any("seed 21 epoch 2/2" in line for line in log_lines)  # the worker's lines are there
+    assert any("[alpha_s21] seed 21 epoch 2/2" in line for line in log_lines)  # worker lines, tagged <suffix>_s<seed>
     rows = list(csv.DictReader((exp / "metrics_epoch.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     for row in rows:
@@ -181,3 +181,9 @@ def test_killed_worker_keeps_other_seeds_and_marks_failure(tmp_path):
     assert "died" in results["per_seed"]["5"]["reason"]
     assert (exp / "model_last.pth").is_file() and (exp / "metrics_epoch.csv").is_file()
     assert json.loads((exp / "run_status.json").read_text())["status"] == "failed"
+
+
+def test_experiment_suffix_tags_the_seed_log_lines_and_purpose_reaches_the_readme(tmp_path):
+    exp = run(tmp_path, "tagged", "--epochs", "1", "--experiment_suffix", "ablA", "--purpose", "suffix check")
+    assert "[ablA_s42] seed 42 epoch 1/1" in (exp / "stdout.log").read_text()
+    assert "- Purpose: suffix check" in (exp / "README.md").read_text()
