@@ -187,3 +187,32 @@ def test_experiment_suffix_tags_the_seed_log_lines_and_purpose_reaches_the_readm
     exp = run(tmp_path, "tagged", "--epochs", "1", "--experiment_suffix", "ablA", "--purpose", "suffix check")
     assert "[ablA_s42] seed 42 epoch 1/1" in (exp / "stdout.log").read_text()
     assert "- Purpose: suffix check" in (exp / "README.md").read_text()
+
+
+def test_ctrl_c_stops_the_workers_and_marks_the_folder_interrupted(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "ctrlc", "--output_base", str(tmp_path), *TINY,
+         "--epochs", "30", "--seeds", "6"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    exp = None
+    while time.time() < deadline:
+        found = [p for p in tmp_path.iterdir() if p.is_dir()]
+        if found and (found[0] / "model_last.pth").exists():
+            exp = found[0]
+            break
+        time.sleep(0.5)
+    assert exp is not None
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert json.loads((exp / "run_status.json").read_text())["status"] == "interrupted"
+    assert json.loads((exp / "results.json").read_text())["status"] == "interrupted"
+    assert (exp / "model_last.pth").is_file() and (exp / "MANIFEST.sha256").is_file()
+    # No worker outlives the launcher (multiprocessing's resource tracker may take a moment to exit).
+    for _ in range(40):
+        leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not leftover:
+            break
+        time.sleep(0.25)
+    assert leftover == []
