@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),
         # As a tensor, so checkpoints load with torch.load(weights_only=True).
-        "numpy": _numpy_state_portable(np.random.get_state()),
+        "numpy": _numpy_state_portable(cast(tuple, np.random.get_state(legacy=True))),
         "torch_cpu": torch.get_rng_state(),
         "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }

@@ -515,8 +515,7 @@ def compute_losses(out: Mapping[str, Any], batch: Any, w: EpochWeights) -> dict[
         alignment_corr_gain=nan, lag_corr=nan, retention_corr=nan, alignment_weight_effective=nan,
     )
     constraint = zero
-    heads = mastery is not None and gains is not None
-    if heads:
+    if mastery is not None and gains is not None:
         mastery = mastery.float()
         gains = gains.float()
         if w.monotonicity > 0:

@@ -454,7 +454,7 @@ def trajectory_examples(val: EvalResult, students: np.ndarray, k: int = 4) -> li
     out = []
     for s in [int(s) for s in students[:k] if int(s) in val.students]:
         series = val.students[s]
-        row = {"student": s}
+        row: dict[str, Any] = {"student": s}
         for name in ("mastery", "gain", "target", "pred_mastery", "true_mastery"):
             row[name] = [round(float(x), 6) for x in series.joined(name)]
         out.append(row)

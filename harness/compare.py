@@ -113,7 +113,7 @@ def seed_metrics(results: dict[str, Any] | None, multi: dict[str, Any] | None,
             if not isinstance(row, dict):
                 continue
             try:
-                seed = int(row.get("seed", key))
+                seed = int(row["seed"] if "seed" in row else key)
             except (TypeError, ValueError):
                 continue
             if row.get("status") in ("failed", "not_run"):
@@ -150,8 +150,8 @@ def seed_metrics(results: dict[str, Any] | None, multi: dict[str, Any] | None,
 
 def amp_enabled(cfg: dict[str, Any]) -> bool:
     """Whether the config asked for mixed precision (any schema)."""
-    training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
-    if "mixed_precision" in training:
+    training = cfg.get("training")
+    if isinstance(training, dict) and "mixed_precision" in training:
         return bool(training["mixed_precision"])
     return bool(cfg.get("use_amp", False))
 

@@ -80,7 +80,7 @@ def docker_client(timeout: int = 120):
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise ContainerError(f"the Docker SDK for Python is not installed ({exc}): pip install docker") from exc
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.from_env(timeout=timeout)  # type: ignore[attr-defined]
         client.ping()
     except DockerException as exc:
         raise _explain_engine_error(exc) from None
@@ -455,8 +455,8 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
         raise ContainerError(f"dataset folder {data_dir} does not exist")
     gpus = bool(devices)
     if gpus:
-        gpu_device_request(list(devices))  # validate before any engine call
-        check_devices(list(devices))
+        gpu_device_request(list(devices or []))  # validate before any engine call
+        check_devices(list(devices or []))
     client = client or docker_client()
     image_id = local_image(client, image).id
     uid, gid = container_user()

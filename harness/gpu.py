@@ -59,7 +59,7 @@ def gpu_inventory() -> dict:
     ``error`` (None, or ``"no NVIDIA driver (NVML: ...)"`` when NVML is unavailable).
     Never raises: a machine without a driver is a normal CPU machine.
     """
-    empty = {"driver": None, "nvml": False, "cuda_driver": None, "gpus": []}
+    empty: dict[str, Any] = {"driver": None, "nvml": False, "cuda_driver": None, "gpus": []}
     try:
         import pynvml
     except ImportError as exc:  # nvidia-ml-py is a dependency, but keep the CPU path alive

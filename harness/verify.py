@@ -12,6 +12,7 @@ import io
 import math
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,7 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     for seed in seeds:
         for kind in ("best", "last"):
             name = _checkpoint_file(schema, kind, seed, multi)
-            checks.run(f"checkpoint {name}", lambda seed=seed, kind=kind, name=name:
-                       _check_checkpoint(ctx, seed, kind, name))
+            checks.run(f"checkpoint {name}", partial(_check_checkpoint, ctx, seed, kind, name))
     checks.run("seeds agree", lambda: _check_seeds(ctx))
     checks.run("dataset checksum", lambda: _check_dataset(ctx))
     if against is not None:
@@ -242,10 +242,10 @@ def _artifact_checks(checks: _Checks, ctx: dict[str, Any]) -> None:
     for seed in seeds:
         rng = f"artifacts/rng_seed{seed}.json"
         traj = f"artifacts/semantic_trajectory_seed{seed}.json"
-        checks.run(f"artifact {rng}", lambda seed=seed, rng=rng: _art_rng(exp / rng, seed))
-        checks.run(f"artifact {traj}", lambda traj=traj: _art_trajectory(exp / traj))
+        checks.run(f"artifact {rng}", partial(_art_rng, exp / rng, seed))
+        checks.run(f"artifact {traj}", partial(_art_trajectory, exp / traj))
     for png in PLOTS:
-        checks.run(f"artifact artifacts/{png}", lambda png=png: _art_png(exp / "artifacts" / png))
+        checks.run(f"artifact artifacts/{png}", partial(_art_png, exp / "artifacts" / png))
 
 
 def _missing(path: Path) -> tuple[bool, str]:

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check gainakt harness examples benchmarks tests
+mypy gainakt harness
 python -m pytest -q -m "not docker" tests
 if [ "${SKIP_DOCKER_TIER:-0}" != "1" ]; then
   bash scripts/docker-prereqs.sh
