@@ -152,22 +152,26 @@ def test_usage_errors_exit_non_zero_with_one_line(tmp_path, argv):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_killed_worker_keeps_other_seeds_and_marks_failure(tmp_path):
-    """Two seeds on two CPU 'devices' would need GPUs; instead kill the single worker mid-run and
-    check that the folder records the failure and keeps what was written."""
+def start_until_first_checkpoint(tmp_path: Path, title: str, seed: int) -> tuple[subprocess.Popen, Path]:
+    """A long `harness run` in its own session, returned once its first checkpoint exists."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "killme", "--output_base", str(tmp_path), *TINY,
-         "--epochs", "30", "--seeds", "5"],
+        [sys.executable, "-m", "harness.cli", "run", title, "--output_base", str(tmp_path), *TINY,
+         "--epochs", "30", "--seeds", str(seed)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 120
-    exp = None
     while time.time() < deadline:
         found = [p for p in tmp_path.iterdir() if p.is_dir()]
         if found and (found[0] / "model_last.pth").exists():
-            exp = found[0]
-            break
+            return proc, found[0]
         time.sleep(0.5)
-    assert exp is not None
+    proc.kill()
+    raise AssertionError("no checkpoint within 120 s")
+
+
+def test_killed_worker_keeps_other_seeds_and_marks_failure(tmp_path):
+    """Two seeds on two CPU 'devices' would need GPUs; instead kill the single worker mid-run and
+    check that the folder records the failure and keeps what was written."""
+    proc, exp = start_until_first_checkpoint(tmp_path, "killme", 5)
     # Kill only the worker (a child of the launcher): the launcher must survive and record it.
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     workers = [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")]
@@ -190,19 +194,7 @@ def test_experiment_suffix_tags_the_seed_log_lines_and_purpose_reaches_the_readm
 
 
 def test_ctrl_c_stops_the_workers_and_marks_the_folder_interrupted(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "ctrlc", "--output_base", str(tmp_path), *TINY,
-         "--epochs", "30", "--seeds", "6"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    exp = None
-    while time.time() < deadline:
-        found = [p for p in tmp_path.iterdir() if p.is_dir()]
-        if found and (found[0] / "model_last.pth").exists():
-            exp = found[0]
-            break
-        time.sleep(0.5)
-    assert exp is not None
+    proc, exp = start_until_first_checkpoint(tmp_path, "ctrlc", 6)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
