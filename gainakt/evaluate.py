@@ -25,10 +25,8 @@ from gainakt.metrics import (
     head_statistics,
     per_student_correlation,
     true_mastery_correlation,
+    violation_flags,
 )
-
-# Tolerance of the violation checks (the reference's 1e-6).
-EPS = 1e-6
 
 
 @dataclass
@@ -157,10 +155,6 @@ def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.
     """Per-row reductions on the device, then one transfer; the Python loop is over rows only."""
     mask = b.mask
     mean_m = mastery.mean(-1)
-    prev_ok = mask[:, 1:] & mask[:, :-1]
-    mono = ((mean_m[:, :-1] - mean_m[:, 1:] > EPS) & prev_ok).any(-1)
-    neg = ((gains < -EPS).any(-1) & mask).any(-1)
-    bounds = (((mastery < -EPS) | (mastery > 1 + EPS)).any(-1) & mask).any(-1)
     qry_m = mastery.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1)
     host = {
         "mastery": mean_m.cpu().numpy(), "gain": gains.mean(-1).cpu().numpy(), "target": b.target.cpu().numpy(),
@@ -168,7 +162,7 @@ def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.
     }
     true_m = b.true_mastery.cpu().numpy() if b.true_mastery is not None else None
     mask_np = mask.cpu().numpy()
-    flags = torch.stack([mono, neg, bounds], -1).cpu().numpy()
+    flags = violation_flags(mastery, gains, mask).cpu().numpy()
     for i, s in enumerate(b.student.cpu().numpy().tolist()):
         valid = mask_np[i]
         if not valid.any():

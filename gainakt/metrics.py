@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score
 
 TOLERANCE = 1e-6  # float32 round-off must not count as a violation
@@ -110,6 +111,21 @@ def true_mastery_correlation(
     return per_student_correlation(pred_list, true_list)
 
 
+def violation_flags(mastery: torch.Tensor, gains: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per row, on the tensors' device: [B, 3] bools (monotonicity, negative gain, bounds).
+
+    ``mastery``/``gains`` are [B, T, C], ``mask`` [B, T] marks valid positions. Monotonicity: the
+    mean-over-concepts mastery drops by more than 1e-6 between consecutive valid steps; negative
+    gain: any gain below -1e-6; bounds: any mastery outside [-1e-6, 1 + 1e-6].
+    """
+    mean_m = mastery.mean(-1)
+    pairs = mask[:, 1:] & mask[:, :-1]
+    mono = ((mean_m[:, :-1] - mean_m[:, 1:] > TOLERANCE) & pairs).any(-1)
+    neg = ((gains < -TOLERANCE).any(-1) & mask).any(-1)
+    bounds = (((mastery < -TOLERANCE) | (mastery > 1 + TOLERANCE)).any(-1) & mask).any(-1)
+    return torch.stack([mono, neg, bounds], -1)
+
+
 def violation_rates(
     mastery: Sequence[np.ndarray], gains: Sequence[np.ndarray] | None = None
 ) -> dict[str, float | int]:
@@ -127,12 +143,11 @@ def violation_rates(
         raise ValueError(f"{n} mastery arrays but {len(gains)} gain arrays")
     mono = bounds = neg = 0
     for i, m in enumerate(mastery):
-        m = np.asarray(m, dtype=np.float64)
-        per_step = m.reshape(m.shape[0], -1).mean(axis=1)
-        mono += bool(np.any(np.diff(per_step) < -TOLERANCE))
-        bounds += bool(np.any((m < -TOLERANCE) | (m > 1.0 + TOLERANCE)))
-        if gains is not None:
-            neg += bool(np.any(np.asarray(gains[i], dtype=np.float64) < -TOLERANCE))
+        m_t = torch.as_tensor(np.asarray(m, dtype=np.float64)).reshape(len(m), -1).unsqueeze(0)
+        g_t = (torch.as_tensor(np.asarray(gains[i], dtype=np.float64)).reshape(len(m), -1).unsqueeze(0)
+               if gains is not None else torch.zeros_like(m_t))
+        flags = violation_flags(m_t, g_t, torch.ones(m_t.shape[:2], dtype=torch.bool))[0]
+        mono, neg, bounds = mono + int(flags[0]), neg + int(flags[1]), bounds + int(flags[2])
     rate = (lambda k: k / n) if n else (lambda k: math.nan)
     return {
         "monotonicity_violation_rate": rate(mono),
