@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cli import main as harness_main
+from harness.cli.main import main as harness_main
 
 
 def summarise(exp: Path) -> dict:

@@ -21,8 +21,8 @@ import torch
 from gainakt.data import build_windows, iterate_batches, load_dataset, split_students
 from gainakt.losses import LossSchedule, compute_losses
 from gainakt.train import build_model, loss_settings, make_optimizer
-from harness.cli import build_parser
-from harness.launcher import resolve_run
+from harness.cli.main import build_parser
+from harness.run.launcher import resolve_run
 
 
 def time_epoch(cfg: dict, windows, batches: int, bucket: bool, device: torch.device) -> dict:

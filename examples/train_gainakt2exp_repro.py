@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from harness.cli import add_run_arguments  # noqa: E402
-from harness.flags import OneLineParser  # noqa: E402
+from harness.cli.flags import OneLineParser  # noqa: E402
+from harness.cli.main import add_run_arguments  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="short title of the experiment folder (default: baseline)")
     add_run_arguments(parser)
     ns = parser.parse_args(argv)
-    from harness.cli import run_with_errors
+    from harness.cli.main import run_with_errors
 
-    return run_with_errors(lambda: __import__("harness.commands", fromlist=["run"]).run(ns, ns.experiment_title))
+    return run_with_errors(lambda: __import__("harness.cli.commands", fromlist=["run"]).run(ns, ns.experiment_title))
 
 
 if __name__ == "__main__":

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     from gainakt.data import DataError
-    from harness.config import ConfigError
-    from harness.datasets import DatasetError
-    from harness.experiment import ExperimentError
-    from harness.launcher import LaunchError
+    from harness.config.build import ConfigError
+    from harness.folder.experiment import ExperimentError
+    from harness.run.datasets import DatasetError
+    from harness.run.launcher import LaunchError
 
     types: list[type[BaseException]] = [ConfigError, DataError, DatasetError, ExperimentError, LaunchError]
     try:
-        from harness.containers import ContainerError
+        from harness.docker.containers import ContainerError
     except ImportError:  # pragma: no cover
         pass
     else:

@@ -88,7 +88,7 @@ build_args=(build --variant cpu --base-image "$BASE_TAG" --wheelhouse wheelhouse
 if harness image --help >/dev/null 2>&1; then
   harness image "${build_args[@]}"
 else  # the `harness` entry point is not installed or not wired: same command, module form
-  "$PYTHON" -m harness.image_cli "${build_args[@]}"
+  "$PYTHON" -m harness.cli.image "${build_args[@]}"
 fi
 step "project image ready ($(elapsed "$t"))"
 step "all prerequisites ready in $(elapsed "$start_all")"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.cli import main
+from harness.cli.main import main
 
 
 def test_describe_reproduces_pykt_numbers(shared_datasets, capsys):

@@ -10,15 +10,15 @@ from pathlib import Path
 import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
-from harness.cli import main
-from harness.compare import (
+from harness.audit.compare import (
     compare_environment,
     compare_experiments,
     reproduction_manifest,
     tolerances,
     write_report,
 )
-from harness.experiment import read_manifest, sha256_file, write_manifest
+from harness.cli.main import main
+from harness.folder.experiment import read_manifest, sha256_file, write_manifest
 
 runs = audit_runs
 GUIDE_KEYS = ("config_md5_match", "results_md5_match", "best_auc_abs_diff", "mastery_corr_abs_diff",

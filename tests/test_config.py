@@ -9,15 +9,15 @@ import subprocess
 import pytest
 import yaml
 
-from harness.cli import build_parser
-from harness.config import (
+from harness.cli.main import build_parser
+from harness.config.build import (
     ConfigError,
     coerce,
     config_md5,
     missing_params,
     normalized_config_hash,
 )
-from harness.launcher import resolve_run
+from harness.run.launcher import resolve_run
 
 
 def resolve(*argv: str, title: str = "t"):

@@ -23,8 +23,8 @@ import pytest
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import DeviceRequest
 
-from harness import containers, image
-from harness.containers import (
+from harness.docker import containers, image
+from harness.docker.containers import (
     ContainerError,
     check_devices,
     gpu_device_request,
@@ -407,7 +407,7 @@ def test_image_vanishing_before_create_is_the_same_error(monkeypatch, exp_dir):
 
 def test_missing_nvidia_runtime_suggests_cpu_or_local(monkeypatch, exp_dir):
     monkeypatch.setattr(containers, "container_user", lambda: (1000, 1000))
-    monkeypatch.setattr("harness.gpu.gpu_inventory", lambda: TWO_GPUS)
+    monkeypatch.setattr("harness.run.gpu.gpu_inventory", lambda: TWO_GPUS)
     error = api_error('could not select device driver "" with capabilities: [[gpu]]')
     client = FakeClient(start_error=error)
     with pytest.raises(ContainerError) as err:
@@ -419,7 +419,7 @@ def test_missing_nvidia_runtime_suggests_cpu_or_local(monkeypatch, exp_dir):
 
 
 def test_unknown_gpu_index_fails_before_any_container_exists(monkeypatch, exp_dir):
-    monkeypatch.setattr("harness.gpu.gpu_inventory", lambda: FOUR_GPUS)
+    monkeypatch.setattr("harness.run.gpu.gpu_inventory", lambda: FOUR_GPUS)
     client = FakeClient()
     with pytest.raises(ContainerError, match="GPU index 7 does not exist"):
         train(client, exp_dir, devices=[1, 7])
@@ -427,7 +427,7 @@ def test_unknown_gpu_index_fails_before_any_container_exists(monkeypatch, exp_di
 
 
 def test_gpu_request_on_a_host_without_driver_fails_clearly(monkeypatch, exp_dir):
-    monkeypatch.setattr("harness.gpu.gpu_inventory", lambda: NO_DRIVER)
+    monkeypatch.setattr("harness.run.gpu.gpu_inventory", lambda: NO_DRIVER)
     with pytest.raises(ContainerError, match="no NVIDIA driver.*--devices cpu or --runtime local"):
         train(FakeClient(), exp_dir, devices=[0])
 
@@ -730,7 +730,7 @@ def test_container_env_carries_the_image_identity():
 
 
 def image_parser():
-    from harness.image_cli import add_image_commands
+    from harness.cli.image import add_image_commands
 
     parser = argparse.ArgumentParser(prog="harness")
     add_image_commands(parser.add_subparsers(dest="command", required=True))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.launcher import resolve_run
+from harness.run.launcher import resolve_run
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "examples" / "train_gainakt2exp_repro.py"
@@ -41,8 +41,8 @@ def load_script():
 def parse(argv: list[str]):
     import argparse
 
-    from harness.cli import add_run_arguments
-    from harness.flags import OneLineParser
+    from harness.cli.flags import OneLineParser
+    from harness.cli.main import add_run_arguments
 
     parser = OneLineParser()
     parser.add_argument("--experiment_title", "--short-title", dest="experiment_title", default="baseline")

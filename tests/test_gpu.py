@@ -1,4 +1,4 @@
-"""NVML inventory (harness.gpu) with and without an NVIDIA driver; NVML itself is faked."""
+"""NVML inventory (harness.run.gpu) with and without an NVIDIA driver; NVML itself is faked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from harness.gpu import describe_gpus, gpu_inventory
+from harness.run.gpu import describe_gpus, gpu_inventory
 
 
 class FakeNVML:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.cli import main
-from harness.experiment import read_manifest, sha256_file
+from harness.cli.main import main
+from harness.folder.experiment import read_manifest, sha256_file
 
 TINY = ["--model_preset", "small", "--d_model", "16", "--n_heads", "2", "--n_blocks", "1", "--d_ff", "16",
         "--devices", "cpu", "--no_amp", "--synthetic_students", "80", "--synthetic_max_len", "25",
@@ -115,7 +115,7 @@ def test_existing_folder_is_refused_without_force(tmp_path, capsys):
 
 
 def test_concurrent_launch_into_one_folder_is_refused(tmp_path, capsys):
-    from harness.experiment import FolderLock
+    from harness.folder.experiment import FolderLock
 
     target = tmp_path / "locked"
     target.mkdir()

@@ -12,9 +12,9 @@ from pathlib import Path
 import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
-from harness.cli import main
-from harness.experiment import read_manifest, sha256_file
-from harness.verify import verify_experiment
+from harness.audit.verify import verify_experiment
+from harness.cli.main import main
+from harness.folder.experiment import read_manifest, sha256_file
 
 runs = audit_runs
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 import torch
 
-from harness.cli import main
-from harness.verify import verify_experiment
+from harness.audit.verify import verify_experiment
+from harness.cli.main import main
 
 runs = audit_runs
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import gainakt.train as train_mod
 from gainakt import train_seed
 from gainakt.simulate import simulate
 from gainakt.train import MemorySink
-from harness.cli import build_parser
-from harness.launcher import resolve_run
+from harness.cli.main import build_parser
+from harness.run.launcher import resolve_run
 
 
 def config(*argv: str) -> dict:

@@ -9,8 +9,8 @@ from pathlib import Path
 import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
-from harness.cli import main
-from harness.verify import print_report, verify_experiment
+from harness.audit.verify import print_report, verify_experiment
+from harness.cli.main import main
 
 runs = audit_runs
 

@@ -22,7 +22,7 @@ QUICK = ["--devices", "cpu", "--epochs", "1", "--model_preset", "small", "--synt
 
 @pytest.fixture(scope="session")
 def client():
-    from harness.containers import ContainerError, docker_client
+    from harness.docker.containers import ContainerError, docker_client
 
     try:
         return docker_client()
@@ -36,7 +36,7 @@ def client():
 def image_record(client, tmp_path_factory):
     """The project image for the current code (built on demand, like `harness run` does), or
     the image named by $HARNESS_TEST_IMAGE."""
-    from harness.image import ensure_image
+    from harness.docker.image import ensure_image
 
     return ensure_image(os.environ.get("HARNESS_TEST_IMAGE"), variant="cpu", client=client,
                         output_base=tmp_path_factory.mktemp("image"), progress=False)

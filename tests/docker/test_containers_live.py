@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.containers import ContainerError, run_training_container, run_verifier_container
+from harness.docker.containers import ContainerError, run_training_container, run_verifier_container
 
 pytestmark = pytest.mark.docker
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.containers import run_verifier_container
+from harness.docker.containers import run_verifier_container
 
 pytestmark = pytest.mark.docker
 

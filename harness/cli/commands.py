@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.config import SCHEMA_VERSION, ConfigError, params_from_file
-from harness.experiment import ExperimentError, output_base, read_json, resolve_experiment, title_of
-from harness.launcher import LaunchError, execute_experiment, prepare_run, resolve_run
+from harness.config.build import SCHEMA_VERSION, ConfigError, params_from_file
+from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment, title_of
+from harness.run.launcher import LaunchError, execute_experiment, prepare_run, resolve_run
 
 
 def run(ns: argparse.Namespace, title: str | None) -> int:
@@ -41,7 +41,7 @@ def run(ns: argparse.Namespace, title: str | None) -> int:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
     if runtime == "docker":
-        from harness.docker_run import run_in_docker
+        from harness.docker.run import run_in_docker
 
         code = run_in_docker(exp_dir, resolved.config, ns)
     else:
@@ -57,7 +57,7 @@ def pick_runtime(requested: str) -> str:
     if requested != "auto":
         return requested
     try:
-        from harness.containers import engine_available
+        from harness.docker.containers import engine_available
 
         return "docker" if engine_available() else "local"
     except ImportError:  # pragma: no cover
@@ -91,7 +91,7 @@ def reproduction_source(source: Path, ns: argparse.Namespace) -> tuple[dict[str,
 
 
 def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace, reproduction: dict) -> int:
-    from harness.compare import compare_experiments, write_report
+    from harness.audit.compare import compare_experiments, write_report
 
     source = Path(reproduction["source_path"])
     report = compare_experiments(source, exp_dir, auc_tolerance=ns.auc_tolerance,
@@ -106,15 +106,15 @@ def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace, reproducti
 
 
 def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
-    from harness.compare import reproduction_manifest
-    from harness.experiment import atomic_write_json, record_in_manifest
+    from harness.audit.compare import reproduction_manifest
+    from harness.folder.experiment import atomic_write_json, record_in_manifest
 
     atomic_write_json(exp_dir / "reproduction_manifest.json", reproduction_manifest(exp_dir, reproduction))
     record_in_manifest(exp_dir, ["reproduction_manifest.json"])
 
 
 def compare(source_ref: str, target_ref: str, ns: argparse.Namespace) -> int:
-    from harness.compare import compare_experiments, write_report
+    from harness.audit.compare import compare_experiments, write_report
 
     base = output_base(getattr(ns, "output_base", None))
     source = resolve_experiment(source_ref, base)
@@ -132,7 +132,7 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace) -> int:
 
 
 def verify(ns: argparse.Namespace) -> int:
-    from harness.verify import print_report, verify_experiment
+    from harness.audit.verify import print_report, verify_experiment
 
     base = output_base(ns.output_base)
     exp = resolve_experiment(ns.experiment, base)

@@ -17,9 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts
-from harness.checkpoints import checkpoint_name, load_checkpoint
-from harness.config import (
+from harness.cli.flags import command_line, explicit_params
+from harness.config.build import (
     ConfigError,
     apply_overrides,
     build_config,
@@ -31,9 +30,9 @@ from harness.config import (
     ordered,
     params_from_file,
 )
-from harness.datasets import checksum_section, load_from_params
-from harness.environment import capture, render
-from harness.experiment import (
+from harness.folder import artifacts
+from harness.folder.checkpoints import checkpoint_name, load_checkpoint
+from harness.folder.experiment import (
     ExperimentError,
     FolderLock,
     atomic_write_json,
@@ -42,9 +41,10 @@ from harness.experiment import (
     read_json,
     write_manifest,
 )
-from harness.flags import command_line, explicit_params
-from harness.runlog import RunLog
-from harness.workers import assign_seeds, run_workers, seed_device_map
+from harness.run.datasets import checksum_section, load_from_params
+from harness.run.environment import capture, render
+from harness.run.runlog import RunLog
+from harness.run.workers import assign_seeds, run_workers, seed_device_map
 
 
 class LaunchError(RuntimeError):
@@ -112,7 +112,7 @@ def resolve_devices(requested: list[str]) -> list[str]:
 
 def _gpu_count() -> int:
     try:
-        from harness.gpu import gpu_inventory
+        from harness.run.gpu import gpu_inventory
 
         inv = gpu_inventory()
         if inv.get("gpus"):
@@ -185,7 +185,7 @@ def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bo
 
 
 def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: bool, quiet: bool) -> int:
-    from harness.progress import Progress
+    from harness.run.progress import Progress
 
     log = RunLog(exp_dir / "stdout.log", quiet=quiet)
     seeds = cfg["seeds"]["all"]
@@ -258,7 +258,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     status = results["status"]
     atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"]})
     log.info(f"status: {status}" + (f"; failed seeds {results['failed_seeds']}" if results["failed_seeds"] else ""))
-    from harness.summary import print_summary
+    from harness.folder.summary import print_summary
 
     if not quiet:
         print_summary(results, cfg["experiment"]["id"])
@@ -285,7 +285,7 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
         artifacts.write_rng(exp_dir, seed, result, (result or {}).get("determinism", {}))
     gpu_names = {k[3:]: v.split(" | ")[0] for k, v in env_pairs if k.startswith("gpu") and k[3:].isdigit()}
     atomic_write_text(exp_dir / "SEED_INFO.md", artifacts.seed_info_md(cfg, results, seed_devices, gpu_names))
-    from harness.plots import write_plots
+    from harness.folder.plots import write_plots
 
     write_plots(exp_dir, histories, trajectories, examples)
     checklist = run_checklist(exp_dir, cfg, results)
@@ -294,7 +294,7 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
 
 def run_checklist(exp_dir: Path, cfg: dict, results: dict) -> list[tuple[str, bool, str]]:
     """Real checks of the finished folder, for the README."""
-    from harness.config import config_md5 as recompute
+    from harness.config.build import config_md5 as recompute
 
     checks: list[tuple[str, bool, str]] = []
     checks.append(("schema_version known", cfg.get("schema_version") in (2, 3), f"{cfg.get('schema_version')}"))

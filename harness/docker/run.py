@@ -12,14 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.environment import git_info
-from harness.experiment import FolderLock, atomic_write_json, record_in_manifest
-from harness.runlog import RunLog
+from harness.folder.experiment import FolderLock, atomic_write_json, record_in_manifest
+from harness.run.environment import git_info
+from harness.run.runlog import RunLog
 
 
 def container_env(cfg: dict, record: dict[str, Any], host_devices: list[str]) -> dict[str, str]:
     """What the training container must know about the host (it has no git and sees renumbered GPUs)."""
-    from harness.gpu import gpu_inventory
+    from harness.run.gpu import gpu_inventory
 
     git = git_info()
     inv = gpu_inventory()
@@ -39,8 +39,8 @@ def container_env(cfg: dict, record: dict[str, Any], host_devices: list[str]) ->
 
 def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     """Train `exp_dir` in a container, verify it in another; exit code of the worse of the two."""
-    from harness.containers import run_training_container, run_verifier_container
-    from harness.image import ensure_image
+    from harness.docker.containers import run_training_container, run_verifier_container
+    from harness.docker.image import ensure_image
 
     log = RunLog(exp_dir / "stdout.log")
     record = ensure_image(tag=cfg["runtime"].get("image"), output_base=exp_dir.parent)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.flags import OneLineParser, add_launch_flags, add_param_flags
+from harness.cli.flags import OneLineParser, add_launch_flags, add_param_flags
 
 EXIT_USAGE = 2
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("--json", action="store_true")
 
     try:
-        from harness.image_cli import add_image_commands
+        from harness.cli.image import add_image_commands
     except ImportError:  # pragma: no cover - shipped with the package
         pass
     else:
@@ -96,7 +96,7 @@ def run_with_errors(action) -> int:
 
 
 def dispatch(ns: argparse.Namespace) -> int:
-    from harness import commands
+    from harness.cli import commands
 
     if ns.command == "run":
         return commands.run(ns, ns.title)
@@ -110,7 +110,7 @@ def dispatch(ns: argparse.Namespace) -> int:
     if ns.command == "resume":
         return commands.resume(ns.experiment, ns)
     if ns.command == "execute":
-        from harness.launcher import execute_experiment
+        from harness.run.launcher import execute_experiment
 
         return execute_experiment(Path(ns.experiment_dir), data_dir=ns.data_dir, resume=ns.resume)
     if ns.command == "data":

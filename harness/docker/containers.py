@@ -29,7 +29,7 @@ SOURCE_MOUNT = "/source"
 UNPRIVILEGED_UID = 10001
 UNPRIVILEGED_GID = 10001
 LABEL_ROLE = "org.gainakt.harness.role"
-LABEL_EXPERIMENT = "org.gainakt.harness.experiment"
+LABEL_EXPERIMENT = "org.gainakt.harness.folder.experiment"
 SOCKET_HINT = "start the engine (scripts/docker-prereqs.sh on Debian) or use --runtime local"
 # Seconds a container gets to stop after SIGINT (Ctrl-C) before it is killed.
 STOP_GRACE_S = 10
@@ -159,7 +159,7 @@ def check_devices(devices: list[int], inventory: dict | None = None) -> dict:
 
     Raises ContainerError when the host has no NVIDIA driver or an index is out of range.
     """
-    from harness.gpu import describe_gpus, gpu_inventory
+    from harness.run.gpu import describe_gpus, gpu_inventory
 
     inventory = gpu_inventory() if inventory is None else inventory
     if not inventory.get("nvml"):

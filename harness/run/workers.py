@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints import checkpoint_name
+from harness.folder.checkpoints import checkpoint_name
 
 
 @dataclass
@@ -60,7 +60,7 @@ class FolderSink:
 
         import torch
 
-        from harness.experiment import atomic_write_bytes
+        from harness.folder.experiment import atomic_write_bytes
 
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -89,8 +89,8 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    from harness.datasets import load_for_config
-    from harness.experiment import read_json
+    from harness.folder.experiment import read_json
+    from harness.run.datasets import load_for_config
 
     cfg = read_json(Path(exp_dir) / "config.json")
     if cfg["determinism"]["torch_deterministic"]:

@@ -1,7 +1,7 @@
 """`harness image build` and `harness image push <registry>`.
 
 ``add_image_commands(subparsers)`` registers them on the `harness` parser; each parsed
-namespace carries ``image_handler(ns) -> int``. ``python -m harness.image_cli build ...``
+namespace carries ``image_handler(ns) -> int``. ``python -m harness.cli.image build ...``
 runs the same commands on their own.
 """
 
@@ -11,11 +11,11 @@ import argparse
 import json
 import sys
 
-from harness.containers import ContainerError
+from harness.docker.containers import ContainerError
 
 
 def _output_base(ns: argparse.Namespace):
-    from harness.experiment import output_base
+    from harness.folder.experiment import output_base
 
     return output_base(ns.output_base)
 
@@ -23,7 +23,7 @@ def _output_base(ns: argparse.Namespace):
 
 def cmd_build(ns: argparse.Namespace) -> int:
     """Build the image and write image_record.json beside the experiments; prints the record."""
-    from harness.image import build_image, ensure_image
+    from harness.docker.image import build_image, ensure_image
 
     if ns.if_missing:
         record = ensure_image(ns.tag, variant=ns.variant, base_image=ns.base_image, wheelhouse=ns.wheelhouse,
@@ -38,7 +38,7 @@ def cmd_build(ns: argparse.Namespace) -> int:
 
 def cmd_push(ns: argparse.Namespace) -> int:
     """Push the image to a registry and record its repo digest; prints the record."""
-    from harness.image import push_image
+    from harness.docker.image import push_image
 
     record = push_image(ns.registry, image=ns.image, variant=ns.variant, output_base=_output_base(ns),
                         progress=not ns.quiet)
@@ -110,7 +110,7 @@ def _guarded(handler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.image_cli build|push ...`."""
+    """`python -m harness.cli.image build|push ...`."""
     parser = argparse.ArgumentParser(prog="harness")
     sub = parser.add_subparsers(dest="command", required=True)
     add_image_commands(sub)

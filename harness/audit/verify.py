@@ -16,11 +16,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints import checkpoint_name
-from harness.compare import compare_experiments, config_seeds, recomputed_config_md5
-from harness.config import KNOWN_SCHEMAS, SCHEMA_VERSION
-from harness.environment import parse as parse_environment
-from harness.experiment import MANIFEST, ExperimentError, folder_files, read_json, read_manifest, sha256_file
+from harness.audit.compare import compare_experiments, config_seeds, recomputed_config_md5
+from harness.config.build import KNOWN_SCHEMAS, SCHEMA_VERSION
+from harness.folder.checkpoints import checkpoint_name
+from harness.folder.experiment import (
+    MANIFEST,
+    ExperimentError,
+    folder_files,
+    read_json,
+    read_manifest,
+    sha256_file,
+)
+from harness.run.environment import parse as parse_environment
 
 # stdout.log lines: `<UTC date time,ms> - <LEVEL> - <message>` (the reference's logging format).
 _STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - [A-Z]+ - ")
@@ -513,7 +520,7 @@ def _check_checkpoint(ctx: dict[str, Any], seed: int, kind: str, name: str) -> t
     path = ctx["exp"] / name
     if not path.is_file():
         return False, f"{name} is missing"
-    from harness.checkpoints import load_checkpoint
+    from harness.folder.checkpoints import load_checkpoint
 
     try:
         state = load_checkpoint(path)

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.config import (
+from harness.config.build import (
     KNOWN_SCHEMAS,
     SCHEMA_VERSION,
     config_md5,
@@ -24,8 +24,14 @@ from harness.config import (
     leaf_paths,
     normalized_config_hash,
 )
-from harness.environment import parse as parse_environment
-from harness.experiment import MANIFEST, ExperimentError, atomic_write_json, read_json, record_in_manifest
+from harness.folder.experiment import (
+    MANIFEST,
+    ExperimentError,
+    atomic_write_json,
+    read_json,
+    record_in_manifest,
+)
+from harness.run.environment import parse as parse_environment
 
 REPORT_NAME = "reproduction_report.json"
 MANIFEST_NAME = "reproduction_manifest.json"

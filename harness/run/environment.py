@@ -54,9 +54,9 @@ def cpu_name() -> str:
 def gpu_lines() -> list[tuple[str, str]]:
     """One line per GPU (name, UUID, driver, memory) through NVML, or a clear no-driver line."""
     try:
-        from harness.gpu import gpu_inventory
+        from harness.run.gpu import gpu_inventory
     except ImportError:  # pragma: no cover - the module ships with the package
-        return [("gpus", "unknown (harness.gpu missing)")]
+        return [("gpus", "unknown (harness.run.gpu missing)")]
     inv = gpu_inventory()
     if not inv.get("gpus"):
         return [("gpus", inv.get("error") or "none (NVML found no GPU)")]

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.artifacts import build_multi_seed
+from harness.folder.artifacts import build_multi_seed
 
 COLUMNS = ("best_epoch", "best_val_auc", "test_auc", "test_window_auc", "mastery_correlation", "gain_correlation")
 

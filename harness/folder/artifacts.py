@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gainakt.train import EPOCH_COLUMNS
-from harness.experiment import atomic_write_json, atomic_write_text, dumps_json
+from harness.folder.experiment import atomic_write_json, atomic_write_text, dumps_json
 
 # Aggregated across seeds in results_multi_seed.json and SEED_INFO.md / README.md.
 SUMMARY_METRICS = (

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.containers import ContainerError, docker_client, engine_version, local_image
+from harness.docker.containers import ContainerError, docker_client, engine_version, local_image
 
 IMAGE_REPOSITORY = "gainakt-harness"
 VARIANTS = ("cpu", "cuda")
@@ -113,7 +113,7 @@ def default_image_tag(variant: str = "cpu", root: Path | None = None) -> str:
 
 def git_commit(root: Path | None = None) -> str:
     """HEAD's commit, with ``+dirty`` when tracked files differ from it; ``unknown`` without git."""
-    from harness.environment import git_info
+    from harness.run.environment import git_info
 
     info = git_info(root or project_root())
     if info["git_commit"].startswith("unknown"):
@@ -404,7 +404,7 @@ def read_image_record(output_base: Path | str) -> dict | None:
 
 def host_variant() -> str:
     """``cuda`` when NVML finds a GPU on this host, else ``cpu``."""
-    from harness.gpu import gpu_inventory
+    from harness.run.gpu import gpu_inventory
 
     return "cuda" if gpu_inventory().get("gpus") else "cpu"
 

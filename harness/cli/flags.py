@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from harness.params import PARAMS, Param
+from harness.config.params import PARAMS, Param
 
 
 class OneLineParser(argparse.ArgumentParser):

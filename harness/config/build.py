@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from harness.params import BY_NAME, MODEL_PRESETS, PARAMS, RESULT_SECTIONS, SECTION_ORDER
+from harness.config.params import BY_NAME, MODEL_PRESETS, PARAMS, RESULT_SECTIONS, SECTION_ORDER
 
 SCHEMA_VERSION = 3
 KNOWN_SCHEMAS = (2, 3)

@@ -1,0 +1,1 @@
+"""Audit: comparing two experiments and verifying one (checks with names and verdicts)."""

@@ -1,0 +1,1 @@
+"""Configuration: the parameter registry, building, validating and hashing config.json."""

@@ -1,0 +1,1 @@
+"""Docker: the pinned image, the training and verifier containers, the docker runtime."""

@@ -1,0 +1,1 @@
+"""The experiment folder: paths, locks, atomic writes, manifest, artifacts, checkpoints, plots."""

@@ -1,0 +1,1 @@
+"""Running an experiment: the launcher engine, seed workers, data, environment capture, logs."""
