@@ -20,6 +20,7 @@ Batch contract (``gainakt.data.SequenceSet`` or any object/dict with these [B, T
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -27,6 +28,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from gainakt.config import (
+    AlignmentConfig,
+    InterpretabilityConfig,
+    RetentionLagConfig,
+    SchedulingConfig,
+    StabilityConfig,
+    TrainConfig,
+    check_value,
+    field_default,
+)
 
 __all__ = [
     "ABLATION_FLAGS",
@@ -113,71 +125,85 @@ CONSTRAINT_TERMS = (
 )
 
 
+_LOSS_SECTIONS = (InterpretabilityConfig, AlignmentConfig, RetentionLagConfig, SchedulingConfig, StabilityConfig)
+
+
+def _d(name: str) -> Any:
+    """The default of loss parameter ``name``, as its config section declares it (gainakt.config)."""
+    return field_default(_owner(name), name)
+
+
+def _owner(name: str) -> type:
+    for section in _LOSS_SECTIONS:
+        if name in section.__dataclass_fields__:
+            return section
+    raise KeyError(name)
+
+
 @dataclass
 class LossSettings:
     """Every loss, alignment, retention, lag and schedule parameter, named as its CLI flag.
 
-    Defaults are the launch guide's (ablation mode both_lag).
+    Defaults and rules are those of the config sections in ``gainakt.config`` (the launch guide's,
+    ablation mode both_lag); this flat view is what the loss schedule reads.
     """
 
     # the six constraint losses
-    monotonicity_loss_weight: float = 0.1
-    mastery_performance_loss_weight: float = 0.8
-    gain_performance_loss_weight: float = 0.8
-    sparsity_loss_weight: float = 0.2
-    consistency_loss_weight: float = 0.3
-    non_negative_loss_weight: float = 0.0
-    enhanced_constraints: bool = True
-    warmup_constraint_epochs: int = 8
-    enable_cosine_perf_schedule: bool = False
+    monotonicity_loss_weight: float = _d("monotonicity_loss_weight")
+    mastery_performance_loss_weight: float = _d("mastery_performance_loss_weight")
+    gain_performance_loss_weight: float = _d("gain_performance_loss_weight")
+    sparsity_loss_weight: float = _d("sparsity_loss_weight")
+    consistency_loss_weight: float = _d("consistency_loss_weight")
+    non_negative_loss_weight: float = _d("non_negative_loss_weight")
+    enhanced_constraints: bool = _d("enhanced_constraints")
+    warmup_constraint_epochs: int = _d("warmup_constraint_epochs")
+    enable_cosine_perf_schedule: bool = _d("enable_cosine_perf_schedule")
     # alignment
-    enable_alignment_loss: bool = True
-    alignment_weight: float = 0.30
-    alignment_warmup_epochs: int = 8
-    adaptive_alignment: bool = True
-    alignment_min_correlation: float = 0.05
-    alignment_share_cap: float = 0.10
-    alignment_share_decay_factor: float = 0.75
-    enable_global_alignment_pass: bool = True
-    alignment_global_students: int = 600
-    use_residual_alignment: bool = False
-    alignment_residual_window: int = 5
+    enable_alignment_loss: bool = _d("enable_alignment_loss")
+    alignment_weight: float = _d("alignment_weight")
+    alignment_warmup_epochs: int = _d("alignment_warmup_epochs")
+    adaptive_alignment: bool = _d("adaptive_alignment")
+    alignment_min_correlation: float = _d("alignment_min_correlation")
+    alignment_share_cap: float = _d("alignment_share_cap")
+    alignment_share_decay_factor: float = _d("alignment_share_decay_factor")
+    enable_global_alignment_pass: bool = _d("enable_global_alignment_pass")
+    alignment_global_students: int = _d("alignment_global_students")
+    use_residual_alignment: bool = _d("use_residual_alignment")
+    alignment_residual_window: int = _d("alignment_residual_window")
     # retention
-    enable_retention_loss: bool = True
-    retention_weight: float = 0.12
-    retention_delta: float = 0.005
+    enable_retention_loss: bool = _d("enable_retention_loss")
+    retention_weight: float = _d("retention_weight")
+    retention_delta: float = _d("retention_delta")
     # lag gain
-    enable_lag_gain_loss: bool = True
-    lag_gain_weight: float = 0.05
-    lag_max_lag: int = 3
-    lag_l1_weight: float = 0.5
-    lag_l2_weight: float = 0.3
-    lag_l3_weight: float = 0.2
+    enable_lag_gain_loss: bool = _d("enable_lag_gain_loss")
+    lag_gain_weight: float = _d("lag_gain_weight")
+    lag_max_lag: int = _d("lag_max_lag")
+    lag_l1_weight: float = _d("lag_l1_weight")
+    lag_l2_weight: float = _d("lag_l2_weight")
+    lag_l3_weight: float = _d("lag_l3_weight")
     # consistency rebalance
-    consistency_rebalance_epoch: int = 8
-    consistency_rebalance_threshold: float = 0.10
-    consistency_rebalance_new_weight: float = 0.2
+    consistency_rebalance_epoch: int = _d("consistency_rebalance_epoch")
+    consistency_rebalance_threshold: float = _d("consistency_rebalance_threshold")
+    consistency_rebalance_new_weight: float = _d("consistency_rebalance_new_weight")
     # variance floor
-    variance_floor: float = 1e-4
-    variance_floor_patience: int = 3
-    variance_floor_reduce_factor: float = 0.5
-    freeze_sparsity: bool = False
+    variance_floor: float = _d("variance_floor")
+    variance_floor_patience: int = _d("variance_floor_patience")
+    variance_floor_reduce_factor: float = _d("variance_floor_reduce_factor")
+    freeze_sparsity: bool = _d("freeze_sparsity")
 
     def __post_init__(self) -> None:
-        if not 0 <= self.lag_max_lag <= 3:
-            raise ValueError(
-                f"lag_max_lag must be between 0 and 3 (weights exist for lags 1-3), got {self.lag_max_lag}"
-            )
+        """The sections' rules, one per parameter (e.g. lag_max_lag 1-3, weights >= 0)."""
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name.endswith("_weight") and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
-        if self.alignment_residual_window < 1:
-            raise ValueError(f"alignment_residual_window must be >= 1, got {self.alignment_residual_window}")
-        if self.variance_floor_patience < 1:
-            raise ValueError(f"variance_floor_patience must be >= 1, got {self.variance_floor_patience}")
-        if self.warmup_constraint_epochs < 0 or self.alignment_warmup_epochs < 0:
-            raise ValueError("warm-up epochs must be >= 0")
+            section = _owner(f.name)
+            declared = section.__dataclass_fields__[f.name]
+            problem = check_value(typing.get_type_hints(section)[f.name], declared.metadata, getattr(self, f.name))
+            if problem:
+                raise ValueError(f"{section.SECTION}.{f.name}: {problem}")
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> LossSettings:
+        """The flat loss view of a typed training config."""
+        return cls(**config.loss_fields())
 
     @classmethod
     def from_flat(cls, d: Mapping[str, Any]) -> LossSettings:

@@ -11,12 +11,14 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from gainakt.config import TrainConfig
 from gainakt.data import (
     KTDataset,
     SequenceSet,
@@ -36,8 +38,6 @@ from gainakt.evaluate import EvalResult, Semantics, evaluate
 from gainakt.losses import LossSchedule, LossSettings, compute_losses
 from gainakt.metrics import auc_accuracy, stratified_sample
 from gainakt.model import GainAKT2Exp
-
-LOSS_SECTIONS = ("interpretability", "alignment", "retention_lag", "scheduling", "stability_controls", "sampling")
 
 EPOCH_COLUMNS = (
     "seed", "epoch", "train_loss", "train_auc", "val_loss", "val_auc", "val_accuracy",
@@ -91,46 +91,49 @@ class SeedResult:
 # Settings from the config
 
 
-def loss_settings(config: dict) -> LossSettings:
-    flat: dict[str, Any] = {}
-    for section in LOSS_SECTIONS:
-        flat.update(config.get(section, {}))
-    return LossSettings.from_flat(flat)
+def as_train_config(config: TrainConfig | Mapping[str, Any]) -> TrainConfig:
+    """The typed config (a config.json dict is parsed and checked)."""
+    return config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
 
 
-def build_model(config: dict, num_c: int) -> GainAKT2Exp:
-    m, heads = config["model"], config["heads"]
+def loss_settings(config: TrainConfig | Mapping[str, Any]) -> LossSettings:
+    return LossSettings.from_config(as_train_config(config))
+
+
+def build_model(config: TrainConfig | Mapping[str, Any], num_c: int) -> GainAKT2Exp:
+    cfg = as_train_config(config)
+    m, heads = cfg.model, cfg.heads
     return GainAKT2Exp(
         num_c=num_c,
-        d_model=m["d_model"],
-        n_heads=m["n_heads"],
-        n_blocks=m["num_encoder_blocks"],
-        d_ff=m["d_ff"],
-        dropout=m["dropout"],
-        max_len=config["data"]["seq_len"],
-        use_mastery_head=heads["use_mastery_head"],
-        use_gain_head=heads["use_gain_head"],
-        gain_scale=m["gain_scale"],
-        head_normalization=m["enable_head_normalization"],
+        d_model=m.d_model,
+        n_heads=m.n_heads,
+        n_blocks=m.num_encoder_blocks,
+        d_ff=m.d_ff,
+        dropout=m.dropout,
+        max_len=cfg.data.seq_len,
+        use_mastery_head=heads.use_mastery_head,
+        use_gain_head=heads.use_gain_head,
+        gain_scale=m.gain_scale,
+        head_normalization=m.enable_head_normalization,
     )
 
 
-def amp_settings(config: dict, device: torch.device) -> dict[str, Any]:
+def amp_settings(config: TrainConfig | Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """AMP only on CUDA; bf16 where supported under 'auto' (no loss scaling needed), else fp16."""
-    t = config["training"]
-    if not t["mixed_precision"] or device.type != "cuda":
-        reason = "disabled (--no_amp)" if not t["mixed_precision"] else "disabled (not on CUDA)"
+    t = as_train_config(config).training
+    if not t.mixed_precision or device.type != "cuda":
+        reason = "disabled (--no_amp)" if not t.mixed_precision else "disabled (not on CUDA)"
         return {"enabled": False, "dtype": None, "grad_scaler": False, "note": reason}
-    choice = t.get("amp_dtype", "auto")
+    choice = t.amp_dtype
     if choice == "auto":
         choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return {"enabled": True, "dtype": choice, "grad_scaler": choice == "fp16", "note": "enabled"}
 
 
-def make_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
-    t = config["training"]
-    cls = torch.optim.AdamW if t["optimizer"] == "AdamW" else torch.optim.Adam
-    return cls(model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"])
+def make_optimizer(config: TrainConfig | Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = as_train_config(config).training
+    cls = torch.optim.AdamW if t.optimizer == "AdamW" else torch.optim.Adam
+    return cls(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
 
 
 def student_sample(seqs: SequenceSet, k: int, seed: int) -> np.ndarray:
@@ -144,217 +147,300 @@ def student_sample(seqs: SequenceSet, k: int, seed: int) -> np.ndarray:
 # Training
 
 
+@dataclass
+class TrainState:
+    """Where training of one seed stands after an epoch; `checkpoint()` is the file's dict.
+
+    The on-disk checkpoint stays a plain dict of tensors and JSON-like values (it loads with
+    `torch.load(..., weights_only=True)`); other keys may be added beside these.
+    """
+
+    seed: int
+    epoch: int = -1  # last finished epoch, 0-based
+    best_auc: float = -math.inf
+    best_epoch: int | None = None
+    stale: int = 0
+    history: list[dict] = field(default_factory=list)
+    trajectory: list[dict] = field(default_factory=list)
+    best_row: dict = field(default_factory=dict)
+
+    @property
+    def best_val_auc(self) -> float | None:
+        return None if self.best_auc == -math.inf else self.best_auc
+
+    def improve(self, auc: float, row: dict) -> bool:
+        """Record this epoch's validation AUC; strict improvement (ties keep the earlier epoch)."""
+        if auc > self.best_auc:
+            self.best_auc, self.best_epoch, self.stale, self.best_row = auc, self.epoch + 1, 0, dict(row)
+            return True
+        self.stale += 1
+        return False
+
+    def checkpoint(self, run: _Run) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "model": copy.deepcopy(run.model.state_dict()),
+            "optimizer": copy.deepcopy(run.optimizer.state_dict()),
+            "scaler": run.scaler.state_dict(),
+            "schedule": run.schedule.state_dict(),
+            "lr_scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+            "best_val_auc": self.best_val_auc,
+            "best_epoch": self.best_epoch,
+            "stale_epochs": self.stale,
+            "history": list(self.history),
+            "trajectory": list(self.trajectory),
+            "best_row": dict(self.best_row),
+            "rng": rng_state(run.order),
+            "amp": run.amp,
+            "determinism": run.determinism,
+            "config_md5": run.cfg.config_md5,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Mapping[str, Any], run: _Run) -> TrainState:
+        """Restore the model, optimiser, scaler, schedules and RNG of `run`; return the state."""
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scaler.load_state_dict(ckpt["scaler"])
+        run.schedule.load_state_dict(ckpt["schedule"])
+        if run.scheduler is not None and ckpt.get("lr_scheduler"):
+            run.scheduler.load_state_dict(ckpt["lr_scheduler"])
+        restore_rng_state(ckpt["rng"], run.order)
+        best = ckpt["best_val_auc"]
+        return cls(seed=int(ckpt["seed"]), epoch=ckpt["epoch"], best_auc=-math.inf if best is None else best,
+                   best_epoch=ckpt["best_epoch"], stale=ckpt["stale_epochs"], history=list(ckpt["history"]),
+                   trajectory=list(ckpt["trajectory"]), best_row=dict(ckpt.get("best_row") or {}))
+
+
+@dataclass
+class _Run:
+    """The objects one seed trains with (built once, restored on resume)."""
+
+    cfg: TrainConfig
+    seed: int
+    device: torch.device
+    model: GainAKT2Exp
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: LossSchedule
+    scheduler: Any
+    order: torch.Generator
+    amp: dict[str, Any]
+    determinism: dict[str, Any]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp["enabled"]:
+            return contextlib.nullcontext()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[self.amp["dtype"]]
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+@dataclass
+class _Data:
+    train: SequenceSet
+    valid: SequenceSet
+    test: SequenceSet | None
+    test_window: SequenceSet | None
+    sem_students: np.ndarray
+    global_students: np.ndarray | None
+
+
+def _prepare_data(cfg: TrainConfig, data: KTDataset, seed: int) -> _Data:
+    """Windows built once per run, and the student samples of the semantic passes."""
+    max_len = cfg.data.seq_len
+    train_idx, valid_idx, test_idx = split_students(data, cfg.data.fold)
+    train_set = build_windows(data, train_idx, max_len)
+    valid_set = build_windows(data, valid_idx, max_len)
+    if len(train_set) == 0 or len(valid_set) == 0:
+        raise SeedFailed(f"fold {cfg.data.fold} leaves no training or validation windows")
+    sem = student_sample(valid_set, cfg.sampling.max_semantic_students, seed)
+    glob = None
+    if cfg.alignment.enable_global_alignment_pass:
+        glob = student_sample(valid_set, cfg.alignment.alignment_global_students, seed)
+    return _Data(
+        train=train_set, valid=valid_set,
+        test=build_windows(data, test_idx, max_len) if len(test_idx) else None,
+        test_window=build_window_test(data, test_idx, max_len) if len(test_idx) else None,
+        sem_students=sem, global_students=glob,
+    )
+
+
+def _build_run(cfg: TrainConfig, seed: int, device: torch.device, num_c: int, determinism: dict) -> _Run:
+    model = build_model(cfg, num_c).to(device)
+    optimizer = make_optimizer(cfg, model)
+    amp = amp_settings(cfg, device)
+    scheduler = None
+    if cfg.training.lr_scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=5)
+    return _Run(
+        cfg=cfg, seed=seed, device=device, model=model, optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp["grad_scaler"]),
+        schedule=LossSchedule(LossSettings.from_config(cfg), cfg.training.epochs, gain_scale=cfg.model.gain_scale),
+        scheduler=scheduler, order=torch.Generator().manual_seed(seed), amp=amp, determinism=determinism,
+    )
+
+
 def train_seed(
-    config: dict,
+    config: TrainConfig | Mapping[str, Any],
     data: KTDataset,
     device: str | torch.device,
     sink: TrainSink,
     *,
     seed: int | None = None,
-    resume: dict | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> SeedResult:
     """Train one seed as `config` says and return its result; `resume` is a last checkpoint."""
-    seed = int(config["seeds"]["primary"] if seed is None else seed)
-    device = torch.device(device)
-    tcfg = config["training"]
-    determinism = configure_determinism(bool(config["determinism"]["torch_deterministic"]))
+    cfg = as_train_config(config)
+    seed = int(cfg.seeds.primary if seed is None else seed)
+    determinism = configure_determinism(cfg.determinism.torch_deterministic)
     seed_everything(seed)
-
-    # Data: tensors built once per run.
-    max_len = config["data"]["seq_len"]
-    train_idx, valid_idx, test_idx = split_students(data, config["data"]["fold"])
-    train_set = build_windows(data, train_idx, max_len)
-    valid_set = build_windows(data, valid_idx, max_len)
-    test_set = build_windows(data, test_idx, max_len) if len(test_idx) else None
-    test_window = build_window_test(data, test_idx, max_len) if len(test_idx) else None
-    if len(train_set) == 0 or len(valid_set) == 0:
-        raise SeedFailed(f"fold {config['data']['fold']} leaves no training or validation windows")
-    sem_students = student_sample(valid_set, config["sampling"]["max_semantic_students"], seed)
-    settings = loss_settings(config)
-    global_students = None
-    if settings.enable_global_alignment_pass:
-        global_students = student_sample(valid_set, settings.alignment_global_students, seed)
-
-    model = build_model(config, data.num_c).to(device)
-    optimizer = make_optimizer(config, model)
-    amp = amp_settings(config, device)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp["dtype"] or "", None)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp["grad_scaler"])
-
-    def autocast() -> contextlib.AbstractContextManager:
-        if not amp["enabled"]:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=amp_dtype)
-
-    scheduler = None
-    if tcfg["lr_scheduler"] == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=5)
-    schedule = LossSchedule(settings, tcfg["epochs"], gain_scale=config["model"]["gain_scale"])
-    order = torch.Generator().manual_seed(seed)
-    bucket = bool(config["data"]["bucket_by_length"])
-    bs = tcfg["batch_size"]
-
-    start_epoch, best_auc, best_epoch, stale = 0, -math.inf, None, 0
-    history: list[dict] = []
-    trajectory: list[dict] = []
-    best_row: dict = {}
+    d = _prepare_data(cfg, data, seed)
+    run = _build_run(cfg, seed, torch.device(device), data.num_c, determinism)
+    state = TrainState(seed=seed)
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scaler.load_state_dict(resume["scaler"])
-        schedule.load_state_dict(resume["schedule"])
-        if scheduler is not None and resume.get("lr_scheduler"):
-            scheduler.load_state_dict(resume["lr_scheduler"])
-        start_epoch = resume["epoch"] + 1
-        best_auc = resume["best_val_auc"] if resume["best_val_auc"] is not None else -math.inf
-        best_epoch, stale = resume["best_epoch"], resume["stale_epochs"]
-        history, trajectory = list(resume["history"]), list(resume["trajectory"])
-        best_row = dict(resume.get("best_row") or {})
-        restore_rng_state(resume["rng"], order)
-        sink.log(f"seed {seed}: resuming after epoch {resume['epoch'] + 1}")
-
-    n_params = sum(p.numel() for p in model.parameters())
+        state = TrainState.from_checkpoint(resume, run)
+        sink.log(f"seed {seed}: resuming after epoch {state.epoch + 1}")
+    n_params = sum(p.numel() for p in run.model.parameters())
+    amp = run.amp
     sink.log(
-        f"seed {seed}: {n_params:,} parameters on {device}; AMP {amp['note']}"
-        f"{' (' + amp['dtype'] + ')' if amp['enabled'] else ''}; {len(train_set)} train / "
-        f"{len(valid_set)} valid windows"
+        f"seed {seed}: {n_params:,} parameters on {run.device}; AMP {amp['note']}"
+        f"{' (' + amp['dtype'] + ')' if amp['enabled'] else ''}; {len(d.train)} train / "
+        f"{len(d.valid)} valid windows"
     )
-
-    def state(epoch: int) -> dict:
-        return {
-            "epoch": epoch,
-            "seed": seed,
-            "model": copy.deepcopy(model.state_dict()),
-            "optimizer": copy.deepcopy(optimizer.state_dict()),
-            "scaler": scaler.state_dict(),
-            "schedule": schedule.state_dict(),
-            "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "best_val_auc": None if best_auc == -math.inf else best_auc,
-            "best_epoch": best_epoch,
-            "stale_epochs": stale,
-            "history": list(history),
-            "trajectory": list(trajectory),
-            "best_row": dict(best_row),
-            "rng": rng_state(order),
-            "amp": amp,
-            "determinism": determinism,
-            "config_md5": config.get("config_md5"),
-        }
-
-    status, reason = "completed", None
-    epoch_times: list[float] = []
-    monitor_freq = max(1, int(tcfg["monitor_freq"]))
-    for epoch in range(start_epoch, tcfg["epochs"]):
-        t0 = time.perf_counter()
-        weights = schedule.begin_epoch(epoch)
-        model.train()
-        train_probs, train_targets = [], []  # kept on the device: no sync per batch
-        for b_i, batch in enumerate(iterate_batches(train_set, bs, generator=order, shuffle=True,
-                                                    bucket_by_length=bucket)):
-            b = batch.to(device)
-            with autocast():
-                out = model(b.q, b.r, b.qry)
-            terms = compute_losses(out, b, weights)
-            loss = terms["total"]
-            if not torch.isfinite(loss):
-                status, reason = "failed", f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b_i}"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            if tcfg["gradient_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["gradient_clip"])
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.observe_batch(terms)
-            with torch.no_grad():
-                train_probs.append(torch.sigmoid(out["logits"].detach().float()[b.mask]))
-                train_targets.append(b.target[b.mask])
-            if (b_i + 1) % monitor_freq == 0:
-                sink.log(
-                    f"seed {seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss.detach()):.4f} "
-                    f"bce {float(terms['bce']):.4f} mastery_var {float(terms.get('mastery_variance', math.nan)):.5f}"
-                )
-        if status == "failed":
-            break
-        means = {k: v for k, v in schedule.observed_means().items() if v is not None}
-        train_auc, _ = auc_accuracy(torch.cat(train_targets).cpu().numpy(), torch.cat(train_probs).cpu().numpy())
-
-        # One pass over the validation windows; the semantic sample and the global alignment pass are
-        # student subsets of it.
-        val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True,
-                       head_students=sem_students if config["sampling"]["log_head_stats"] else None)
-        sem = val.semantics(sem_students)
-        glob = val.semantics(global_students) if global_students is not None else None
-        shares = schedule.observed_loss_shares()
-        reference = glob.mastery.mean if glob is not None else (sem.mastery.mean if sem is not None else None)
-        if reference is not None and math.isnan(reference):
-            reference = None
-        sched_log = schedule.end_epoch(epoch, mastery_corr_reference=reference)
-        if scheduler is not None:
-            scheduler.step(val.auc)
-        seconds = time.perf_counter() - t0
-        epoch_times.append(seconds)
-        row = epoch_row(seed, epoch, means, train_auc, val, sem, shares, optimizer, seconds)
-        history.append(row)
-        sink.epoch(row)
-        entry = {
-            "epoch": epoch + 1,
-            "mastery_correlation": row["mastery_correlation"],
-            "gain_correlation": row["gain_correlation"],
-            "true_mastery_correlation": sem.true_mastery.mean if sem and sem.true_mastery else None,
-            "global_alignment_mastery_corr": glob.mastery.mean if glob else None,
-            "global_alignment_gain_corr": glob.gain.mean if glob else None,
-            "global_alignment_students": glob.students if glob else 0,
-            "loss_means": means,
-            "loss_shares": shares,
-            **sched_log,
-        }
-        head = val.head_stats()
-        if head is not None:
-            entry["head_stats"] = head
-        trajectory.append(entry)
-        sink.trajectory(entry)
-        improved = val.auc > best_auc  # strict: ties keep the earlier epoch
-        if improved:
-            best_auc, best_epoch, stale, best_row = val.auc, epoch + 1, 0, dict(row)
-        else:
-            stale += 1
-        sink.log(
-            f"seed {seed} epoch {epoch + 1}/{tcfg['epochs']}: train_loss {row['train_loss']:.4f} "
-            f"train_auc {train_auc:.4f} val_auc {val.auc:.4f} val_acc {val.accuracy:.4f} "
-            f"mastery_corr {row['mastery_correlation']:.4f} gain_corr {row['gain_correlation']:.4f} "
-            f"({seconds:.1f}s){' *best*' if improved else ''}"
-        )
-        snapshot = state(epoch)
-        if improved:
-            sink.checkpoint("best", snapshot)
-        sink.checkpoint("last", snapshot)
-        if tcfg["patience"] > 0 and stale >= tcfg["patience"]:
-            status, reason = "early_stopped", f"no val AUC improvement for {stale} epochs"
-            sink.log(f"seed {seed}: early stopping after epoch {epoch + 1} ({reason})")
-            break
-
+    status, reason, epoch_times = _train_epochs(run, d, state, sink)
     result = SeedResult(
-        seed=seed, status=status, reason=reason, epochs_run=len(history),
-        best_epoch=best_epoch, best_val_auc=None if best_auc == -math.inf else best_auc,
-        best=best_row, history=history, trajectory=trajectory, amp=amp, determinism=determinism,
-        seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else None,
+        seed=seed, status=status, reason=reason, epochs_run=len(state.history),
+        best_epoch=state.best_epoch, best_val_auc=state.best_val_auc,
+        best=state.best_row, history=state.history, trajectory=state.trajectory, amp=amp,
+        determinism=determinism, seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else None,
     )
     if status == "failed":
         sink.log(f"seed {seed}: FAILED: {reason}")
         return result
 
     # Final evaluation of the best model on every validation and test student.
-    model.load_state_dict(best_state_of(sink, model))
-    result.final, final_val = final_metrics(model, valid_set, test_set, test_window, bs, device, autocast)
-    result.rng_final = rng_state_summary(rng_state(order))
-    result.examples = trajectory_examples(final_val, sem_students)
+    run.model.load_state_dict(best_state_of(sink, run.model))
+    bs = cfg.training.batch_size
+    result.final, final_val = final_metrics(run.model, d.valid, d.test, d.test_window, bs, run.device,
+                                            run.autocast)
+    result.rng_final = rng_state_summary(rng_state(run.order))
+    result.examples = trajectory_examples(final_val, d.sem_students)
     sink.log(
-        f"seed {seed}: best epoch {best_epoch} val_auc {result.best_val_auc:.4f}; "
+        f"seed {seed}: best epoch {state.best_epoch} val_auc {result.best_val_auc:.4f}; "
         f"test AUC {fmt(result.final.get('test_auc'))} (window {fmt(result.final.get('test_window_auc'))})"
     )
     return result
+
+
+def _train_epochs(run: _Run, d: _Data, state: TrainState, sink: TrainSink) -> tuple[str, str | None, list[float]]:
+    """Epochs from the state's next one to the end, early stop or failure: (status, reason, seconds)."""
+    t = run.cfg.training
+    epoch_times: list[float] = []
+    for epoch in range(state.epoch + 1, t.epochs):
+        t0 = time.perf_counter()
+        weights = run.schedule.begin_epoch(epoch)
+        failure, train_auc = _train_one_epoch(run, d.train, weights, epoch, sink)
+        if failure:
+            return "failed", failure, epoch_times
+        state.epoch = epoch
+        row, entry, val_auc, val_acc = _validate_epoch(run, d, epoch, train_auc, t0)
+        epoch_times.append(row["epoch_seconds"])
+        state.history.append(row)
+        sink.epoch(row)
+        state.trajectory.append(entry)
+        sink.trajectory(entry)
+        improved = state.improve(val_auc, row)
+        sink.log(
+            f"seed {run.seed} epoch {epoch + 1}/{t.epochs}: train_loss {row['train_loss']:.4f} "
+            f"train_auc {train_auc:.4f} val_auc {val_auc:.4f} val_acc {val_acc:.4f} "
+            f"mastery_corr {row['mastery_correlation']:.4f} gain_corr {row['gain_correlation']:.4f} "
+            f"({row['epoch_seconds']:.1f}s){' *best*' if improved else ''}"
+        )
+        snapshot = state.checkpoint(run)
+        if improved:
+            sink.checkpoint("best", snapshot)
+        sink.checkpoint("last", snapshot)
+        if t.patience > 0 and state.stale >= t.patience:
+            reason = f"no val AUC improvement for {state.stale} epochs"
+            sink.log(f"seed {run.seed}: early stopping after epoch {epoch + 1} ({reason})")
+            return "early_stopped", reason, epoch_times
+    return "completed", None, epoch_times
+
+
+def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int,
+                     sink: TrainSink) -> tuple[str | None, float]:
+    """One pass over the training windows: (failure reason or None, train AUC)."""
+    t = run.cfg.training
+    monitor_freq = max(1, t.monitor_freq)
+    run.model.train()
+    train_probs, train_targets = [], []  # kept on the device: no sync per batch
+    batches = iterate_batches(train_set, t.batch_size, generator=run.order, shuffle=True,
+                              bucket_by_length=run.cfg.data.bucket_by_length)
+    for b_i, batch in enumerate(batches):
+        b = batch.to(run.device)
+        with run.autocast():
+            out = run.model(b.q, b.r, b.qry)
+        terms = compute_losses(out, b, weights)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            return f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b_i}", math.nan
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
+        if t.gradient_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.gradient_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.schedule.observe_batch(terms)
+        with torch.no_grad():
+            train_probs.append(torch.sigmoid(out["logits"].detach().float()[b.mask]))
+            train_targets.append(b.target[b.mask])
+        if (b_i + 1) % monitor_freq == 0:
+            sink.log(
+                f"seed {run.seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss.detach()):.4f} "
+                f"bce {float(terms['bce']):.4f} mastery_var {float(terms.get('mastery_variance', math.nan)):.5f}"
+            )
+    train_auc, _ = auc_accuracy(torch.cat(train_targets).cpu().numpy(), torch.cat(train_probs).cpu().numpy())
+    return None, train_auc
+
+
+def _validate_epoch(run: _Run, d: _Data, epoch: int, train_auc: float,
+                    t0: float) -> tuple[dict, dict, float, float]:
+    """Validation, the end-of-epoch schedule rules and the epoch's row and trajectory entry."""
+    schedule = run.schedule
+    means = {k: v for k, v in schedule.observed_means().items() if v is not None}
+    # One pass over the validation windows; the semantic sample and the global alignment pass are
+    # student subsets of it.
+    val = evaluate(run.model, d.valid, batch_size=run.cfg.training.batch_size, device=run.device,
+                   autocast=run.autocast(), semantics=True,
+                   head_students=d.sem_students if run.cfg.sampling.log_head_stats else None)
+    sem = val.semantics(d.sem_students)
+    glob = val.semantics(d.global_students) if d.global_students is not None else None
+    shares = schedule.observed_loss_shares()
+    reference = glob.mastery.mean if glob is not None else (sem.mastery.mean if sem is not None else None)
+    if reference is not None and math.isnan(reference):
+        reference = None
+    sched_log = schedule.end_epoch(epoch, mastery_corr_reference=reference)
+    if run.scheduler is not None:
+        run.scheduler.step(val.auc)
+    row = epoch_row(run.seed, epoch, means, train_auc, val, sem, shares, run.optimizer, time.perf_counter() - t0)
+    entry = {
+        "epoch": epoch + 1,
+        "mastery_correlation": row["mastery_correlation"],
+        "gain_correlation": row["gain_correlation"],
+        "true_mastery_correlation": sem.true_mastery.mean if sem and sem.true_mastery else None,
+        "global_alignment_mastery_corr": glob.mastery.mean if glob else None,
+        "global_alignment_gain_corr": glob.gain.mean if glob else None,
+        "global_alignment_students": glob.students if glob else 0,
+        "loss_means": means,
+        "loss_shares": shares,
+        **sched_log,
+    }
+    head = val.head_stats()
+    if head is not None:
+        entry["head_stats"] = head
+    return row, entry, val.auc, val.accuracy
 
 
 class MemorySink:

@@ -1,23 +1,23 @@
-"""Which exceptions are user-facing (printed as one line, non-zero exit) rather than bugs."""
+"""The harness's error family: user-facing errors versus bugs.
+
+Every error a user can cause and fix (a bad flag, config file, dataset, folder, container) is a
+`HarnessError`: the CLI prints it as one line and exits 1. gainakt's `DataError` (gainakt never
+imports harness) is registered as a user error too. Anything else is a bug and keeps its
+traceback: the CLI prints one line plus a hint, writes the traceback to the experiment's
+stdout.log when a folder exists, and to stderr with `--debug`.
+"""
 
 from __future__ import annotations
 
 
+class HarnessError(Exception):
+    """A problem the user can fix; its message is one line."""
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     from gainakt.data import DataError
-    from harness.config.build import ConfigError
-    from harness.folder.experiment import ExperimentError
-    from harness.run.datasets import DatasetError
-    from harness.run.launcher import LaunchError
 
-    types: list[type[BaseException]] = [ConfigError, DataError, DatasetError, ExperimentError, LaunchError]
-    try:
-        from harness.docker.containers import ContainerError
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        types.append(ContainerError)
-    return tuple(types)
+    return (HarnessError, DataError)
 
 
 def is_user_error(exc: BaseException) -> bool:

@@ -100,7 +100,7 @@ def test_bad_set_is_one_clear_error(item, message):
 def test_unset_returns_a_leaf_to_the_default():
     r = resolve("--epochs", "5", "--unset", "training.epochs")
     assert r.config["training"]["epochs"] == 40
-    assert r.overrides == ["training.epochs:5->default (unset)"]
+    assert r.overrides == ["training.epochs:5->40 (default, unset)"]  # the value used (issue 11 item 7)
     with pytest.raises(ConfigError, match="unknown config key"):
         resolve("--unset", "training.nope")
 

@@ -100,7 +100,7 @@ def test_non_finite_loss_fails_the_seed_and_keeps_what_was_written(data, monkeyp
 
 def test_early_stopping_uses_patience(data, monkeypatch):
     cfg = config(*TINY, "--epochs", "6", "--patience", "1")
-    cfg["training"]["learning_rate"] = 0.0  # no learning: AUC never improves after epoch 1
+    cfg["training"]["learning_rate"] = 1e-12  # below float32 resolution: AUC never improves after epoch 1
     result = train_seed(cfg, data, "cpu", MemorySink(), seed=2)
     assert result.status == "early_stopped" and result.epochs_run == 2 and result.best_epoch == 1
 

@@ -19,7 +19,9 @@ from typing import Any
 from harness.config.build import (
     KNOWN_SCHEMAS,
     SCHEMA_VERSION,
+    amp_ran,
     config_md5,
+    config_md5_as_run,
     hashed_view,
     leaf_paths,
     normalized_config_hash,
@@ -155,11 +157,8 @@ def seed_metrics(results: dict[str, Any] | None, multi: dict[str, Any] | None,
 
 
 def amp_enabled(cfg: dict[str, Any]) -> bool:
-    """Whether the config asked for mixed precision (any schema)."""
-    training = cfg.get("training")
-    if isinstance(training, dict) and "mixed_precision" in training:
-        return bool(training["mixed_precision"])
-    return bool(cfg.get("use_amp", False))
+    """Whether mixed precision ran (any schema; a CPU run is fp32 whatever it asked for)."""
+    return amp_ran(cfg)
 
 
 def reference_config_md5(cfg: dict[str, Any]) -> str:
@@ -448,7 +447,11 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
             else:
                 crit.mark("config_md5_recomputes", "note", line)
     crit.mark("config_md5_recomputes", "met")
-    if not config_match:
+    equal_as_run = config_md5_as_run(src["config"]) == config_md5_as_run(tgt["config"])
+    if not config_match and equal_as_run and schema_match:
+        crit.mark("config_md5", "info", "config_md5 differs only in how AMP was recorded (an older folder "
+                  "recorded the request; both ran fp32 on CPU): equal as run")
+    elif not config_match:
         if schema_match and src["schema"] == SCHEMA_VERSION:
             detail = _describe_changes(params["changed"]) if params["changed"] else "no leaf differs"
             crit.mark("config_md5", "failed",

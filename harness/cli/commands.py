@@ -3,52 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from harness.config.build import SCHEMA_VERSION, ConfigError, params_from_file
+from harness.config.launch import LaunchOptions
 from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment, title_of
 from harness.run.launcher import LaunchError, execute_experiment, prepare_run, resolve_run
 
 
-def run(ns: argparse.Namespace, title: str | None) -> int:
+def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
     """A new experiment, or --compare_only / --reproduce_from / --resume when given."""
-    if getattr(ns, "compare_only", False):
-        if not ns.source_exp or not ns.target_exp:
+    opts = LaunchOptions.from_namespace(ns)
+    if opts.compare_only:
+        if not opts.source_exp or not opts.target_exp:
             raise LaunchError("--compare_only needs both --source_exp and --target_exp")
-        return compare(ns.source_exp, ns.target_exp, ns)
-    if getattr(ns, "resume", None):
-        return resume(ns.resume, ns)
+        return compare(opts.source_exp, opts.target_exp, opts)
+    if opts.resume:
+        return resume(opts.resume, opts)
     reproduction = None
     base_params = None
-    if getattr(ns, "reproduce_from", None):
-        source = resolve_experiment(ns.reproduce_from, output_base(ns.output_base))
-        base_params, reproduction, title = reproduction_source(source, ns)
+    base_source = "source config"
+    if opts.reproduce_from:
+        source = resolve_experiment(opts.reproduce_from, output_base(opts.output_base))
+        base_params, reproduction, title = reproduction_source(source, opts)
+        base_source = str(source / "config.json")
     if not title:
         raise LaunchError("an experiment title is required (--experiment_title)")
-    resolved = resolve_run(ns, title, base_params=base_params)
+    resolved = resolve_run(opts, title, base_params=base_params, base_source=base_source)
     if reproduction is not None:
         reproduction["applied_overrides"] = resolved.overrides
         reproduction["override_count"] = len(resolved.overrides)
-        if getattr(ns, "data_dir", None) is None and resolved.config["data"]["dataset"] != "synthetic":
-            ns.data_dir = reproduction.pop("_source_data_dir", None)
+        if opts.data_dir is None and resolved.config["data"]["dataset"] != "synthetic":
+            opts = dataclasses.replace(opts, data_dir=reproduction.pop("_source_data_dir", None))
         reproduction.pop("_source_data_dir", None)
     runtime = pick_runtime(resolved.params["runtime"])
-    exp_dir = prepare_run(resolved, ns, reproduction=reproduction, runtime=runtime)
+    exp_dir = prepare_run(resolved, opts, reproduction=reproduction, runtime=runtime)
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
     if runtime == "docker":
         from harness.docker.run import run_in_docker
 
-        code = run_in_docker(exp_dir, resolved.config, ns)
+        code = run_in_docker(exp_dir, resolved.config, opts)  # type: ignore[arg-type]
     else:
-        code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None))
+        code = execute_experiment(exp_dir, data_dir=opts.data_dir)
     if reproduction is not None:
-        code = max(code, write_reproduction_outputs(exp_dir, ns, reproduction))
-    elif getattr(ns, "manifest", False):
+        code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
+    elif opts.manifest:
         write_manifest_file(exp_dir, None)
     return code
 
@@ -64,7 +69,7 @@ def pick_runtime(requested: str) -> str:
         return "local"
 
 
-def reproduction_source(source: Path, ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], str]:
+def reproduction_source(source: Path, ns: argparse.Namespace | LaunchOptions) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Parameters of the source config, the `reproduction` block and the new title."""
     cfg = read_json(source / "config.json")
     schema = cfg.get("schema_version")
@@ -90,7 +95,7 @@ def reproduction_source(source: Path, ns: argparse.Namespace) -> tuple[dict[str,
     return params, block, title
 
 
-def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace, reproduction: dict) -> int:
+def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace | LaunchOptions, reproduction: dict) -> int:
     from harness.audit.compare import compare_experiments, write_report
 
     source = Path(reproduction["source_path"])
@@ -113,7 +118,7 @@ def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
     record_in_manifest(exp_dir, ["reproduction_manifest.json"])
 
 
-def compare(source_ref: str, target_ref: str, ns: argparse.Namespace) -> int:
+def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     from harness.audit.compare import compare_experiments, write_report
 
     base = output_base(getattr(ns, "output_base", None))
@@ -146,7 +151,7 @@ def verify(ns: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
-def resume(ref: str, ns: argparse.Namespace) -> int:
+def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     exp_dir = resolve_experiment(ref, output_base(getattr(ns, "output_base", None)))
     cfg = read_json(exp_dir / "config.json")
     if cfg.get("schema_version") != SCHEMA_VERSION:

@@ -12,13 +12,25 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+import typing
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness.config.params import BY_NAME, MODEL_PRESETS, PARAMS, RESULT_SECTIONS, SECTION_ORDER
+from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig, check_value
+from harness.config.params import BY_NAME, MODEL_PRESETS, PARAMS, SECTION_ORDER
+from harness.config.schema import (
+    ExperimentParams,
+    ExperimentSection,
+    RunConfig,
+    RuntimeParams,
+    check_title,
+)
+from harness.errors import HarnessError
 
 SCHEMA_VERSION = 3
 KNOWN_SCHEMAS = (2, 3)
@@ -31,7 +43,7 @@ VOLATILE_EXPERIMENT_KEYS = ("id", "short_title", "experiment_suffix", "purpose",
 DERIVED_LEAVES = {"data_checksum.sha256", "data_checksum.files", "seeds.primary"}
 
 
-class ConfigError(ValueError):
+class ConfigError(HarnessError, ValueError):
     """A bad parameter, override or config file; the message is one line for the user."""
 
 
@@ -63,56 +75,68 @@ def resolve_model(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def resolve_ablation(params: Mapping[str, Any]) -> dict[str, bool]:
     """The four enable flags from the ablation mode, each explicit flag winning in both directions."""
+    from gainakt.losses import ABLATION_FLAGS
     from gainakt.losses import resolve_ablation as _resolve
 
-    overrides = {
-        k: params.get(k)
-        for k in (
-            "enable_alignment_loss",
-            "enable_global_alignment_pass",
-            "enable_retention_loss",
-            "enable_lag_gain_loss",
-        )
-    }
+    overrides = {k: params.get(k) for k in ABLATION_FLAGS}
     try:
         return dict(_resolve(params["ablation_mode"], overrides))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
-def build_config(params: Mapping[str, Any], *, title: str, experiment_id: str | None = None) -> dict:
+class Sources(dict):
+    """Where each parameter's value came from ("--epochs", "c.yaml: training.epochs", ...)."""
+
+    def label(self, key: str) -> str:
+        name = "seeds_list" if key.startswith("seeds") else key.rsplit(".", 1)[-1]
+        where = self.get(name)
+        if where is None:
+            return key
+        return where if where.startswith("--") or where.endswith(key) else f"{where} ({key})"
+
+
+@contextmanager
+def named_errors(sources: Mapping[str, str] | None) -> Iterator[None]:
+    """Turn a section's ConfigValueError into one ConfigError line naming where the value came from."""
+    try:
+        yield
+    except ConfigValueError as exc:
+        label = Sources(sources or {}).label(exc.key)
+        raise ConfigError(f"{label}: {exc.reason}") from None
+
+
+def build_config(params: Mapping[str, Any], *, title: str, experiment_id: str | None = None,
+                 sources: Mapping[str, str] | None = None) -> dict:
     """The nested config for fully resolved `params` (every registered name present).
 
-    Data checksum and paths are filled in later by the launcher, once the dataset is loaded and
-    the folder exists; they are part of the config before hashing.
+    Every value is checked by its typed section (types, ranges, choices, cross-field rules); the
+    first problem is a ConfigError naming the flag, `--set` key or file key it came from. Data
+    checksum and paths are filled in later by the launcher, once the dataset is loaded and the
+    folder exists; they are part of the config before hashing.
     """
+    problem = check_title(title)
+    if problem:
+        raise ConfigError(f"invalid experiment title: {problem}")
     params = dict(params)
-    validate_params(params)
-    params.update(resolve_ablation(params))
-    seeds = dedupe_seeds(params.pop("seeds_list", None) or [42])
-    cfg: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
-    cfg["experiment"] = {
-        "id": experiment_id,
-        "short_title": title,
-        "model": "gainakt2exp",
-        "ablation_mode": params["ablation_mode"],
-        "experiment_suffix": params["experiment_suffix"] or title,
-        "purpose": params["purpose"],
-    }
-    sections: dict[str, dict[str, Any]] = {name: {} for name in RESULT_SECTIONS}
-    sections["runtime"] = {}
-    for p in PARAMS:
-        if p.section in ("experiment", "model"):
-            continue
-        sections[p.section][p.name] = params[p.name]
-    sections["model"] = resolve_model(params)
-    sections["data_checksum"] = {"sha256": None, "files": []}
-    sections["seeds"] = {"all": seeds, "primary": seeds[0]}
-    for name in RESULT_SECTIONS:
-        cfg[name] = sections[name]
-    cfg["runtime"] = sections["runtime"]
-    cfg["paths"] = {"output_dir": None, "data_dir": None}
-    return cfg
+    with named_errors(sources):
+        ExperimentParams(**{f.name: params[f.name] for f in fields(ExperimentParams)})
+        RuntimeParams(**{f.name: params[f.name] for f in fields(RuntimeParams)})
+        params.update(resolve_ablation(params))
+        values = {name: {f.name: params[f.name] for f in fields(cls)} for name, cls in SECTION_TYPES.items()}
+        values["model"] = resolve_model(params)
+        seeds = list(params.pop("seeds_list", None) or [42])
+        train = TrainConfig(**{name: cls(**values[name]) for name, cls in SECTION_TYPES.items()},
+                            seeds=SeedsConfig(all=seeds, primary=seeds[0]))
+    experiment = ExperimentSection(id=experiment_id, short_title=title, model="gainakt2exp",
+                                   ablation_mode=params["ablation_mode"],
+                                   experiment_suffix=params["experiment_suffix"] or title,
+                                   purpose=params["purpose"])
+    runtime = {p.name: params[p.name] for p in PARAMS if p.section == "runtime"}
+    run = RunConfig(schema_version=SCHEMA_VERSION, experiment=experiment, train=train,
+                    data_checksum={"sha256": None, "files": []}, runtime=runtime,
+                    paths={"output_dir": None, "data_dir": None})
+    return run.to_dict()
 
 
 def dedupe_seeds(seeds: Iterable[int]) -> list[int]:
@@ -120,32 +144,8 @@ def dedupe_seeds(seeds: Iterable[int]) -> list[int]:
     out: list[int] = []
     for s in seeds:
         if s not in out:
-            out.append(int(s))
+            out.append(s)
     return out
-
-
-def validate_params(params: Mapping[str, Any]) -> None:
-    """Reject values that cannot describe a run (one clear line)."""
-    for name in ("epochs", "batch_size", "seq_len", "patience", "monitor_freq", "max_semantic_students",
-                 "alignment_global_students", "synthetic_students", "synthetic_skills", "threads"):
-        value = params.get(name)
-        if isinstance(value, int) and value < (0 if name == "patience" else 1):
-            raise ConfigError(f"--{name} must be {'>= 0' if name == 'patience' else 'a positive integer'}, "
-                              f"got {value}")
-    if params.get("epochs", 1) < 1:
-        raise ConfigError(f"--epochs must be a positive integer, got {params['epochs']}")
-    if params.get("learning_rate", 1.0) <= 0:
-        raise ConfigError(f"--learning_rate must be positive, got {params['learning_rate']}")
-    if not 0 <= params.get("fold", 0) <= 4:
-        raise ConfigError(f"--fold must be between 0 and 4, got {params['fold']}")
-    if not 1 <= params.get("lag_max_lag", 3) <= 3:
-        raise ConfigError(f"--lag_max_lag must be 1, 2 or 3, got {params['lag_max_lag']}")
-    if params.get("seq_len", 200) < 3:
-        raise ConfigError(f"--seq_len must be at least 3, got {params['seq_len']}")
-    for name in ("dropout",):
-        v = params.get(name)
-        if v is not None and not 0 <= v < 1:
-            raise ConfigError(f"--{name} must be in [0, 1), got {v}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +169,28 @@ def hashed_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def config_md5(cfg: Mapping[str, Any]) -> str:
     """md5 of the canonical JSON of the hashed view."""
     return hashlib.md5(canonical_json(hashed_view(cfg)).encode()).hexdigest()
+
+
+def amp_ran(cfg: Mapping[str, Any]) -> bool:
+    """Whether mixed precision actually ran in a folder of any age.
+
+    This code records `training.mixed_precision` as run; older folders recorded the request, so a
+    request on a CPU-only run counts as fp32 (AMP never runs on CPU).
+    """
+    training = cfg.get("training")
+    if not isinstance(training, Mapping) or "mixed_precision" not in training:
+        return bool(cfg.get("use_amp", False))
+    runtime = cfg.get("runtime")
+    devices = runtime.get("devices") if isinstance(runtime, Mapping) else None
+    return bool(training["mixed_precision"]) and devices != ["cpu"]
+
+
+def config_md5_as_run(cfg: Mapping[str, Any]) -> str:
+    """config_md5 with `training.mixed_precision` as run (equal for an old and a new fp32 CPU run)."""
+    doc = copy.deepcopy(dict(cfg))
+    if isinstance(doc.get("training"), dict) and "mixed_precision" in doc["training"]:
+        doc["training"]["mixed_precision"] = amp_ran(cfg)
+    return config_md5(doc)
 
 
 def normalized_config_hash(cfg: Mapping[str, Any]) -> str:
@@ -309,7 +331,7 @@ def _get(cfg: Mapping[str, Any], path: str) -> Any:
 
 
 def apply_overrides(params: dict[str, Any], cfg: Mapping[str, Any], sets: Iterable[str],
-                    unsets: Iterable[str]) -> list[str]:
+                    unsets: Iterable[str], sources: dict[str, str] | None = None) -> list[str]:
     """Apply `--unset` then `--set` to the flat `params` in place; return lines `key:old->new`.
 
     Paths are checked against the config built from `params` (`cfg`), so any leaf of a known
@@ -326,17 +348,40 @@ def apply_overrides(params: dict[str, Any], cfg: Mapping[str, Any], sets: Iterab
         name = _param_name(path)
         old = _get(cfg, path)
         params[name] = copy.deepcopy(BY_NAME[name].default) if name in BY_NAME else [42]
-        log.append(f"{path}:{json.dumps(old)}->default (unset)")
+        log.append(f"{path}:{json.dumps(old)}->{UNSET}")
     for item in sets:
         path, text = _split_assignment(item)
         if path not in known:
             raise _unknown_key(path, known, "--set")
         old = _get(cfg, path)
-        new = _check_type(path, old, coerce(text))
-        _validate_leaf(path, new)
+        new = _check_type(path, old, _coerce_for(path, text))
         params[_param_name(path)] = new
+        if sources is not None:
+            sources[_param_name(path)] = f"--set {path}"
         log.append(f"{path}:{json.dumps(old)}->{json.dumps(new)}")
     return log
+
+
+UNSET = "<unset>"
+
+
+def describe_unsets(log: list[str], cfg: Mapping[str, Any]) -> list[str]:
+    """`--unset` lines with the value actually used: `training.epochs:5->40 (default, unset)`."""
+    out = []
+    for line in log:
+        if line.endswith("->" + UNSET):
+            path = line.split(":", 1)[0]
+            line = line[: -len(UNSET)] + f"{json.dumps(_get(cfg, path))} (default, unset)"
+        out.append(line)
+    return out
+
+
+def _coerce_for(path: str, text: str) -> Any:
+    """The guide's coercion, except that 'none' stays text where it is a documented choice."""
+    spec = BY_NAME.get(path.rsplit(".", 1)[-1])
+    if spec is not None and spec.choices and text.strip() in spec.choices:
+        return text.strip()
+    return coerce(text)
 
 
 def _param_name(path: str) -> str:
@@ -345,26 +390,8 @@ def _param_name(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 
 
-def _validate_leaf(path: str, value: Any) -> None:
-    leaf = path.rsplit(".", 1)[-1]
-    if leaf in BY_NAME and value is not None:
-        try:
-            validate_params({leaf: value})
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace(f"--{leaf}", f"--set {path}")) from None
-
-
 # ---------------------------------------------------------------------------------------------
 # missing_params
-
-
-def params_from_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Every registered parameter's value as the config holds it (None where absent)."""
-    out: dict[str, Any] = {}
-    for p in PARAMS:
-        section = cfg.get(p.section, {})
-        out[p.name] = section.get(p.name) if isinstance(section, dict) else None
-    return out
 
 
 def missing_params(resolved: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
@@ -409,18 +436,23 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
-def params_from_file(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+def params_from_file(data: Mapping[str, Any], source: str,
+                     sources: dict[str, str] | None = None) -> dict[str, Any]:
     """Parameters named in a config or parameter file: nested sections or flat names.
 
     Unknown names are an error (with close matches); schema-2 configs from the reference launcher
-    are accepted (their extra keys such as monitor_freq are registered parameters here).
+    are accepted (their extra keys such as monitor_freq are registered parameters here). Values are
+    taken as written: the typed sections check them later, and `sources` records where each came
+    from (`file: section.key`) so that the error names the file and the key.
     """
     out: dict[str, Any] = {}
     known = [p.name for p in PARAMS]
+    where = sources if sources is not None else {}
 
-    def take(name: str, value: Any) -> None:
+    def take(name: str, value: Any, section: str | None) -> None:
         if name in BY_NAME:
             out[name] = value
+            where[name] = f"{source}: {section + '.' if section else ''}{name}"
         elif name not in _IGNORED_FILE_KEYS:
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -428,30 +460,31 @@ def params_from_file(data: Mapping[str, Any], source: str) -> dict[str, Any]:
 
     for key, value in data.items():
         if key == "seeds":
-            if isinstance(value, dict):
-                out["seeds_list"] = list(value.get("all") or [value.get("primary", 42)])
-            else:
-                out["seeds_list"] = list(value) if isinstance(value, list) else [value]
-        elif key == "model" and isinstance(value, dict):
-            for k, v in value.items():
-                take(k, v)
+            out["seeds_list"] = _seeds_from_file(value)
+            where["seeds_list"] = f"{source}: seeds"
         elif key in _IGNORED_FILE_SECTIONS:
             if key == "experiment" and isinstance(value, dict):
                 for k in ("ablation_mode", "experiment_suffix", "purpose"):
                     if k in value:
-                        out[k] = value[k]
+                        take(k, value[k], key)
         elif isinstance(value, dict):
             for k, v in value.items():
-                take(k, v)
+                take(k, v, key)
         else:
-            take(key, value)
+            take(key, value, None)
     return out
+
+
+def _seeds_from_file(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("all") if "all" in value else [value.get("primary", 42)]
+    return value if isinstance(value, list) else [value]
 
 
 _IGNORED_FILE_SECTIONS = {"experiment", "paths", "reproduction", "missing_params", "config_md5",
                           "schema_version", "data_checksum", "hardware", "command", "timestamp",
                           "output_dir"}
-_IGNORED_FILE_KEYS = {"timestamp", "command", "resume", "output_dir", "semantic_trajectory_path",
+_IGNORED_FILE_KEYS = {"mixed_precision_requested", "timestamp", "command", "resume", "output_dir", "semantic_trajectory_path",
                       "model", "use_wandb", "id", "short_title", "primary", "all", "sha256", "files",
                       "data_dir", "host", "engine", "created", "devices_requested"}
 

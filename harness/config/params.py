@@ -1,6 +1,7 @@
 """The parameter registry: every launcher parameter, its config section, type, default and flags.
 
-One table drives the command-line parser, the config builder, the `missing_params` check and the
+The registry is derived from the typed config sections (each default, help line and rule is
+declared once, on its dataclass field); it adds only the command-line spellings. One table drives the command-line parser, the config builder, the `missing_params` check and the
 validation of `--set`, so a parameter cannot exist in one place and be forgotten in another.
 Leaf names are unique across sections (as in the reference's config.json), which is what lets a
 flag name and a config leaf be the same word.
@@ -8,8 +9,13 @@ flag name and a config leaf be the same word.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from gainakt.config import MODEL_PRESETS, SECTION_TYPES, field_default
+
+__all__ = ["BY_NAME", "MODEL_PRESETS", "PARAMS", "Param", "RESULT_SECTIONS", "SECTION_ORDER"]
 
 # Sections whose leaves determine results (hashed); order is the order written in config.json.
 RESULT_SECTIONS = (
@@ -45,121 +51,57 @@ class Param:
     off_flags: tuple[str, ...] = field(default=())
 
 
-P = Param
+# Extra command-line spellings (the guide's and the reference's); everything else is declared once,
+# in the config sections (gainakt.config and harness.config.schema).
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {
+    "seq_len": ("--max_len",),
+    "num_encoder_blocks": ("--n_blocks",),
+    "epochs": ("--num_epochs",),
+    "learning_rate": ("--lr",),
+    "mixed_precision": ("--amp", "--use_amp"),
+}
+OFF_FLAGS: dict[str, tuple[str, ...]] = {"mixed_precision": ("--no_amp", "--no-amp")}
 
-PARAMS: tuple[Param, ...] = (
-    # experiment
-    P("ablation_mode", "experiment", str, "both_lag",
-      "ablation mode: none|baseline, alignment_only|align, retention, both, both_lag",
-      choices=("none", "baseline", "alignment_only", "align", "retention", "both", "both_lag")),
-    P("experiment_suffix", "experiment", str, None, "suffix naming per-seed logs (default: the title)",
-      nullable=True),
-    P("purpose", "experiment", str, "Multi-seed reproducible training run", "free-text purpose of the run"),
-    # data
-    P("dataset", "data", str, "synthetic",
-      "dataset name: 'synthetic' (built in, the default) or a name for --data_dir"),
-    P("data_format", "data", str, "auto", "format of --data_dir",
-      choices=("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015")),
-    P("fold", "data", int, 0, "validation fold (0-4); the other folds train"),
-    P("seq_len", "data", int, 200, "window length (pyKT maxlen)", flags=("--max_len",)),
-    P("bucket_by_length", "data", bool, False, "batch windows of similar length together"),
-    P("synthetic_students", "data", int, 600, "students in the built-in synthetic dataset"),
-    P("synthetic_skills", "data", int, 20, "skills in the built-in synthetic dataset"),
-    P("synthetic_min_len", "data", int, 20, "shortest synthetic student sequence"),
-    P("synthetic_max_len", "data", int, 60, "longest synthetic student sequence"),
-    P("synthetic_seed", "data", int, 2025, "seed of the synthetic dataset generator"),
-    P("synthetic_forgetting", "data", float, 0.0, "per-step forgetting of unpractised synthetic skills"),
-    # model
-    P("model_preset", "model", str, "paper", "architecture preset", choices=("paper", "small")),
-    P("d_model", "model", int, None, "model width D (default: from the preset)", nullable=True),
-    P("n_heads", "model", int, None, "attention heads H (default: from the preset)", nullable=True),
-    P("num_encoder_blocks", "model", int, None, "encoder blocks N (default: from the preset)",
-      flags=("--n_blocks",), nullable=True),
-    P("d_ff", "model", int, None, "feed-forward width F (default: from the preset)", nullable=True),
-    P("dropout", "model", float, None, "dropout (default: from the preset)", nullable=True),
-    P("gain_scale", "model", float, 0.1, "scale of gains in the mastery accumulation"),
-    P("enable_head_normalization", "model", bool, False, "LayerNorm the inputs of the mastery/gain heads"),
-    # heads
-    P("use_mastery_head", "heads", bool, True, "mastery head on/off"),
-    P("use_gain_head", "heads", bool, True, "gain head on/off"),
-    # training
-    P("epochs", "training", int, 40, "training epochs", flags=("--num_epochs",)),
-    P("batch_size", "training", int, 64, "batch size"),
-    P("learning_rate", "training", float, 0.00016, "Adam learning rate", flags=("--lr",)),
-    P("weight_decay", "training", float, 1.7571e-05, "Adam weight decay (L2)"),
-    P("optimizer", "training", str, "Adam", "optimizer", choices=("Adam", "AdamW")),
-    P("gradient_clip", "training", float, 1.0, "max gradient norm (0 disables clipping)"),
-    P("mixed_precision", "training", bool, True, "automatic mixed precision on CUDA",
-      flags=("--amp", "--use_amp"), off_flags=("--no_amp", "--no-amp")),
-    P("amp_dtype", "training", str, "auto", "AMP dtype: auto (bf16 where supported, else fp16), fp16, bf16",
-      choices=("auto", "fp16", "bf16")),
-    P("patience", "training", int, 10, "early stopping patience in epochs without val AUC improvement"),
-    P("lr_scheduler", "training", str, "none", "learning-rate scheduler", choices=("none", "plateau")),
-    P("monitor_freq", "training", int, 50, "log interpretability statistics every N training batches"),
-    # interpretability (constraint weights)
-    P("non_negative_loss_weight", "interpretability", float, 0.0, "weight of the negative-gain penalty"),
-    P("monotonicity_loss_weight", "interpretability", float, 0.1, "weight of the mastery monotonicity loss"),
-    P("mastery_performance_loss_weight", "interpretability", float, 0.8, "mastery-performance loss weight"),
-    P("gain_performance_loss_weight", "interpretability", float, 0.8, "gain-performance loss weight"),
-    P("sparsity_loss_weight", "interpretability", float, 0.2, "gain sparsity loss weight"),
-    P("consistency_loss_weight", "interpretability", float, 0.3, "mastery/gain consistency loss weight"),
-    P("enhanced_constraints", "interpretability", bool, True, "enable the six constraint losses"),
-    P("warmup_constraint_epochs", "interpretability", int, 8, "warm-up epochs of the constraint weights"),
-    P("enable_alignment_loss", "interpretability", bool, None,
-      "alignment loss on/off (default: from --ablation_mode)", nullable=True),
-    P("alignment_weight", "interpretability", float, 0.30, "alignment loss base weight"),
-    P("enable_retention_loss", "interpretability", bool, None,
-      "retention loss on/off (default: from --ablation_mode)", nullable=True),
-    P("retention_weight", "interpretability", float, 0.12, "retention loss weight"),
-    P("enable_lag_gain_loss", "interpretability", bool, None,
-      "lag-gain loss on/off (default: from --ablation_mode)", nullable=True),
-    P("lag_gain_weight", "interpretability", float, 0.05, "lag-gain loss weight"),
-    # alignment
-    P("alignment_warmup_epochs", "alignment", int, 8, "alignment weight warm-up epochs"),
-    P("adaptive_alignment", "alignment", bool, True, "boost alignment while correlation is low"),
-    P("alignment_min_correlation", "alignment", float, 0.05, "correlation below which alignment is boosted"),
-    P("enable_global_alignment_pass", "alignment", bool, None,
-      "per-epoch global correlation pass (default: from --ablation_mode)", nullable=True),
-    P("alignment_global_students", "alignment", int, 600, "students in the global alignment pass"),
-    P("use_residual_alignment", "alignment", bool, False, "correlate against residualised performance"),
-    P("alignment_residual_window", "alignment", int, 5, "moving-average window of the residualisation"),
-    P("alignment_share_cap", "alignment", float, 0.10, "cap on the alignment loss share"),
-    P("alignment_share_decay_factor", "alignment", float, 0.75, "alignment weight decay when over the cap"),
-    # retention / lag
-    P("retention_delta", "retention_lag", float, 0.005, "tolerated drop below the correlation peak"),
-    P("lag_max_lag", "retention_lag", int, 3, "largest lag of the lag-gain loss (1-3)"),
-    P("lag_l1_weight", "retention_lag", float, 0.5, "weight of lag 1"),
-    P("lag_l2_weight", "retention_lag", float, 0.3, "weight of lag 2"),
-    P("lag_l3_weight", "retention_lag", float, 0.2, "weight of lag 3"),
-    # scheduling
-    P("consistency_rebalance_epoch", "scheduling", int, 8, "epoch from which consistency may be rebalanced"),
-    P("consistency_rebalance_threshold", "scheduling", float, 0.10, "correlation under which it is"),
-    P("consistency_rebalance_new_weight", "scheduling", float, 0.2, "consistency weight after rebalance"),
-    P("enable_cosine_perf_schedule", "scheduling", bool, False, "cosine warm-up of performance losses"),
-    # stability controls
-    P("freeze_sparsity", "stability_controls", bool, False, "never reduce the sparsity weight"),
-    P("variance_floor", "stability_controls", float, 1e-4, "mastery variance floor"),
-    P("variance_floor_patience", "stability_controls", int, 3, "epochs under the floor before reducing"),
-    P("variance_floor_reduce_factor", "stability_controls", float, 0.5, "sparsity reduction factor"),
-    # sampling
-    P("max_semantic_students", "sampling", int, 50, "students in the per-epoch interpretability sample"),
-    P("log_head_stats", "sampling", bool, False, "record per-epoch head variance/skew in artifacts/"),
-    # determinism
-    P("torch_deterministic", "determinism", bool, False,
-      "deterministic PyTorch algorithms (cuBLAS workspace, cuDNN, TF32 off)"),
-    # runtime (not hashed)
-    P("devices", "runtime", list, ["auto"], "GPU indices, 'cpu' or 'auto'"),
-    P("threads", "runtime", int, 8, "CPU threads per worker (capped at the machine's cores)"),
-    P("runtime", "runtime", str, "local", "where training runs", choices=("auto", "local", "docker")),
-    P("image", "runtime", str, None, "container image tag (default: built for this code)", nullable=True),
-)
+_PLAIN_TYPES = (bool, int, float, str, list)
+
+
+def _plain_type(hint: Any) -> type:
+    """bool/int/float/str/list of a field annotation (``str | None`` -> str)."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return list
+    for candidate in (hint, *typing.get_args(hint)):
+        if candidate in _PLAIN_TYPES:
+            return candidate
+    raise TypeError(f"unsupported parameter type {hint!r}")
+
+
+def _params_of(section: str, cls: type) -> list[Param]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        derived = f.metadata.get("derived")
+        nullable = derived is not None or type(None) in typing.get_args(hints[f.name])
+        default = None if derived else field_default(cls, f.name)
+        out.append(Param(f.name, section, _plain_type(hints[f.name]), default, f.metadata["help"],
+                         flags=FLAG_ALIASES.get(f.name, ()), choices=f.metadata.get("choices"),
+                         nullable=nullable, off_flags=OFF_FLAGS.get(f.name, ())))
+    return out
+
+
+def _registry() -> tuple[Param, ...]:
+    from harness.config.schema import ExperimentParams, RuntimeParams
+
+    params = _params_of("experiment", ExperimentParams)
+    for section, cls in SECTION_TYPES.items():
+        params += _params_of(section, cls)
+    params += _params_of("runtime", RuntimeParams)
+    return tuple(params)
+
+
+PARAMS: tuple[Param, ...] = _registry()
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
-
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"d_model": 512, "n_heads": 8, "num_encoder_blocks": 6, "d_ff": 1024, "dropout": 0.2},
-    "small": {"d_model": 128, "n_heads": 4, "num_encoder_blocks": 2, "d_ff": 256, "dropout": 0.1},
-}
 
 SECTION_ORDER = (
     "schema_version",

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
 # Inside the container: where the folders are mounted.
 DATA_MOUNT = "/data"
 EXPERIMENT_MOUNT = "/experiment"
@@ -35,7 +37,7 @@ SOCKET_HINT = "start the engine (scripts/docker-prereqs.sh on Debian) or use --r
 STOP_GRACE_S = 10
 
 
-class ContainerError(RuntimeError):
+class ContainerError(HarnessError, RuntimeError):
     """A Docker problem the user can act on; the message is one line. ``exit_code`` is the
     container's exit status where one exists (137 for an OOM kill)."""
 

@@ -6,19 +6,19 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
 DEFAULT_OUTPUT_BASE = Path("examples/experiments")
 MANIFEST = "MANIFEST.sha256"
-_TITLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class ExperimentError(RuntimeError):
+class ExperimentError(HarnessError, RuntimeError):
     """A problem with an experiment folder; the message is one line for the user."""
 
 
@@ -29,8 +29,11 @@ def output_base(arg: str | None) -> Path:
 
 def check_title(title: str) -> str:
     """Titles become folder names: letters, digits, '_', '-', '.' only."""
-    if not title or not _TITLE.match(title):
-        raise ExperimentError(f"invalid experiment title {title!r}: use letters, digits, '_', '-' or '.'")
+    from harness.config.schema import check_title as title_problem
+
+    problem = title_problem(title) if title else "is empty"
+    if problem:
+        raise ExperimentError(f"invalid experiment title: {problem}")
     return title
 
 

@@ -8,8 +8,10 @@ from typing import Any
 from gainakt.data import DataError, KTDataset, load_dataset
 from gainakt.simulate import simulate
 
+from harness.errors import HarnessError
 
-class DatasetError(RuntimeError):
+
+class DatasetError(HarnessError, RuntimeError):
     """The dataset cannot be loaded or is not the one the config was made with."""
 
 

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.cli.flags import command_line, explicit_params
+from harness.errors import HarnessError
+from harness.cli.flags import command_line
 from harness.config.build import (
     ConfigError,
     apply_overrides,
@@ -25,11 +26,13 @@ from harness.config.build import (
     config_md5,
     dedupe_seeds,
     default_params,
+    describe_unsets,
     load_config_file,
     missing_params,
     ordered,
     params_from_file,
 )
+from harness.config.launch import LaunchOptions
 from harness.folder import artifacts
 from harness.folder.checkpoints import checkpoint_name, load_checkpoint
 from harness.folder.experiment import (
@@ -47,7 +50,7 @@ from harness.run.runlog import RunLog
 from harness.run.workers import assign_seeds, run_workers, seed_device_map
 
 
-class LaunchError(RuntimeError):
+class LaunchError(HarnessError, RuntimeError):
     """A launch that cannot proceed; one line for the user."""
 
 
@@ -59,32 +62,46 @@ class ResolvedRun:
     notes: list[str]
 
 
-def resolve_run(ns: argparse.Namespace, title: str, *, base_params: dict[str, Any] | None = None) -> ResolvedRun:
-    """Parameters from defaults < --from_config < base_params (a reproduced source) < flags < --set."""
+def resolve_run(options: LaunchOptions | argparse.Namespace, title: str, *,
+                base_params: dict[str, Any] | None = None, base_source: str = "source config") -> ResolvedRun:
+    """Parameters from defaults < --from_config < base_params (a reproduced source) < flags < --set.
+
+    One validation path for all of them: the typed config sections check every value when the
+    config is built, and an error names the flag, `--set` key or file and key it came from.
+    """
+    opts = LaunchOptions.from_namespace(options)
     params = default_params()
     params["seeds_list"] = [42]
+    sources: dict[str, str] = {}
     notes: list[str] = []
-    if getattr(ns, "from_config", None):
-        params.update(params_from_file(load_config_file(ns.from_config), ns.from_config))
+    if opts.from_config:
+        params.update(params_from_file(load_config_file(opts.from_config), opts.from_config, sources))
     if base_params:
         params.update(copy.deepcopy(base_params))
-    params.update(explicit_params(ns))
-    if getattr(ns, "seeds", None) is not None:
-        params["seeds_list"] = list(ns.seeds)
-    elif getattr(ns, "seed", None) is not None:
-        params["seeds_list"] = [ns.seed]
-    seeds = list(params["seeds_list"])
+        sources.update({name: f"{base_source}: {name}" for name in base_params})
+    params.update(opts.explicit)
+    sources.update({name: f"--{name}" for name in opts.explicit})
+    if opts.seed_list is not None:
+        params["seeds_list"] = opts.seed_list
+        sources["seeds_list"] = "--seeds" if opts.seeds is not None else "--seed"
+    params["seeds_list"] = _unique_seeds(params["seeds_list"], notes)
+    params["experiment_suffix"] = params["experiment_suffix"] or title
+    first = build_config(params, title=title, sources=sources)
+    overrides = apply_overrides(params, first, opts.sets, opts.unsets, sources)
+    cfg = build_config(params, title=title, sources=sources)
+    return ResolvedRun(params=params, config=cfg, overrides=describe_unsets(overrides, cfg), notes=notes)
+
+
+def _unique_seeds(seeds: Any, notes: list[str]) -> Any:
+    """Duplicate seeds removed (order kept, noted); anything but a list is left to the seeds check."""
+    if not isinstance(seeds, list):
+        return seeds
     if not seeds:
         raise ConfigError("--seeds needs at least one seed")
     unique = dedupe_seeds(seeds)
     if unique != seeds:
         notes.append(f"duplicate seeds removed (order kept): {seeds} -> {unique}")
-    params["seeds_list"] = unique
-    params["experiment_suffix"] = params["experiment_suffix"] or title
-    first = build_config(params, title=title)
-    overrides = apply_overrides(params, first, getattr(ns, "sets", []) or [], getattr(ns, "unsets", []) or [])
-    cfg = build_config(params, title=title)
-    return ResolvedRun(params=params, config=cfg, overrides=overrides, notes=notes)
+    return unique
 
 
 def resolve_devices(requested: list[str]) -> list[str]:
@@ -124,28 +141,27 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def prepare_run(resolved: ResolvedRun, ns: argparse.Namespace, *, reproduction: dict | None = None,
-                runtime: str = "local") -> Path:
+def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespace, *,
+                reproduction: dict | None = None, runtime: str = "local") -> Path:
     """Load the data, create the folder and write config.json + overrides_applied.txt."""
+    opts = LaunchOptions.from_namespace(options)
     cfg = resolved.config
-    data_dir = getattr(ns, "data_dir", None)
-    try:
-        dataset = load_from_params(cfg["data"], data_dir)
-    except Exception as exc:  # noqa: BLE001 - DatasetError or unexpected: one line
-        raise LaunchError(str(exc)) from None
+    dataset = load_from_params(cfg["data"], opts.data_dir)
     devices = resolve_devices(resolved.params["devices"])
     threads = max(1, min(int(resolved.params["threads"]), os.cpu_count() or 1))
     resolved.params["threads"] = threads  # the cap is part of the resolved value
     requested_devices = resolved.params["devices"]
     resolved.params["devices"] = devices  # 'auto' resolved to what this machine has
-    base = Path(ns.output_base) if getattr(ns, "output_base", None) else Path("examples/experiments")
+    amp_requested = bool(resolved.params["mixed_precision"])
+    resolved.params["mixed_precision"] = amp_as_run(amp_requested, devices)
+    cfg["training"]["mixed_precision"] = resolved.params["mixed_precision"]
+    base = Path(opts.output_base) if opts.output_base else Path("examples/experiments")
     exp_dir = create_experiment_dir(base, cfg["experiment"]["short_title"],
-                                    experiment_dir=getattr(ns, "experiment_dir", None),
-                                    force=getattr(ns, "force", False))
+                                    experiment_dir=opts.experiment_dir, force=opts.force)
     cfg["experiment"]["id"] = exp_dir.name
     cfg["data_checksum"] = checksum_section(dataset)
     cfg["paths"] = {"output_dir": str(exp_dir.resolve()),
-                    "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+                    "data_dir": str(Path(opts.data_dir).resolve()) if opts.data_dir else None}
     cfg["runtime"].update({
         "command": command_line(),
         "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
@@ -154,16 +170,24 @@ def prepare_run(resolved: ResolvedRun, ns: argparse.Namespace, *, reproduction: 
         "threads": threads,
         "runtime": runtime,
         "resume": None,
+        "mixed_precision_requested": amp_requested,
     })
     if reproduction is not None:
         cfg["reproduction"] = reproduction
     cfg["missing_params"] = missing_params(resolved.params, cfg)
     if cfg["missing_params"]:
-        raise LaunchError(f"config serialisation lost parameters: {cfg['missing_params']} (this is a bug)")
+        raise RuntimeError(f"config serialisation lost parameters: {cfg['missing_params']} (this is a bug)")
     cfg["config_md5"] = config_md5(cfg)
     atomic_write_json(exp_dir / "config.json", ordered(cfg))
     atomic_write_text(exp_dir / "overrides_applied.txt", overrides_text(cfg, resolved.overrides))
     return exp_dir
+
+
+def amp_as_run(requested: bool, devices: list[str]) -> bool:
+    """AMP runs only on CUDA: on CPU the run is fp32 whatever was asked, and config.json says so
+    (training.mixed_precision as run, runtime.mixed_precision_requested as asked), so the hash,
+    the README checklist and the compare/verify tolerances follow what ran."""
+    return requested and devices != ["cpu"]
 
 
 def overrides_text(cfg: dict, overrides: list[str]) -> str:

@@ -1,0 +1,431 @@
+"""The typed training configuration: one frozen dataclass per config.json section.
+
+Like nanoGPT's ``GPTConfig``, each section declares its fields once, with the launch guide's
+default, a help line and its rule (range or choices). Everything else derives from here: the
+harness's parameter registry and command-line flags, ``LossSettings``' defaults, and the
+validation of every source of configuration (flags, ``--set``, config files). Constructing a
+section checks it: exact types (a string is never taken for a boolean or a number, ``1.5`` is
+not an integer), finite floats, ranges, choices and cross-field rules. A violation raises
+``ConfigValueError`` naming the ``section.key``.
+
+``TrainConfig`` is what ``train_seed`` reads: the result-determining sections plus the seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
+
+__all__ = [
+    "AlignmentConfig",
+    "ConfigValueError",
+    "DataConfig",
+    "DeterminismConfig",
+    "HeadsConfig",
+    "InterpretabilityConfig",
+    "MODEL_PRESETS",
+    "ModelConfig",
+    "RetentionLagConfig",
+    "SECTION_TYPES",
+    "SamplingConfig",
+    "SchedulingConfig",
+    "SeedsConfig",
+    "StabilityConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "check_value",
+    "field_default",
+    "section_from_dict",
+]
+
+
+class ConfigValueError(ValueError):
+    """A value that cannot describe a run; ``key`` is its ``section.name`` path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.reason = message
+
+
+def spec(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
+         lt: float | None = None, le: float | None = None, choices: tuple[Any, ...] | None = None,
+         derived: str | None = None) -> Any:
+    """A field with its default, help line and rule.
+
+    ``derived`` names where the value comes from when the user gives none ("preset" for model
+    dimensions, "ablation" for the objective flags): the command line may leave it unset.
+    """
+    meta = {"help": help, "ge": ge, "gt": gt, "lt": lt, "le": le, "choices": choices, "derived": derived}
+    return field(default=default, metadata=meta)
+
+
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"d_model": 512, "n_heads": 8, "num_encoder_blocks": 6, "d_ff": 1024, "dropout": 0.2},
+    "small": {"d_model": 128, "n_heads": 4, "num_encoder_blocks": 2, "d_ff": 256, "dropout": 0.1},
+}
+_PAPER = MODEL_PRESETS["paper"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking one value
+
+
+def _type_ok(hint: Any, value: Any) -> bool:
+    """Exact JSON-level type check: bool is not an int, a string is not a number."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(arg, value) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_type_ok(item, v) for v in value)
+    if hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0]).replace('an ', '').replace('a ', '')}s"
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if args:
+        return _type_name(args[0]) + " (or null)"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _bounds_message(meta: Mapping[str, Any], value: float) -> str | None:
+    ge, gt, lt, le = meta.get("ge"), meta.get("gt"), meta.get("lt"), meta.get("le")
+    if ge is not None and le is not None and not ge <= value <= le:
+        if isinstance(value, int) and le - ge <= 2:
+            allowed = [str(v) for v in range(int(ge), int(le) + 1)]
+            return f"must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value}"
+        return f"must be between {ge} and {le}, got {value}"
+    if ge is not None and lt is not None and not ge <= value < lt:
+        return f"must be in [{ge}, {lt}), got {value}"
+    if ge is not None and le is None and lt is None and value < ge:
+        if ge == 1 and isinstance(value, int):
+            return f"must be a positive integer, got {value}"
+        return f"must be >= {ge}, got {value}"
+    if gt is not None and value <= gt:
+        return f"must be {'positive' if gt == 0 else f'> {gt}'}, got {value}"
+    return None
+
+
+def check_value(hint: Any, meta: Mapping[str, Any], value: Any) -> str | None:
+    """Why ``value`` is not allowed for a field of type ``hint`` with rule ``meta`` (None if it is)."""
+    if not _type_ok(hint, value):
+        return f"expects {_type_name(hint)}, got {value!r}"
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        return f"{value!r} is not one of {', '.join(map(str, choices))}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _bounds_message(meta, value)
+    return None
+
+
+_T = TypeVar("_T")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    cached = _HINTS.get(cls)
+    if cached is None:
+        cached = _HINTS[cls] = typing.get_type_hints(cls)
+    return cached
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+class _Section:
+    """Base of every section: checks its fields on construction (floats stored as floats)."""
+
+    SECTION = ""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            problem = check_value(hints[f.name], f.metadata, value)
+            if problem:
+                raise ConfigValueError(f"{self.SECTION}.{f.name}", problem)
+            if hints[f.name] is float and isinstance(value, int):
+                object.__setattr__(self, f.name, float(value))
+        self._cross_check()
+
+    def _cross_check(self) -> None:
+        """Rules between fields of one section (none by default)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The declared default of ``cls.name`` (the one place each default is written)."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def section_from_dict(cls: type[_T], data: Any, *, section: str) -> _T:
+    """``cls`` built from a mapping; unknown or missing keys are errors naming ``section.key``."""
+    if not isinstance(data, Mapping):
+        raise ConfigValueError(section, f"expects a mapping of keys, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigValueError(f"{section}.{unknown[0]}", "unknown key")
+    missing = sorted(names - set(data))
+    if missing:
+        raise ConfigValueError(f"{section}.{missing[0]}", "missing")
+    return cls(**data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    SECTION = "data"
+    dataset: str = spec("synthetic", "dataset name: 'synthetic' (built in, the default) or a name for --data_dir")
+    data_format: str = spec("auto", "format of --data_dir",
+                            choices=("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015"))
+    fold: int = spec(0, "validation fold (0-4); the other folds train", ge=0, le=4)
+    seq_len: int = spec(200, "window length (pyKT maxlen)", ge=3)
+    bucket_by_length: bool = spec(False, "batch windows of similar length together")
+    synthetic_students: int = spec(600, "students in the built-in synthetic dataset", ge=1)
+    synthetic_skills: int = spec(20, "skills in the built-in synthetic dataset", ge=1)
+    synthetic_min_len: int = spec(20, "shortest synthetic student sequence", ge=2)
+    synthetic_max_len: int = spec(60, "longest synthetic student sequence", ge=2)
+    synthetic_seed: int = spec(2025, "seed of the synthetic dataset generator")
+    synthetic_forgetting: float = spec(0.0, "per-step forgetting of unpractised synthetic skills", ge=0.0, lt=1.0)
+
+    def _cross_check(self) -> None:
+        if self.synthetic_min_len > self.synthetic_max_len:
+            raise ConfigValueError("data.synthetic_min_len", f"must be <= data.synthetic_max_len "
+                                   f"({self.synthetic_max_len}), got {self.synthetic_min_len}")
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    SECTION = "model"
+    model_preset: str = spec("paper", "architecture preset", choices=tuple(MODEL_PRESETS))
+    d_model: int = spec(_PAPER["d_model"], "model width D (default: from the preset)", ge=1, derived="preset")
+    n_heads: int = spec(_PAPER["n_heads"], "attention heads H (default: from the preset)", ge=1, derived="preset")
+    num_encoder_blocks: int = spec(_PAPER["num_encoder_blocks"], "encoder blocks N (default: from the preset)",
+                                   ge=1, derived="preset")
+    d_ff: int = spec(_PAPER["d_ff"], "feed-forward width F (default: from the preset)", ge=1, derived="preset")
+    dropout: float = spec(_PAPER["dropout"], "dropout (default: from the preset)", ge=0.0, lt=1.0,
+                          derived="preset")
+    gain_scale: float = spec(0.1, "scale of gains in the mastery accumulation", ge=0.0)
+    enable_head_normalization: bool = spec(False, "LayerNorm the inputs of the mastery/gain heads")
+
+    def _cross_check(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigValueError("model.n_heads", f"must divide model.d_model ({self.d_model}), got {self.n_heads}")
+
+
+@dataclass(frozen=True)
+class HeadsConfig(_Section):
+    SECTION = "heads"
+    use_mastery_head: bool = spec(True, "mastery head on/off")
+    use_gain_head: bool = spec(True, "gain head on/off")
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_Section):
+    SECTION = "training"
+    epochs: int = spec(40, "training epochs", ge=1)
+    batch_size: int = spec(64, "batch size", ge=1)
+    learning_rate: float = spec(0.00016, "Adam learning rate", gt=0.0)
+    weight_decay: float = spec(1.7571e-05, "Adam weight decay (L2)", ge=0.0)
+    optimizer: str = spec("Adam", "optimizer", choices=("Adam", "AdamW"))
+    gradient_clip: float = spec(1.0, "max gradient norm (0 disables clipping)", ge=0.0)
+    mixed_precision: bool = spec(True, "automatic mixed precision on CUDA (config.json records it as run: "
+                                 "false on CPU)")
+    amp_dtype: str = spec("auto", "AMP dtype: auto (bf16 where supported, else fp16), fp16, bf16",
+                          choices=("auto", "fp16", "bf16"))
+    patience: int = spec(10, "early stopping patience in epochs without val AUC improvement (0: off)", ge=0)
+    lr_scheduler: str = spec("none", "learning-rate scheduler", choices=("none", "plateau"))
+    monitor_freq: int = spec(50, "log interpretability statistics every N training batches", ge=1)
+
+
+@dataclass(frozen=True)
+class InterpretabilityConfig(_Section):
+    SECTION = "interpretability"
+    non_negative_loss_weight: float = spec(0.0, "weight of the negative-gain penalty", ge=0.0)
+    monotonicity_loss_weight: float = spec(0.1, "weight of the mastery monotonicity loss", ge=0.0)
+    mastery_performance_loss_weight: float = spec(0.8, "mastery-performance loss weight", ge=0.0)
+    gain_performance_loss_weight: float = spec(0.8, "gain-performance loss weight", ge=0.0)
+    sparsity_loss_weight: float = spec(0.2, "gain sparsity loss weight", ge=0.0)
+    consistency_loss_weight: float = spec(0.3, "mastery/gain consistency loss weight", ge=0.0)
+    enhanced_constraints: bool = spec(True, "enable the six constraint losses")
+    warmup_constraint_epochs: int = spec(8, "warm-up epochs of the constraint weights", ge=0)
+    enable_alignment_loss: bool = spec(True, "alignment loss on/off (default: from --ablation_mode)",
+                                       derived="ablation")
+    alignment_weight: float = spec(0.30, "alignment loss base weight", ge=0.0)
+    enable_retention_loss: bool = spec(True, "retention loss on/off (default: from --ablation_mode)",
+                                       derived="ablation")
+    retention_weight: float = spec(0.12, "retention loss weight", ge=0.0)
+    enable_lag_gain_loss: bool = spec(True, "lag-gain loss on/off (default: from --ablation_mode)",
+                                      derived="ablation")
+    lag_gain_weight: float = spec(0.05, "lag-gain loss weight", ge=0.0)
+
+
+@dataclass(frozen=True)
+class AlignmentConfig(_Section):
+    SECTION = "alignment"
+    alignment_warmup_epochs: int = spec(8, "alignment weight warm-up epochs", ge=0)
+    adaptive_alignment: bool = spec(True, "boost alignment while correlation is low")
+    alignment_min_correlation: float = spec(0.05, "correlation below which alignment is boosted")
+    enable_global_alignment_pass: bool = spec(True, "per-epoch global correlation pass "
+                                              "(default: from --ablation_mode)", derived="ablation")
+    alignment_global_students: int = spec(600, "students in the global alignment pass", ge=1)
+    use_residual_alignment: bool = spec(False, "correlate against residualised performance")
+    alignment_residual_window: int = spec(5, "moving-average window of the residualisation", ge=1)
+    alignment_share_cap: float = spec(0.10, "cap on the alignment loss share")
+    alignment_share_decay_factor: float = spec(0.75, "alignment weight decay when over the cap")
+
+
+@dataclass(frozen=True)
+class RetentionLagConfig(_Section):
+    SECTION = "retention_lag"
+    retention_delta: float = spec(0.005, "tolerated drop below the correlation peak")
+    lag_max_lag: int = spec(3, "largest lag of the lag-gain loss (1-3)", ge=1, le=3)
+    lag_l1_weight: float = spec(0.5, "weight of lag 1", ge=0.0)
+    lag_l2_weight: float = spec(0.3, "weight of lag 2", ge=0.0)
+    lag_l3_weight: float = spec(0.2, "weight of lag 3", ge=0.0)
+
+
+@dataclass(frozen=True)
+class SchedulingConfig(_Section):
+    SECTION = "scheduling"
+    consistency_rebalance_epoch: int = spec(8, "epoch from which consistency may be rebalanced")
+    consistency_rebalance_threshold: float = spec(0.10, "correlation under which it is")
+    consistency_rebalance_new_weight: float = spec(0.2, "consistency weight after rebalance", ge=0.0)
+    enable_cosine_perf_schedule: bool = spec(False, "cosine warm-up of performance losses")
+
+
+@dataclass(frozen=True)
+class StabilityConfig(_Section):
+    SECTION = "stability_controls"
+    freeze_sparsity: bool = spec(False, "never reduce the sparsity weight")
+    variance_floor: float = spec(1e-4, "mastery variance floor")
+    variance_floor_patience: int = spec(3, "epochs under the floor before reducing", ge=1)
+    variance_floor_reduce_factor: float = spec(0.5, "sparsity reduction factor")
+
+
+@dataclass(frozen=True)
+class SamplingConfig(_Section):
+    SECTION = "sampling"
+    max_semantic_students: int = spec(50, "students in the per-epoch interpretability sample", ge=1)
+    log_head_stats: bool = spec(False, "record per-epoch head variance/skew in artifacts/")
+
+
+@dataclass(frozen=True)
+class DeterminismConfig(_Section):
+    SECTION = "determinism"
+    torch_deterministic: bool = spec(False, "deterministic PyTorch algorithms (cuBLAS workspace, cuDNN, TF32 off)")
+
+
+@dataclass(frozen=True)
+class SeedsConfig(_Section):
+    """The seeds of a run: ``all`` in order, ``primary`` the first."""
+
+    SECTION = "seeds"
+    all: list[int] = field(default_factory=lambda: [42], metadata={"help": "seeds to train"})
+    primary: int = field(default=42, metadata={"help": "the first seed"})
+
+    def _cross_check(self) -> None:
+        if not self.all:
+            raise ConfigValueError("seeds.all", "needs at least one seed")
+        negative = [s for s in self.all if s < 0]
+        if negative:
+            raise ConfigValueError("seeds.all", f"seeds must be non-negative, got {negative[0]}")
+        if len(set(self.all)) != len(self.all):
+            raise ConfigValueError("seeds.all", f"seeds must be unique, got {self.all}")
+        if self.primary != self.all[0]:
+            raise ConfigValueError("seeds.primary", f"must be the first of seeds.all ({self.all[0]}), "
+                                   f"got {self.primary}")
+
+
+# Result-determining sections that gainakt reads, in config.json order.
+SECTION_TYPES: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "heads": HeadsConfig,
+    "training": TrainingConfig,
+    "interpretability": InterpretabilityConfig,
+    "alignment": AlignmentConfig,
+    "retention_lag": RetentionLagConfig,
+    "scheduling": SchedulingConfig,
+    "stability_controls": StabilityConfig,
+    "sampling": SamplingConfig,
+    "determinism": DeterminismConfig,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``train_seed`` needs, typed; ``config_md5`` identifies the run in checkpoints."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    interpretability: InterpretabilityConfig = field(default_factory=InterpretabilityConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    retention_lag: RetentionLagConfig = field(default_factory=RetentionLagConfig)
+    scheduling: SchedulingConfig = field(default_factory=SchedulingConfig)
+    stability_controls: StabilityConfig = field(default_factory=StabilityConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    determinism: DeterminismConfig = field(default_factory=DeterminismConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    config_md5: str | None = None
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> TrainConfig:
+        """The training view of a config.json dict (other sections are ignored)."""
+        kwargs: dict[str, Any] = {name: section_from_dict(t, cfg[name], section=name)
+                                  for name, t in SECTION_TYPES.items()}
+        kwargs["seeds"] = section_from_dict(SeedsConfig, cfg["seeds"], section="seeds")
+        return cls(**kwargs, config_md5=cfg.get("config_md5"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name).to_dict() for name in SECTION_TYPES}
+        out["seeds"] = self.seeds.to_dict()
+        if self.config_md5 is not None:
+            out["config_md5"] = self.config_md5
+        return out
+
+    def loss_fields(self) -> dict[str, Any]:
+        """The flat loss/schedule parameters (the fields of ``LossSettings``)."""
+        flat: dict[str, Any] = {}
+        for name in ("interpretability", "alignment", "retention_lag", "scheduling", "stability_controls"):
+            flat.update(getattr(self, name).to_dict())
+        return flat
