@@ -133,7 +133,8 @@ def _d(name: str) -> Any:
     return field_default(_owner(name), name)
 
 
-def _owner(name: str) -> type:
+def _owner(name: str) -> Any:
+    """The config section class that declares loss parameter ``name``."""
     for section in _LOSS_SECTIONS:
         if name in section.__dataclass_fields__:
             return section

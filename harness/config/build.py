@@ -12,7 +12,6 @@ import difflib
 import hashlib
 import json
 import re
-import typing
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig, check_value
+from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig
 from harness.config.params import BY_NAME, MODEL_PRESETS, PARAMS, SECTION_ORDER
 from harness.config.schema import (
     ExperimentParams,

@@ -7,7 +7,6 @@ from typing import Any
 
 from gainakt.data import DataError, KTDataset, load_dataset
 from gainakt.simulate import simulate
-
 from harness.errors import HarnessError
 
 

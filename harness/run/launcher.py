@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
 from harness.cli.flags import command_line
 from harness.config.build import (
     ConfigError,
@@ -33,6 +32,7 @@ from harness.config.build import (
     params_from_file,
 )
 from harness.config.launch import LaunchOptions
+from harness.errors import HarnessError
 from harness.folder import artifacts
 from harness.folder.checkpoints import checkpoint_name, load_checkpoint
 from harness.folder.experiment import (
