@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     from harness.cli.main import run_with_errors
 
-    return run_with_errors(lambda: __import__("harness.cli.commands", fromlist=["run"]).run(ns, ns.experiment_title))
+    return run_with_errors(lambda: __import__("harness.cli.commands", fromlist=["run"]).run(ns, ns.experiment_title),
+                           debug=ns.debug)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def amp_settings(config: TrainConfig | Mapping[str, Any], device: torch.device) 
     """AMP only on CUDA; bf16 where supported under 'auto' (no loss scaling needed), else fp16."""
     t = as_train_config(config).training
     if not t.mixed_precision or device.type != "cuda":
-        reason = "disabled (--no_amp)" if not t.mixed_precision else "disabled (not on CUDA)"
+        reason = "disabled (not on CUDA)" if device.type != "cuda" else "disabled (--no_amp)"
         return {"enabled": False, "dtype": None, "grad_scaler": False, "note": reason}
     choice = t.amp_dtype
     if choice == "auto":

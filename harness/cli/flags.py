@@ -86,12 +86,7 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--auc_tolerance", type=float, default=None, help="override the AUC tolerance")
     g.add_argument("--corr_tolerance", type=float, default=None, help="override the correlation tolerance")
     g.add_argument("--no_verify", action="store_true", help="skip the verifier after a docker run")
-
-
-def explicit_params(ns: argparse.Namespace) -> dict[str, Any]:
-    """The registered parameters present on the command line, with their values."""
-    values = vars(ns)
-    return {p.name: values[p.name] for p in PARAMS if p.name in values}
+    g.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
 
 
 def command_line() -> str:

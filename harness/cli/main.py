@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.cli.flags import OneLineParser, add_launch_flags, add_param_flags
-
-EXIT_USAGE = 2
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +19,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="harness", description="Train, reproduce and verify GainAKT2Exp experiments.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an internal error (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="train a new experiment")
@@ -64,34 +65,41 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("--max_len", type=int, default=200)
     desc.add_argument("--json", action="store_true")
 
-    try:
-        from harness.cli.image import add_image_commands
-    except ImportError:  # pragma: no cover - shipped with the package
-        pass
-    else:
-        add_image_commands(sub)
+    from harness.cli.image import add_image_commands
+
+    add_image_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
-    return run_with_errors(lambda: dispatch(ns))
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args  # accepted before or after the subcommand
+    ns = parser.parse_args([a for a in args if a != "--debug"])
+    return run_with_errors(lambda: dispatch(ns), debug=debug or getattr(ns, "debug", False))
 
 
-def run_with_errors(action) -> int:
-    """Run a command; user-facing errors become one line on stderr and exit code 1."""
+DEBUG_HINT = "run with --debug for the traceback"
+
+
+def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
+    """Run a command. A user error (HarnessError, gainakt's DataError) is one line and exit 1; any
+    other exception is a bug: one line plus a hint, or its full traceback on stderr with --debug
+    (the engine also writes it to the experiment's stdout.log when a folder exists)."""
+    from harness.errors import is_user_error
+
     try:
         return action()
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - user-facing errors are one line
-        from harness.errors import is_user_error
-
-        if not is_user_error(exc):
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
+        if is_user_error(exc):
+            print(f"harness: error: {exc}", file=sys.stderr)
+            return 1
+        if debug:
             raise
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(f"harness: internal error (a bug): {type(exc).__name__}: {exc}; {DEBUG_HINT}", file=sys.stderr)
         return 1
 
 

@@ -12,6 +12,7 @@ import copy
 import csv
 import json
 import os
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,7 @@ from harness.config.build import (
     params_from_file,
 )
 from harness.config.launch import LaunchOptions
-from harness.errors import HarnessError
+from harness.errors import HarnessError, is_user_error
 from harness.folder import artifacts
 from harness.folder.checkpoints import checkpoint_name, load_checkpoint
 from harness.folder.experiment import (
@@ -205,7 +206,14 @@ def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bo
     """Train every seed of a prepared folder and write its artifacts. Exit code 0 if all seeds finished."""
     cfg = read_json(exp_dir / "config.json")
     with FolderLock(exp_dir):
-        return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet)
+        try:
+            return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet)
+        except Exception as exc:
+            if not is_user_error(exc):  # a bug: keep its traceback in the folder's log
+                log = RunLog(exp_dir / "stdout.log", quiet=True)
+                log.error("internal error (a bug, please report it):\n" + traceback.format_exc())
+                log.close()
+            raise
 
 
 def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: bool, quiet: bool) -> int:
@@ -249,6 +257,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         elif kind == "trajectory":
             trajectories[seed].append(payload)
             artifacts.write_trajectory(exp_dir, seed, trajectories[seed])
+        elif kind == "traceback":
+            log.error(f"seed {seed}: traceback of the failure (a bug, please report it):\n{payload}")
         elif kind == "failed":
             log.error(f"seed {seed} failed: {payload}")
             progress.finish(seed, "failed")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import is_user_error
 from harness.folder.checkpoints import checkpoint_name
 
 
@@ -120,6 +121,8 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
             events.put(("result", seed, result.as_dict()))
         except Exception as exc:  # noqa: BLE001
             tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
+            if not is_user_error(exc):  # a bug: its whole traceback goes to stdout.log
+                events.put(("traceback", seed, traceback.format_exc()))
             events.put(("failed", seed, f"{type(exc).__name__}: {exc} ({tb})"))
     # Everything is reported and written; skip the interpreter's slow teardown of torch & co.
     events.close()
