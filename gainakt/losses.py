@@ -786,86 +786,18 @@ class LossSchedule:
            the count reaches variance_floor_patience, sparsity weight x= reduce factor once (unless
            freeze_sparsity) and the count restarts.
         """
-        s = self.settings
-        stats = dict(stats or {})
-        if loss_shares is None:
-            loss_shares = stats.get("loss_shares")
-        if mastery_corr_reference is None:
-            mastery_corr_reference = stats.get("mastery_corr_reference")
-        if mean_mastery_variance is None:
-            mean_mastery_variance = stats.get("mean_mastery_variance")
-        if loss_shares is None:
-            loss_shares = self.observed_loss_shares()
-        if mean_mastery_variance is None:
-            mean_mastery_variance = self._acc.mean("mastery_variance")
+        loss_shares, ref, variance = self._epoch_inputs(stats, loss_shares, mastery_corr_reference,
+                                                        mean_mastery_variance)
         w = self._weights if self._weights is not None and self._weights.epoch == epoch else None
         if w is None:
             w = self.begin_epoch(epoch)
         e1 = epoch + 1
-        ref = None if mastery_corr_reference is None else float(mastery_corr_reference)
-        if ref is not None and math.isnan(ref):
-            ref = None
-        previous = self.reference_history[-1] if self.reference_history else None
-
-        # effective alignment weight of the epoch that just ended
-        effective_alignment = w.alignment
-        if w.alignment_boost_from_batch:
-            observed = self._acc.mean("alignment_weight_effective")
-            effective_alignment = observed if observed is not None else w.alignment
-
-        # 1. share-cap decay
-        alignment_decayed = False
-        share = loss_shares.get("alignment") if loss_shares else None
-        if s.enable_alignment_loss and share is not None and abs(share) > s.alignment_share_cap:
-            improvement = None if ref is None or previous is None else ref - previous
-            if improvement is None or improvement < _PLATEAU_IMPROVEMENT:
-                current = self.alignment_weight_current
-                decayed = max(min(_ALIGNMENT_WEIGHT_FLOOR, current), current * s.alignment_share_decay_factor)
-                alignment_decayed = decayed < current
-                self.alignment_weight_current = decayed
-
-        # 2. retention peak
-        retention_value = 0.0
-        if ref is not None:
-            if (
-                s.enable_retention_loss
-                and e1 > s.warmup_constraint_epochs
-                and self.peak_mastery_corr is not None
-            ):
-                retention_value = s.retention_weight * max(
-                    0.0, self.peak_mastery_corr - s.retention_delta - ref
-                )
-            self.peak_mastery_corr = ref if self.peak_mastery_corr is None else max(self.peak_mastery_corr, ref)
-
-        # 3. adaptive boost reference of the next epoch
-        self.boost_reference = ref
-
-        # 4. consistency rebalance
-        rebalanced_now = False
-        if (
-            s.enable_alignment_loss
-            and e1 >= s.consistency_rebalance_epoch
-            and ref is not None
-            and ref < s.consistency_rebalance_threshold
-            and self.consistency_weight_current > s.consistency_rebalance_new_weight
-        ):
-            self.consistency_weight_current = float(s.consistency_rebalance_new_weight)
-            self.consistency_rebalanced = rebalanced_now = True
-
-        # 5. variance floor (counts epochs)
-        sparsity_reduced = False
-        if mean_mastery_variance is not None and not math.isnan(mean_mastery_variance):
-            if mean_mastery_variance < s.variance_floor:
-                self.variance_low_epochs += 1
-            else:
-                self.variance_low_epochs = 0
-            if self.variance_low_epochs >= s.variance_floor_patience:
-                if not s.freeze_sparsity:
-                    self.sparsity_weight_current *= s.variance_floor_reduce_factor
-                    self.sparsity_reductions += 1
-                    sparsity_reduced = True
-                self.variance_low_epochs = 0
-
+        effective_alignment = self._effective_alignment(w)
+        alignment_decayed = self._share_cap_decay(loss_shares, ref)  # rule 1
+        retention_value = self._retention_peak(e1, ref)  # rule 2
+        self.boost_reference = ref  # rule 3
+        rebalanced_now = self._consistency_rebalance(e1, ref)  # rule 4
+        sparsity_reduced = self._variance_floor(variance)  # rule 5
         self.reference_history.append(ref)
         return {
             "epoch": epoch,
@@ -885,9 +817,90 @@ class LossSchedule:
             "sparsity_loss_weight_current": self.sparsity_weight_current,
             "sparsity_reduced": sparsity_reduced,
             "variance_floor_epochs": self.variance_low_epochs,
-            "mean_mastery_variance": mean_mastery_variance,
+            "mean_mastery_variance": variance,
             "loss_shares": dict(loss_shares or {}),
         }
+
+    def _epoch_inputs(self, stats: Mapping[str, Any] | None, loss_shares: Mapping[str, float] | None,
+                      reference: float | None, variance: float | None
+                      ) -> tuple[Mapping[str, float] | None, float | None, float | None]:
+        """Keywords win over `stats`; missing values come from the observed batches."""
+        stats = dict(stats or {})
+        if loss_shares is None:
+            loss_shares = stats.get("loss_shares")
+        if reference is None:
+            reference = stats.get("mastery_corr_reference")
+        if variance is None:
+            variance = stats.get("mean_mastery_variance")
+        if loss_shares is None:
+            loss_shares = self.observed_loss_shares()
+        if variance is None:
+            variance = self._acc.mean("mastery_variance")
+        ref = None if reference is None else float(reference)
+        return loss_shares, (None if ref is not None and math.isnan(ref) else ref), variance
+
+    def _effective_alignment(self, w: EpochWeights) -> float:
+        """The alignment weight the epoch that just ended really used."""
+        if w.alignment_boost_from_batch:
+            observed = self._acc.mean("alignment_weight_effective")
+            return observed if observed is not None else w.alignment
+        return w.alignment
+
+    def _share_cap_decay(self, loss_shares: Mapping[str, float] | None, ref: float | None) -> bool:
+        """Rule 1: over the share cap without a 0.005 improvement, the alignment weight decays."""
+        s = self.settings
+        share = loss_shares.get("alignment") if loss_shares else None
+        if not s.enable_alignment_loss or share is None or abs(share) <= s.alignment_share_cap:
+            return False
+        previous = self.reference_history[-1] if self.reference_history else None
+        improvement = None if ref is None or previous is None else ref - previous
+        if improvement is not None and improvement >= _PLATEAU_IMPROVEMENT:
+            return False
+        current = self.alignment_weight_current
+        decayed = max(min(_ALIGNMENT_WEIGHT_FLOOR, current), current * s.alignment_share_decay_factor)
+        self.alignment_weight_current = decayed
+        return decayed < current
+
+    def _retention_peak(self, e1: int, ref: float | None) -> float:
+        """Rule 2: the retention value against the peak so far; then the peak is updated."""
+        if ref is None:
+            return 0.0
+        s = self.settings
+        value = 0.0
+        if s.enable_retention_loss and e1 > s.warmup_constraint_epochs and self.peak_mastery_corr is not None:
+            value = s.retention_weight * max(0.0, self.peak_mastery_corr - s.retention_delta - ref)
+        self.peak_mastery_corr = ref if self.peak_mastery_corr is None else max(self.peak_mastery_corr, ref)
+        return value
+
+    def _consistency_rebalance(self, e1: int, ref: float | None) -> bool:
+        """Rule 4: a low reference from the rebalance epoch on lowers the consistency weight once."""
+        s = self.settings
+        if (
+            s.enable_alignment_loss
+            and e1 >= s.consistency_rebalance_epoch
+            and ref is not None
+            and ref < s.consistency_rebalance_threshold
+            and self.consistency_weight_current > s.consistency_rebalance_new_weight
+        ):
+            self.consistency_weight_current = float(s.consistency_rebalance_new_weight)
+            self.consistency_rebalanced = True
+            return True
+        return False
+
+    def _variance_floor(self, variance: float | None) -> bool:
+        """Rule 5: patience epochs under the variance floor reduce the sparsity weight (unless frozen)."""
+        s = self.settings
+        if variance is None or math.isnan(variance):
+            return False
+        self.variance_low_epochs = self.variance_low_epochs + 1 if variance < s.variance_floor else 0
+        if self.variance_low_epochs < s.variance_floor_patience:
+            return False
+        self.variance_low_epochs = 0
+        if s.freeze_sparsity:
+            return False
+        self.sparsity_weight_current *= s.variance_floor_reduce_factor
+        self.sparsity_reductions += 1
+        return True
 
     # -- checkpointing ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.audit.checks import Checks
 from harness.config.build import (
     KNOWN_SCHEMAS,
     SCHEMA_VERSION,
@@ -351,32 +352,6 @@ def _metric_diffs(src: dict[str, Any], tgt: dict[str, Any], tol: dict[str, Any])
     return {"per_seed": per_seed, "aggregate": aggregate, "failures": failures, "common_seeds": common}
 
 
-class _Criteria:
-    """Named criteria with a status (met < info < note < failed: the worst one sticks) and reasons.
-
-    failed: the verdict is "fail"; note: at best "pass_with_notes"; info: reported only.
-    """
-
-    RANK = {"met": 0, "info": 1, "note": 2, "failed": 3}
-
-    def __init__(self) -> None:
-        self.items: dict[str, dict[str, Any]] = {}
-
-    def mark(self, name: str, status: str, reason: str | None = None) -> None:
-        item = self.items.setdefault(name, {"name": name, "status": "met", "reasons": []})
-        if self.RANK[status] > self.RANK[item["status"]]:
-            item["status"] = status
-        if reason:
-            item["reasons"].append((status, reason))
-
-    def lines(self, status: str) -> list[str]:
-        return [r for item in self.items.values() for st, r in item["reasons"] if st == status]
-
-    def as_list(self) -> list[dict[str, Any]]:
-        return [{"name": i["name"], "status": i["status"], "reasons": [r for _, r in i["reasons"]]}
-                for i in self.items.values()]
-
-
 def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | None = None,
                         corr_tolerance: float | None = None) -> dict[str, Any]:
     """The reproduction report of `target` against `source` (a JSON-ready dict).
@@ -397,8 +372,24 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
     """
     src, tgt = load_side(Path(source)), load_side(Path(target))
     tol = tolerances(src["amp"], tgt["amp"], auc_tolerance, corr_tolerance)
-    crit = _Criteria()
+    crit = Checks()
+    _check_results(crit, src, tgt)
+    fields: dict[str, Any] = {}
+    fields.update(_check_schema(crit, src, tgt))
+    _check_missing_params(crit, src, tgt)
+    fields.update(_check_config_md5(crit, src, tgt))
+    fields.update(_check_normalized_hash(crit, src, tgt))
+    fields.update(_check_seeds(crit, src, tgt))
+    fields.update(_check_metrics(crit, src, tgt, tol, seeds_match=fields["seeds_match"]))
+    fields.update(_check_results_md5(crit, src, tgt, tol))
+    fields.update(_check_environment(crit, src, tgt))
+    return _report(crit, src, tgt, tol, fields)
 
+
+# Each criterion is one small rule: it marks `crit` and returns the report fields it computed.
+
+
+def _check_results(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> None:
     for side, s in (("source", src), ("target", tgt)):
         for problem in s["problems"]:
             crit.mark("results", "failed", f"{side} {problem}")
@@ -406,7 +397,8 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
             crit.mark("results", "failed", f"{side} has no results.json (not finished?)")
     crit.mark("results", "met")
 
-    # Schema.
+
+def _check_schema(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> dict[str, Any]:
     schema_match = src["schema"] == tgt["schema"]
     for side, s in (("source", src), ("target", tgt)):
         if s["schema"] not in KNOWN_SCHEMAS:
@@ -415,8 +407,12 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
     if not schema_match:
         crit.mark("schema_version", "note", f"schema_version differs: source {src['schema']}, target {tgt['schema']}")
     crit.mark("schema_version", "met")
+    return {"source_schema_version": src["schema"], "target_schema_version": tgt["schema"],
+            "schema_match": schema_match}
 
-    # missing_params (guide §6 step 2: non-empty means the run must not be cited).
+
+def _check_missing_params(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> None:
+    """Guide §6 step 2: a non-empty missing_params means the run must not be cited."""
     for side, s in (("source", src), ("target", tgt)):
         mp = s["config"].get("missing_params")
         if mp:
@@ -425,19 +421,19 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
             crit.mark("missing_params", "note", f"{side} config.json has no missing_params field")
     crit.mark("missing_params", "met")
 
-    # Configuration hashes: each stored hash against its own rule, then source against target.
+
+_SCHEMA2_HASH_NOTE = ("a schema-2 (reference launcher) config_md5 hashes the whole config including the "
+                      "timestamp, experiment id, output path and command line, so it can never equal a "
+                      "schema-3 config_md5, and our rule applied to a schema-2 config differs by "
+                      "construction (other sections); parameters are compared leaf by leaf instead")
+
+
+def _check_config_md5(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> dict[str, Any]:
+    """Each stored hash against its own rule, then source against target."""
     src_stored, tgt_stored = src["config"].get("config_md5"), tgt["config"].get("config_md5")
-    config_match = src_stored is not None and src_stored == tgt_stored
-    src_ours, tgt_ours = config_md5(src["config"]), config_md5(tgt["config"])
     src_own, src_rule = recomputed_config_md5(src["config"])
     tgt_own, tgt_rule = recomputed_config_md5(tgt["config"])
     params = parameter_differences(src["config"], tgt["config"])
-    hash_note = None
-    if src["schema"] != SCHEMA_VERSION or tgt["schema"] != SCHEMA_VERSION:
-        hash_note = ("a schema-2 (reference launcher) config_md5 hashes the whole config including the "
-                     "timestamp, experiment id, output path and command line, so it can never equal a "
-                     "schema-3 config_md5, and our rule applied to a schema-2 config differs by "
-                     "construction (other sections); parameters are compared leaf by leaf instead")
     for side, s, own, rule in (("source", src, src_own, src_rule), ("target", tgt, tgt_own, tgt_rule)):
         stored = s["config"].get("config_md5")
         if own is not None and stored is not None and own != stored:
@@ -447,37 +443,67 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
             else:
                 crit.mark("config_md5_recomputes", "note", line)
     crit.mark("config_md5_recomputes", "met")
+    config_match = src_stored is not None and src_stored == tgt_stored
+    _mark_config_match(crit, src, tgt, config_match, params["changed"])
+    src_ours, tgt_ours = config_md5(src["config"]), config_md5(tgt["config"])
+    schema3 = src["schema"] == SCHEMA_VERSION and tgt["schema"] == SCHEMA_VERSION
+    return {
+        "source_config_md5": src_stored, "target_config_md5": tgt_stored, "config_md5_match": config_match,
+        "source_config_md5_recomputed": src_ours, "target_config_md5_recomputed": tgt_ours,
+        "recomputed_config_md5_match": src_ours == tgt_ours,
+        "source_config_md5_own_rule": src_own, "target_config_md5_own_rule": tgt_own,
+        "config_md5_rules": {"source": src_rule, "target": tgt_rule},
+        "config_md5_note": None if schema3 else _SCHEMA2_HASH_NOTE,
+        "parameter_differences": params,
+    }
+
+
+def _mark_config_match(crit: Checks, src: dict[str, Any], tgt: dict[str, Any], config_match: bool,
+                       changed: Any) -> None:
+    schema_match = src["schema"] == tgt["schema"]
     equal_as_run = config_md5_as_run(src["config"]) == config_md5_as_run(tgt["config"])
     if not config_match and equal_as_run and schema_match:
         crit.mark("config_md5", "info", "config_md5 differs only in how AMP was recorded (an older folder "
                   "recorded the request; both ran fp32 on CPU): equal as run")
     elif not config_match:
         if schema_match and src["schema"] == SCHEMA_VERSION:
-            detail = _describe_changes(params["changed"]) if params["changed"] else "no leaf differs"
-            crit.mark("config_md5", "failed",
-                      f"config_md5 differs: source {src_stored}, target {tgt_stored} ({detail})")
+            detail = _describe_changes(changed) if changed else "no leaf differs"
+            crit.mark("config_md5", "failed", f"config_md5 differs: source {src['config'].get('config_md5')}, "
+                      f"target {tgt['config'].get('config_md5')} ({detail})")
         else:
-            changed = params["changed"]
             crit.mark("config_md5", "note", "config_md5 cannot match across schema versions / the reference's "
                       "hash rule" + (f"; differing parameters: {_describe_changes(changed)}" if changed
                                      else "; no common parameter differs"))
     crit.mark("config_md5", "met")
 
-    # Normalized hash (guide §6.a C). It includes the experiment id and paths, so it is equal only
-    # for the same folder contents: a mismatch is information, not a failure.
+
+def _check_normalized_hash(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> dict[str, Any]:
+    """Guide §6.a C. It includes the experiment id and paths, so it is equal only for the same
+    folder contents: a mismatch is information, not a failure."""
     src_norm, tgt_norm = normalized_config_hash(src["config"]), normalized_config_hash(tgt["config"])
     if src_norm != tgt_norm:
         crit.mark("normalized_config_hash", "info", "normalized_config_hash differs (expected: the guide's "
                   "recipe keeps the experiment id, paths and command line)")
     crit.mark("normalized_config_hash", "met")
+    return {
+        "source_normalized_config_hash": src_norm,
+        "target_normalized_config_hash": tgt_norm,
+        "normalized_config_hash_match": src_norm == tgt_norm,
+        "normalized_config_hash_note": "the guide's jq recipe; it keeps the experiment id, paths and command "
+                                       "line, so it only matches for the same folder contents",
+    }
 
-    # Seeds.
+
+def _check_seeds(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> dict[str, Any]:
     seeds_match = src["seeds"] == tgt["seeds"]
     if not seeds_match:
         crit.mark("seeds", "failed", f"seed lists differ: source {src['seeds']}, target {tgt['seeds']}")
     crit.mark("seeds", "met")
+    return {"source_seeds": src["seeds"], "target_seeds": tgt["seeds"], "seeds_match": seeds_match}
 
-    # Metrics.
+
+def _check_metrics(crit: Checks, src: dict[str, Any], tgt: dict[str, Any], tol: dict[str, Any], *,
+                   seeds_match: bool) -> dict[str, Any]:
     diffs = _metric_diffs(src, tgt, tol)
     for line in diffs["failures"]:
         crit.mark("metrics", "failed", line)
@@ -486,9 +512,23 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
     crit.mark("metrics", "met")
     metric_ok = not diffs["failures"] and bool(diffs["common_seeds"])
     missing_results = src["results"] is None or tgt["results"] is None
-    within_tolerance = metric_ok and seeds_match and not missing_results
 
-    # Results bytes.
+    def guide_diff(metric: str) -> float | None:
+        return diffs["aggregate"][metric]["max_abs_diff"]
+
+    return {
+        "best_auc_abs_diff": guide_diff("best_val_auc"),
+        "mastery_corr_abs_diff": guide_diff("mastery_correlation"),
+        "gain_corr_abs_diff": guide_diff("gain_correlation"),
+        "test_auc_abs_diff": guide_diff("test_auc"),
+        "per_seed": diffs["per_seed"],
+        "aggregate": diffs["aggregate"],
+        "within_tolerance": metric_ok and seeds_match and not missing_results,
+    }
+
+
+def _check_results_md5(crit: Checks, src: dict[str, Any], tgt: dict[str, Any],
+                       tol: dict[str, Any]) -> dict[str, Any]:
     results_match = src["results_md5"] is not None and src["results_md5"] == tgt["results_md5"]
     if not results_match and src["results_md5"] and tgt["results_md5"]:
         line = f"results.json md5 differs: source {src['results_md5']}, target {tgt['results_md5']}"
@@ -500,8 +540,11 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
         else:
             crit.mark("results_md5", "note", line + " (AMP off: bit-identical results were expected)")
     crit.mark("results_md5", "met")
+    return {"source_results_md5": src["results_md5"], "target_results_md5": tgt["results_md5"],
+            "results_md5_match": results_match}
 
-    # Environment.
+
+def _check_environment(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> dict[str, Any]:
     env = compare_environment(src["environment"], tgt["environment"])
     if not env["available"]:
         crit.mark("environment", "note", f"environment not compared: {env['note']}")
@@ -517,75 +560,36 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
         if env["missing"]:
             crit.mark("environment", "info", f"environment fields on one side only: {', '.join(env['missing'])}")
     crit.mark("environment", "met")
+    return {"environment": env, "environment_match": env["match"]}
 
-    def guide_diff(metric: str) -> float | None:
-        return diffs["aggregate"][metric]["max_abs_diff"]
 
+def _report(crit: Checks, src: dict[str, Any], tgt: dict[str, Any], tol: dict[str, Any],
+            fields: dict[str, Any]) -> dict[str, Any]:
+    """The report: identities, every criterion's fields, the guide's metric keys and the verdict."""
     src_res, tgt_res = src["results"] or {}, tgt["results"] or {}
     failed, noted = crit.lines("failed"), crit.lines("note")
-    verdict = "fail" if failed or not within_tolerance else ("pass_with_notes" if noted else "pass")
-    report: dict[str, Any] = {
+    verdict = "fail" if failed or not fields["within_tolerance"] else ("pass_with_notes" if noted else "pass")
+    return {
         "source": src["id"],
         "target": tgt["id"],
         "source_path": str(src["path"].resolve()),
         "target_path": str(tgt["path"].resolve()),
         "exists_source": True,
         "exists_target": True,
-        # Schema.
-        "source_schema_version": src["schema"],
-        "target_schema_version": tgt["schema"],
-        "schema_match": schema_match,
-        # Config hashes: stored, recomputed with our rule, recomputed with each config's own rule.
-        "source_config_md5": src_stored,
-        "target_config_md5": tgt_stored,
-        "config_md5_match": config_match,
-        "source_config_md5_recomputed": src_ours,
-        "target_config_md5_recomputed": tgt_ours,
-        "recomputed_config_md5_match": src_ours == tgt_ours,
-        "source_config_md5_own_rule": src_own,
-        "target_config_md5_own_rule": tgt_own,
-        "config_md5_rules": {"source": src_rule, "target": tgt_rule},
-        "config_md5_note": hash_note,
-        "parameter_differences": params,
-        "source_normalized_config_hash": src_norm,
-        "target_normalized_config_hash": tgt_norm,
-        "normalized_config_hash_match": src_norm == tgt_norm,
-        "normalized_config_hash_note": "the guide's jq recipe; it keeps the experiment id, paths and command "
-                                       "line, so it only matches for the same folder contents",
-        # Results bytes.
-        "source_results_md5": src["results_md5"],
-        "target_results_md5": tgt["results_md5"],
-        "results_md5_match": results_match,
-        # Guide metric keys (primary seed values and the largest per-seed difference).
+        **fields,
         "source_best_epoch_auc": _number(src_res.get("best_epoch_auc", src_res.get("best_val_auc"))),
         "target_best_epoch_auc": _number(tgt_res.get("best_epoch_auc", tgt_res.get("best_val_auc"))),
         "source_mastery_corr": _number(src_res.get("best_mastery_corr")),
         "target_mastery_corr": _number(tgt_res.get("best_mastery_corr")),
         "source_gain_corr": _number(src_res.get("best_gain_corr")),
         "target_gain_corr": _number(tgt_res.get("best_gain_corr")),
-        "best_auc_abs_diff": guide_diff("best_val_auc"),
-        "mastery_corr_abs_diff": guide_diff("mastery_correlation"),
-        "gain_corr_abs_diff": guide_diff("gain_correlation"),
-        "test_auc_abs_diff": guide_diff("test_auc"),
-        "per_seed": diffs["per_seed"],
-        "aggregate": diffs["aggregate"],
         "tolerance": tol,
         "amp_used": tol["amp_used"],
-        "within_tolerance": within_tolerance,
-        # Seeds.
-        "source_seeds": src["seeds"],
-        "target_seeds": tgt["seeds"],
-        "seeds_match": seeds_match,
-        # Environment.
-        "environment": env,
-        "environment_match": env["match"],
-        # Outcome.
         "verdict": verdict,
         "reasons": failed + noted,
         "notes": crit.lines("info"),
-        "criteria": crit.as_list(),
+        "criteria": crit.as_criteria(),
     }
-    return report
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ import csv
 import io
 import math
 import re
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from harness.audit.checks import Checks
 from harness.audit.compare import compare_experiments, config_seeds, recomputed_config_md5
 from harness.config.build import KNOWN_SCHEMAS, SCHEMA_VERSION
 from harness.folder.checkpoints import checkpoint_name
@@ -51,22 +51,6 @@ def expected_csv_header(schema: Any) -> tuple[str, ...]:
 
         return tuple(EPOCH_COLUMNS)
     return REFERENCE_CSV_HEADER
-
-
-class _Checks:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    def add(self, name: str, passed: bool, reason: str) -> None:
-        self.items.append({"name": name, "passed": bool(passed), "reason": reason})
-
-    def run(self, name: str, fn: Callable[[], tuple[bool, str]]) -> None:
-        """Run one check; an unexpected error fails that check (with its message), never the verifier."""
-        try:
-            passed, reason = fn()
-        except Exception as exc:  # noqa: BLE001 - a broken file must not crash the verifier
-            passed, reason = False, f"check could not run: {type(exc).__name__}: {exc}"
-        self.add(name, passed, reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +124,7 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     become checks too, named `against: <criterion>`.
     """
     exp = Path(exp)
-    checks = _Checks()
+    checks = Checks()
     cfg, why = _load_json(exp / "config.json")
     if not isinstance(cfg, dict):
         checks.add("artifact config.json", False, why or "config.json: expected a JSON object")
@@ -175,13 +159,14 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     return _report(exp, checks)
 
 
-def _report(exp: Path, checks: _Checks) -> dict[str, Any]:
+def _report(exp: Path, checks: Checks) -> dict[str, Any]:
+    items = checks.as_results()
     return {
         "experiment": exp.name,
         "path": str(exp.resolve()),
-        "passed": bool(checks.items) and all(c["passed"] for c in checks.items),
-        "failed": [c["name"] for c in checks.items if not c["passed"]],
-        "checks": checks.items,
+        "passed": bool(items) and all(c["passed"] for c in items),
+        "failed": [c["name"] for c in items if not c["passed"]],
+        "checks": items,
     }
 
 
@@ -235,7 +220,7 @@ def _check_manifest(exp: Path) -> tuple[bool, str]:
 # Artifacts ------------------------------------------------------------------------------------
 
 
-def _artifact_checks(checks: _Checks, ctx: dict[str, Any]) -> None:
+def _artifact_checks(checks: Checks, ctx: dict[str, Any]) -> None:
     exp, seeds, schema = ctx["exp"], ctx["seeds"], ctx["schema"]
     checks.run("artifact environment.txt", lambda: _art_environment(exp / "environment.txt"))
     checks.run("artifact stdout.log", lambda: _art_stdout(exp / "stdout.log"))
@@ -607,7 +592,7 @@ def _check_dataset(ctx: dict[str, Any]) -> tuple[bool, str]:
 # Against a source ------------------------------------------------------------------------------
 
 
-def _against_checks(checks: _Checks, source: Path, exp: Path, auc_tolerance: float | None,
+def _against_checks(checks: Checks, source: Path, exp: Path, auc_tolerance: float | None,
                     corr_tolerance: float | None) -> None:
     try:
         report = compare_experiments(source, exp, auc_tolerance=auc_tolerance, corr_tolerance=corr_tolerance)

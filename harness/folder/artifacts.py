@@ -171,7 +171,8 @@ Full parameter tables: `docs/` and the launch guide (§3, §5).
 """
 
 
-def readme_md(cfg: dict, results: dict, checklist: list[tuple[str, bool, str]], command: str) -> str:
+def readme_md(cfg: dict, results: dict, checklist: list[Any], command: str) -> str:
+    """The run's README; `checklist` holds harness.audit.checks.Check items (name, passed, reason)."""
     exp = cfg["experiment"]
     multi = build_multi_seed(results)
     lines = [
@@ -191,8 +192,8 @@ def readme_md(cfg: dict, results: dict, checklist: list[tuple[str, bool, str]], 
         "Computed from the folder when the run finished (`harness verify` re-checks it).", "",
         "| Check | Result | Detail |", "|---|---|---|",
     ]
-    for name, ok, detail in checklist:
-        lines.append(f"| {name} | {'✅' if ok else '❌'} | {detail} |")
+    for check in checklist:
+        lines.append(f"| {check.name} | {'✅' if check.passed else '❌'} | {check.reason} |")
     lines += ["", "## Reproduce", "", "Re-run with the same parameters (same config_md5):", "",
               f"    harness reproduce {exp['id']} --output_base <folder holding this experiment>", "",
               "Original command:", "", f"    {command}", ""]

@@ -15,12 +15,15 @@ import os
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from harness.audit.checks import Check, Checks
 from harness.cli.flags import command_line
 from harness.config.build import (
     ConfigError,
+    amp_ran,
     apply_overrides,
     build_config,
     config_md5,
@@ -326,44 +329,42 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
     atomic_write_text(exp_dir / "README.md", artifacts.readme_md(cfg, results, checklist, cfg["runtime"]["command"]))
 
 
-def run_checklist(exp_dir: Path, cfg: dict, results: dict) -> list[tuple[str, bool, str]]:
-    """Real checks of the finished folder, for the README."""
-    from harness.config.build import config_md5 as recompute
-
-    checks: list[tuple[str, bool, str]] = []
-    checks.append(("schema_version known", cfg.get("schema_version") in (2, 3), f"{cfg.get('schema_version')}"))
-    checks.append(("missing_params empty", cfg.get("missing_params") == [], str(cfg.get("missing_params"))))
-    md5 = recompute(cfg)
-    checks.append(("config_md5 recomputes", md5 == cfg.get("config_md5"), md5))
-    checks.append(("dataset checksum recorded", bool(cfg["data_checksum"].get("sha256")),
-                   str(cfg["data_checksum"].get("sha256"))[:16] + "…"))
+def run_checklist(exp_dir: Path, cfg: dict, results: dict) -> list[Check]:
+    """Real checks of the finished folder, for the README (the same Check type as verify's)."""
+    checks = Checks()
+    checks.add("schema_version known", cfg.get("schema_version") in (2, 3), f"{cfg.get('schema_version')}")
+    checks.add("missing_params empty", cfg.get("missing_params") == [], str(cfg.get("missing_params")))
+    md5 = config_md5(cfg)
+    checks.add("config_md5 recomputes", md5 == cfg.get("config_md5"), md5)
+    checks.add("dataset checksum recorded", bool(cfg["data_checksum"].get("sha256")),
+               str(cfg["data_checksum"].get("sha256"))[:16] + "…")
     env = (exp_dir / "environment.txt").read_text() if (exp_dir / "environment.txt").is_file() else ""
     commit = next((line.split(": ", 1)[1] for line in env.splitlines() if line.startswith("git_commit: ")), "")
-    checks.append(("git commit recorded", bool(commit) and not commit.startswith("unknown"), commit or "missing"))
+    checks.add("git commit recorded", bool(commit) and not commit.startswith("unknown"), commit or "missing")
     dirty = next((line.split(": ", 1)[1] for line in env.splitlines() if line.startswith("git_dirty: ")), "unknown")
-    checks.append(("code tree clean", dirty == "false", f"git_dirty={dirty}"))
+    checks.add("code tree clean", dirty == "false", f"git_dirty={dirty}")
     multi = len(cfg["seeds"]["all"]) > 1
     for seed in cfg["seeds"]["all"]:
         r = results["per_seed"][str(seed)]
-        checks.append((f"seed {seed} finished", r["status"] in ("completed", "early_stopped"),
-                       r["status"] + (f" ({r.get('reason')})" if r.get("reason") else "")))
+        checks.add(f"seed {seed} finished", r["status"] in ("completed", "early_stopped"),
+                   r["status"] + (f" ({r.get('reason')})" if r.get("reason") else ""))
         for kind in ("best", "last"):
             path = exp_dir / checkpoint_name(kind, seed, multi)
-            ok, detail = False, "missing"
-            if path.is_file():
-                try:
-                    state = load_checkpoint(path)
-                    ok = state.get("seed") == seed
-                    detail = f"epoch {state['epoch'] + 1}, loads with weights_only"
-                except Exception as exc:  # noqa: BLE001
-                    detail = f"does not load: {type(exc).__name__}"
-            checks.append((f"{path.name} loads", ok, detail))
-    checks.append(("deterministic algorithms", bool(cfg["determinism"]["torch_deterministic"]),
-                   "on" if cfg["determinism"]["torch_deterministic"] else "off (--torch_deterministic for audits)"))
-    amp = cfg["training"]["mixed_precision"]
-    checks.append(("AMP off (bit-level reproducibility)", not amp, "AMP on: tolerance-level reproducibility"
-                   if amp else "fp32"))
-    return checks
+            checks.run(f"{path.name} loads", partial(_checkpoint_loads, path, seed))
+    deterministic = bool(cfg["determinism"]["torch_deterministic"])
+    checks.add("deterministic algorithms", deterministic,
+               "on" if deterministic else "off (--torch_deterministic for audits)")
+    amp = amp_ran(cfg)  # as run: a CPU run is fp32 whatever was asked
+    checks.add("AMP off (bit-level reproducibility)", not amp,
+               "AMP on: tolerance-level reproducibility" if amp else "fp32")
+    return checks.items
+
+
+def _checkpoint_loads(path: Path, seed: int) -> tuple[bool, str]:
+    if not path.is_file():
+        return False, "missing"
+    state = load_checkpoint(path)
+    return state.get("seed") == seed, f"epoch {state['epoch'] + 1}, loads with weights_only"
 
 
 def finished_seeds(exp_dir: Path, cfg: dict) -> set[int]:
