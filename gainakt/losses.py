@@ -758,7 +758,6 @@ class LossSchedule:
     def end_epoch(
         self,
         epoch: int,
-        stats: Mapping[str, Any] | None = None,
         *,
         loss_shares: Mapping[str, float] | None = None,
         mastery_corr_reference: float | None = None,
@@ -766,8 +765,7 @@ class LossSchedule:
     ) -> dict[str, Any]:
         """Apply the end-of-epoch rules and return the log fields of this epoch.
 
-        Arguments (keywords win over the same keys in ``stats``; missing ones come from the batches
-        passed to ``observe_batch``):
+        Arguments (missing ones come from the batches passed to ``observe_batch``):
         * ``loss_shares``: {"alignment": mean alignment term / mean total loss, ...};
         * ``mastery_corr_reference``: the epoch-level mastery correlation (the global alignment
           pass if on, else the per-epoch semantic sample), or None when unknown;
@@ -786,8 +784,7 @@ class LossSchedule:
            the count reaches variance_floor_patience, sparsity weight x= reduce factor once (unless
            freeze_sparsity) and the count restarts.
         """
-        loss_shares, ref, variance = self._epoch_inputs(stats, loss_shares, mastery_corr_reference,
-                                                        mean_mastery_variance)
+        loss_shares, ref, variance = self._epoch_inputs(loss_shares, mastery_corr_reference, mean_mastery_variance)
         w = self._weights if self._weights is not None and self._weights.epoch == epoch else None
         if w is None:
             w = self.begin_epoch(epoch)
@@ -821,17 +818,9 @@ class LossSchedule:
             "loss_shares": dict(loss_shares or {}),
         }
 
-    def _epoch_inputs(self, stats: Mapping[str, Any] | None, loss_shares: Mapping[str, float] | None,
-                      reference: float | None, variance: float | None
-                      ) -> tuple[Mapping[str, float] | None, float | None, float | None]:
-        """Keywords win over `stats`; missing values come from the observed batches."""
-        stats = dict(stats or {})
-        if loss_shares is None:
-            loss_shares = stats.get("loss_shares")
-        if reference is None:
-            reference = stats.get("mastery_corr_reference")
-        if variance is None:
-            variance = stats.get("mean_mastery_variance")
+    def _epoch_inputs(self, loss_shares: Mapping[str, float] | None, reference: float | None,
+                      variance: float | None) -> tuple[Mapping[str, float] | None, float | None, float | None]:
+        """Missing values come from the observed batches; a NaN reference counts as unknown."""
         if loss_shares is None:
             loss_shares = self.observed_loss_shares()
         if variance is None:

@@ -719,12 +719,6 @@ def test_ensure_image_builds_the_current_codes_image_when_missing(monkeypatch):
     assert built["tag"] == tag and built["variant"] == "cpu"
 
 
-def test_container_env_carries_the_image_identity():
-    env = image.container_env({"image_id": IMAGE_ID, "lock_sha256": "x"})
-    assert env["HARNESS_IMAGE_ID"] == IMAGE_ID
-    assert json.loads(env["HARNESS_IMAGE_RECORD"])["lock_sha256"] == "x"
-
-
 # --------------------------------------------------------------------------------------------
 # `harness image` commands
 

@@ -37,7 +37,6 @@ from harness.folder.experiment import (
 from harness.run.environment import parse as parse_environment
 
 REPORT_NAME = "reproduction_report.json"
-MANIFEST_NAME = "reproduction_manifest.json"
 
 # The guide's tolerances (§6.a G, §15.9): AMP on in either run, or both runs in fp32.
 AMP_TOLERANCE = {"auc": 0.002, "corr": 0.01}

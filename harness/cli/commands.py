@@ -61,12 +61,9 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
 def pick_runtime(requested: str) -> str:
     if requested != "auto":
         return requested
-    try:
-        from harness.docker.containers import engine_available
+    from harness.docker.containers import engine_available
 
-        return "docker" if engine_available() else "local"
-    except ImportError:  # pragma: no cover
-        return "local"
+    return "docker" if engine_available() else "local"
 
 
 def reproduction_source(source: Path, ns: argparse.Namespace | LaunchOptions) -> tuple[dict[str, Any], dict[str, Any], str]:

@@ -481,15 +481,8 @@ def push_image(registry: str, *, image: str | None = None, variant: str = "cpu",
     return record
 
 
-def container_env(record: dict) -> dict[str, str]:
-    """The environment variables that carry the image's identity into a training container
-    (HARNESS_IMAGE_ID and HARNESS_IMAGE_RECORD, read by environment.txt's capture)."""
-    return {"HARNESS_IMAGE_ID": str(record.get("image_id")),
-            "HARNESS_IMAGE_RECORD": json.dumps(record, sort_keys=True)}
-
-
 __all__ = [
     "BUILDER", "DEFAULT_BASE_IMAGE", "IMAGE_REPOSITORY", "LOCAL_BASE_IMAGE", "RECORD_NAME", "build_image",
-    "code_sha256", "container_env", "default_image_tag", "ensure_image", "image_record", "lock_sha256",
+    "code_sha256", "default_image_tag", "ensure_image", "image_record", "lock_sha256",
     "push_image", "read_image_record", "write_image_record",
 ]

@@ -22,10 +22,6 @@ SUMMARY_METRICS = (
     "true_mastery_correlation",
 )
 
-REQUIRED_FILES = ("config.json", "environment.txt", "stdout.log", "metrics_epoch.csv", "results.json",
-                  "SEED_INFO.md", "README.md", "overrides_applied.txt")
-
-
 def render_metrics_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, lineterminator="\n", extrasaction="ignore")

@@ -189,10 +189,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def md5_file(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def folder_files(folder: Path) -> list[str]:
     """Every file in the folder (relative POSIX paths), the manifest itself excluded."""
     out = []

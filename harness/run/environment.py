@@ -53,10 +53,8 @@ def cpu_name() -> str:
 
 def gpu_lines() -> list[tuple[str, str]]:
     """One line per GPU (name, UUID, driver, memory) through NVML, or a clear no-driver line."""
-    try:
-        from harness.run.gpu import gpu_inventory
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return [("gpus", "unknown (harness.run.gpu missing)")]
+    from harness.run.gpu import gpu_inventory
+
     inv = gpu_inventory()
     if not inv.get("gpus"):
         return [("gpus", inv.get("error") or "none (NVML found no GPU)")]
