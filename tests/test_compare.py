@@ -81,8 +81,8 @@ def test_drift_within_amp_tolerance_passes_unless_the_flag_tightens_it(ref_pair)
 
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
-def test_normalized_hash_is_the_guides_jq_recipe(tmp_path_factory, ref_pair):
-    ours = runs.base_run(tmp_path_factory)
+def test_normalized_hash_is_the_guides_jq_recipe(base_run, ref_pair):
+    ours = base_run
     report = compare_experiments(ref_pair[0], ours)
     for folder, key in ((ref_pair[0], "source_normalized_config_hash"), (ours, "target_normalized_config_hash")):
         recipe = "jq 'del(.runtime.timestamp, .config_md5)' config.json | jq -S '.' | md5sum"
@@ -173,8 +173,8 @@ def test_manifest_fields_for_a_plain_run_and_a_reproduction(ref_pair):
     assert repro["reproduction_mode"] is True and repro["within_tolerance"] is True and repro["auc_diff"] == 0.0
 
 
-def test_reference_folder_against_our_run_reports_the_schema_difference(tmp_path_factory, tmp_path):
-    ours = runs.base_run(tmp_path_factory)
+def test_reference_folder_against_our_run_reports_the_schema_difference(base_run, tmp_path):
+    ours = base_run
     ref = runs.reference_copy(tmp_path)
     report = compare_experiments(ref, ours)
     assert report["source_schema_version"] == 2 and report["target_schema_version"] == 3
@@ -189,9 +189,9 @@ def test_reference_folder_against_our_run_reports_the_schema_difference(tmp_path
     assert report["verdict"] == "fail"  # the hand-made metrics are not this run's
 
 
-def test_compare_cli_on_two_different_experiments_fails_with_reasons(tmp_path_factory, tmp_path, capsys):
-    base = runs.base_run(tmp_path_factory)
-    _, changed = runs.changed_reproduction(tmp_path_factory)
+def test_compare_cli_on_two_different_experiments_fails_with_reasons(base_run, changed_reproduction, tmp_path, capsys):
+    base = base_run
+    _, changed = changed_reproduction
     target = runs.copy_experiment(changed, tmp_path)  # keep the shared folder's own report
     code = main(["compare", str(base), str(target)])
     out = capsys.readouterr().out
@@ -202,8 +202,8 @@ def test_compare_cli_on_two_different_experiments_fails_with_reasons(tmp_path_fa
     assert read_manifest(target)["reproduction_report.json"] == sha256_file(target / "reproduction_report.json")
 
 
-def test_compare_cli_json_and_ids_under_the_output_base(tmp_path_factory, tmp_path, capsys):
-    base = runs.base_run(tmp_path_factory)
+def test_compare_cli_json_and_ids_under_the_output_base(base_run, tmp_path, capsys):
+    base = base_run
     target = runs.copy_experiment(base, tmp_path, "copy_of_base")
     runs.copy_experiment(base, tmp_path)
     code = main(["compare", base.name, "copy_of_base", "--output_base", str(tmp_path), "--json"])
@@ -213,8 +213,8 @@ def test_compare_cli_json_and_ids_under_the_output_base(tmp_path_factory, tmp_pa
     assert (target / "reproduction_report.json").is_file()
 
 
-def test_compare_only_flag_needs_both_experiments(tmp_path_factory, capsys):
-    base = runs.base_run(tmp_path_factory)
+def test_compare_only_flag_needs_both_experiments(base_run, capsys):
+    base = base_run
     code = main(["run", "x", "--compare_only", "--source_exp", str(base)])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "--source_exp and --target_exp" in err

@@ -25,8 +25,8 @@ def md5(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory) -> tuple[Path, Path]:
-    return runs.base_run(tmp_path_factory), runs.reproduction(tmp_path_factory)
+def pair(base_run, reproduction) -> tuple[Path, Path]:
+    return base_run, reproduction
 
 
 def test_reproduction_has_the_same_config_md5_and_zero_differences(pair):
@@ -80,9 +80,9 @@ def test_manifest_flag_writes_the_guide_fields(pair):
     assert manifest["environment_match"] is True and manifest["notes"]
 
 
-def test_a_changed_parameter_changes_the_hash_and_is_reported(tmp_path_factory):
-    source = runs.base_run(tmp_path_factory)
-    code, changed = runs.changed_reproduction(tmp_path_factory)
+def test_a_changed_parameter_changes_the_hash_and_is_reported(base_run, changed_reproduction):
+    source = base_run
+    code, changed = changed_reproduction
     assert code == 1  # not a reproduction of the source
     cfg = runs.read(changed / "config.json")
     assert cfg["config_md5"] != runs.read(source / "config.json")["config_md5"]

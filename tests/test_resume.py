@@ -30,7 +30,7 @@ def same_tensors(a: dict, b: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def straight_and_resumed(tmp_path_factory) -> tuple[Path, Path, int]:
+def straight_and_resumed(base_run, tmp_path_factory) -> tuple[Path, Path, int]:
     """(uninterrupted run, killed-then-resumed run, epoch saved when it was killed).
 
     The uninterrupted run is the shared base run (3 epochs). The same `harness run` is started in
@@ -38,7 +38,7 @@ def straight_and_resumed(tmp_path_factory) -> tuple[Path, Path, int]:
     results.json, so a byte comparison needs the same one), and its whole process group is
     SIGKILLed as soon as epoch 1's checkpoint appears, i.e. during epoch 2.
     """
-    straight = runs.base_run(tmp_path_factory)
+    straight = base_run
     killed_base = tmp_path_factory.mktemp("killed")
     exp = killed_base / straight.name
     argv = [*runs.BASE_ARGS, "--output_base", str(killed_base), "--experiment_dir", straight.name]

@@ -27,8 +27,8 @@ EXPECTED_CHECKS = {
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return runs.base_run(tmp_path_factory)
+def base(base_run) -> Path:
+    return base_run
 
 
 def failing(report: dict) -> dict[str, str]:
@@ -159,9 +159,9 @@ def test_corrupt_config_is_a_failed_check_not_a_crash(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["passed"] is False
 
 
-def test_against_a_reproduction_adds_compare_checks(tmp_path_factory):
-    source = runs.base_run(tmp_path_factory)
-    repro = runs.reproduction(tmp_path_factory)
+def test_against_a_reproduction_adds_compare_checks(base_run, reproduction):
+    source = base_run
+    repro = reproduction
     report = verify_experiment(repro, against=source)
     assert report["passed"], failing(report)
     names = {c["name"] for c in report["checks"]}
@@ -169,9 +169,9 @@ def test_against_a_reproduction_adds_compare_checks(tmp_path_factory):
             "against: environment", "against: within_tolerance", "against: verdict"} <= names
 
 
-def test_against_a_different_experiment_fails(tmp_path_factory):
-    source = runs.base_run(tmp_path_factory)
-    _, changed = runs.changed_reproduction(tmp_path_factory)
+def test_against_a_different_experiment_fails(base_run, changed_reproduction):
+    source = base_run
+    _, changed = changed_reproduction
     fails = failing(verify_experiment(changed, against=source))
     assert "against: config_md5" in fails and "training.learning_rate" in fails["against: config_md5"]
     assert "against: verdict" in fails
