@@ -1,4 +1,4 @@
-"""Prediction and interpretability metrics (see docs/contracts.md).
+"""Prediction and interpretability metrics (see docs/ARCHITECTURE.md).
 
 * ``auc_accuracy``: pooled ROC AUC (scikit-learn) and accuracy at ``p >= 0.5``.
 * ``per_student_correlation``: Pearson r per student, averaged, with a Fisher-z 95% CI.

@@ -1,4 +1,4 @@
-"""The in-memory dataset every reader produces (see docs/contracts.md)."""
+"""The in-memory dataset every reader produces (see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
