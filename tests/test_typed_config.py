@@ -135,3 +135,12 @@ def test_a_bug_is_one_line_with_a_hint_and_its_traceback_with_debug(monkeypatch,
     assert "internal error" in err and "--debug" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(KeyError):
         main(["--debug", "verify", "nothing"])
+
+
+def test_sections_other_parts_add_are_kept_and_bad_values_in_a_folder_config_are_named():
+    cfg = pre_config()
+    cfg["data_selection"] = {"split": "published"}  # a record this code does not type
+    assert RunConfig.from_dict(cfg).to_dict() == cfg
+    cfg["training"]["epochs"] = "1"
+    with pytest.raises(ValueError, match=r"training\.epochs: expects an integer"):
+        RunConfig.from_dict(cfg)

@@ -97,15 +97,14 @@ class RunConfig:
     reproduction: Mapping[str, Any] | None = None
     missing_params: list[str] | None = None
     config_md5: str | None = None
+    # Top-level sections this code does not type (records added by other parts), kept as written.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> RunConfig:
         """Parse and check a config dict; ConfigValueError names the first bad `section.key`."""
         known = {"schema_version", "experiment", "seeds", "data_checksum", "runtime", "paths",
                  *SECTION_TYPES, *_OPTIONAL_TOP}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ConfigValueError(unknown[0], "unknown section")
         for name in ("schema_version", "experiment", "seeds", *SECTION_TYPES):
             if name not in cfg:
                 raise ConfigValueError(name, "missing")
@@ -125,6 +124,7 @@ class RunConfig:
             reproduction=cfg.get("reproduction"),
             missing_params=cfg.get("missing_params"),
             config_md5=cfg.get("config_md5"),
+            extra={k: v for k, v in cfg.items() if k not in known},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,11 +140,31 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        out.update(self.extra)
         return out
 
     @property
     def seeds(self) -> SeedsConfig:
         return self.train.seeds
+
+    # The runtime record, typed (the section stays a mapping that other parts extend).
+    @property
+    def devices(self) -> list[str]:
+        """The devices the run was given (host view)."""
+        return [str(d) for d in self.runtime.get("devices", ["cpu"])]
+
+    @property
+    def threads(self) -> int:
+        return int(self.runtime.get("threads", 1))
+
+    @property
+    def where(self) -> str:
+        """local or docker."""
+        return str(self.runtime.get("runtime", "local"))
+
+    @property
+    def command(self) -> str:
+        return str(self.runtime.get("command", ""))
 
     @property
     def experiment_id(self) -> str:

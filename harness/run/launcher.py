@@ -36,6 +36,7 @@ from harness.config.build import (
     params_from_file,
 )
 from harness.config.launch import LaunchOptions
+from harness.config.schema import RunConfig
 from harness.errors import HarnessError, is_user_error
 from harness.folder import artifacts
 from harness.folder.checkpoints import checkpoint_name, load_checkpoint
@@ -223,20 +224,21 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     from harness.run.progress import Progress
 
     log = RunLog(exp_dir / "stdout.log", quiet=quiet)
-    seeds = cfg["seeds"]["all"]
-    devices = cfg["runtime"]["devices"]  # host view, for the records
+    run = RunConfig.from_dict(cfg)
+    seeds = run.seeds.all
+    devices = run.devices  # host view, for the records
     # Inside a container the GPUs are renumbered 0..n-1; the host says how (docker_run.py).
     run_devices = json.loads(os.environ.get("HARNESS_INSIDE_DEVICES", "null")) or devices
-    runtime = os.environ.get("HARNESS_RUNTIME", cfg["runtime"].get("runtime", "local"))
+    runtime = os.environ.get("HARNESS_RUNTIME", run.where)
     seed_devices = seed_device_map(seeds, devices)
     done: set[int] = set()
     if resume:
         done = finished_seeds(exp_dir, cfg)
-        log.info(f"resuming {cfg['experiment']['id']}: finished seeds {sorted(done) or 'none'} are kept")
-    log.info(f"experiment {cfg['experiment']['id']} config_md5 {cfg['config_md5']}")
+        log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
+    log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
-    pairs = capture(runtime=runtime, dataset=cfg["data_checksum"], seed_devices=seed_devices,
-                    determinism={"torch_deterministic": cfg["determinism"]["torch_deterministic"]})
+    pairs = capture(runtime=runtime, dataset=dict(run.data_checksum), seed_devices=seed_devices,
+                    determinism={"torch_deterministic": run.train.determinism.torch_deterministic})
     atomic_write_text(exp_dir / "environment.txt", render(pairs))
     atomic_write_json(exp_dir / "run_status.json", {"status": "running"})
 
@@ -248,7 +250,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         if traj.is_file():
             trajectories[s] = read_json(traj)["trajectory"]
     todo = [s for s in seeds if s not in done]
-    progress = Progress(todo, cfg["training"]["epochs"], enabled=not quiet)
+    progress = Progress(todo, run.train.training.epochs, enabled=not quiet)
 
     def on_event(kind: str, seed: int, payload: Any) -> None:
         if kind == "log":
@@ -274,14 +276,14 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         for p in plans:
             p.seeds = [s for s in p.seeds if s in todo]
         plans = [p for p in plans if p.seeds]
-        threads = int(cfg["runtime"].get("threads", 1))
+        threads = run.threads
         try:
             with progress:
                 outcomes.update(run_workers(plans, exp_dir, data_dir, threads, resume, on_event))
         except KeyboardInterrupt:
             interrupted = True
             log.error("interrupted (Ctrl-C): workers stopped; resume with --resume "
-                      f"{cfg['experiment']['id']}")
+                      f"{run.experiment_id}")
     for seed, out in outcomes.items():
         result = out.get("result")
         if result:  # the worker's history is complete (it includes epochs before a resume)
@@ -298,7 +300,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     from harness.folder.summary import print_summary
 
     if not quiet:
-        print_summary(results, cfg["experiment"]["id"])
+        print_summary(results, run.experiment_id)
     log.close()
     write_manifest(exp_dir)
     if interrupted:
@@ -310,10 +312,11 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
                   trajectories: dict[int, list[dict]], seed_devices: dict[int, str],
                   env_pairs: list[tuple[str, str]], rows: dict[int, dict[int, dict]]) -> None:
     """results*.json, SEED_INFO.md, README.md, per-seed artifacts and plots."""
-    histories = {s: [rows[s][e] for e in sorted(rows[s])] for s in cfg["seeds"]["all"] if rows.get(s)}
+    run = RunConfig.from_dict(cfg)
+    histories = {s: [rows[s][e] for e in sorted(rows[s])] for s in run.seeds.all if rows.get(s)}
     examples = {s: o["result"].get("examples") for s, o in outcomes.items() if o.get("result")}
     artifacts.write_results(exp_dir, results)
-    for seed in cfg["seeds"]["all"]:
+    for seed in run.seeds.all:
         out = outcomes.get(seed, {})
         result = out.get("result")
         if trajectories.get(seed):
@@ -326,32 +329,33 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
 
     write_plots(exp_dir, histories, trajectories, examples)
     checklist = run_checklist(exp_dir, cfg, results)
-    atomic_write_text(exp_dir / "README.md", artifacts.readme_md(cfg, results, checklist, cfg["runtime"]["command"]))
+    atomic_write_text(exp_dir / "README.md", artifacts.readme_md(cfg, results, checklist, run.command))
 
 
 def run_checklist(exp_dir: Path, cfg: dict, results: dict) -> list[Check]:
     """Real checks of the finished folder, for the README (the same Check type as verify's)."""
+    run = RunConfig.from_dict(cfg)
     checks = Checks()
     checks.add("schema_version known", cfg.get("schema_version") in (2, 3), f"{cfg.get('schema_version')}")
     checks.add("missing_params empty", cfg.get("missing_params") == [], str(cfg.get("missing_params")))
     md5 = config_md5(cfg)
     checks.add("config_md5 recomputes", md5 == cfg.get("config_md5"), md5)
-    checks.add("dataset checksum recorded", bool(cfg["data_checksum"].get("sha256")),
-               str(cfg["data_checksum"].get("sha256"))[:16] + "…")
+    sha256 = run.data_checksum.get("sha256")
+    checks.add("dataset checksum recorded", bool(sha256), str(sha256)[:16] + "…")
     env = (exp_dir / "environment.txt").read_text() if (exp_dir / "environment.txt").is_file() else ""
     commit = next((line.split(": ", 1)[1] for line in env.splitlines() if line.startswith("git_commit: ")), "")
     checks.add("git commit recorded", bool(commit) and not commit.startswith("unknown"), commit or "missing")
     dirty = next((line.split(": ", 1)[1] for line in env.splitlines() if line.startswith("git_dirty: ")), "unknown")
     checks.add("code tree clean", dirty == "false", f"git_dirty={dirty}")
-    multi = len(cfg["seeds"]["all"]) > 1
-    for seed in cfg["seeds"]["all"]:
+    multi = len(run.seeds.all) > 1
+    for seed in run.seeds.all:
         r = results["per_seed"][str(seed)]
         checks.add(f"seed {seed} finished", r["status"] in ("completed", "early_stopped"),
                    r["status"] + (f" ({r.get('reason')})" if r.get("reason") else ""))
         for kind in ("best", "last"):
             path = exp_dir / checkpoint_name(kind, seed, multi)
             checks.run(f"{path.name} loads", partial(_checkpoint_loads, path, seed))
-    deterministic = bool(cfg["determinism"]["torch_deterministic"])
+    deterministic = run.train.determinism.torch_deterministic
     checks.add("deterministic algorithms", deterministic,
                "on" if deterministic else "off (--torch_deterministic for audits)")
     amp = amp_ran(cfg)  # as run: a CPU run is fp32 whatever was asked
