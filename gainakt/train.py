@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gainakt.checkpoint import config_record, model_args
 from gainakt.data import (
     KTDataset,
     SequenceSet,
@@ -239,6 +240,8 @@ def train_seed(
             "amp": amp,
             "determinism": determinism,
             "config_md5": config.get("config_md5"),
+            "model_args": model_args(model),
+            "config": config_record(config),
         }
 
     status, reason = "completed", None
