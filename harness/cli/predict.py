@@ -52,6 +52,8 @@ def add_commands(sub: Any, data_sub: Any) -> None:
     pre.add_argument("--allow_unverified", action="store_true",
                      help="predict although `harness verify` fails (recorded in the metadata)")
     pre.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    pre.add_argument("--threads", type=int, default=None,
+                     help="CPU threads (default: the run's; the same count gives bit-identical predictions)")
     pre.add_argument("--chunk_students", type=int, default=512, help="students whose windows are built at once")
     pre.add_argument("--output_base", default=None)
     pre.set_defaults(handler=predict_command)
@@ -231,36 +233,66 @@ def write_predictions(exp: Path, cfg: dict, ds: Any, students: np.ndarray, seeds
     """Every seed's rows into `out` (streamed), the long mastery file, the plot and the metadata sidecar."""
     import torch
 
-    from gainakt.predict import LONG_SEQUENCES, check_concepts
-    from harness.folder.checkpoints import load_trained_model
-    from harness.folder.experiment import sha256_file
+    from gainakt.predict import LONG_SEQUENCES
 
     max_len, batch_size = int(cfg["data"]["seq_len"]), int(cfg["training"]["batch_size"])
     meta["long_sequences"] = {"rule": LONG_SEQUENCES, "max_len": max_len, "batch_size": batch_size}
+    threads = ns.threads or int(cfg["runtime"].get("threads") or torch.get_num_threads())
+    meta["threads"] = threads
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # float sums depend on the thread count: use the run's
+    try:
+        _write_files(exp, cfg, ds, students, seeds, out, ns, meta, plot_index)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _write_files(exp: Path, cfg: dict, ds: Any, students: np.ndarray, seeds: list[int], out: Path,
+                 ns: argparse.Namespace, meta: dict[str, Any], plot_index: int | None) -> None:
+    """Every check first (checkpoints, concept ids), then the files, written under temporary names and
+    renamed at the end, so a failure leaves no half-written output."""
+    import torch
+
+    from gainakt.predict import check_concepts
+    from harness.folder.checkpoints import load_trained_model
+    from harness.folder.experiment import sha256_file
+
+    models = {}
+    for seed in seeds:
+        model, state = load_trained_model(exp, cfg, seed)
+        check_concepts(ds, students, model.num_c)
+        if (ns.full_mastery or plot_index is not None) and not model.heads_enabled:
+            raise PredictError("--full_mastery and --plot need the mastery and gain heads, which this model has off")
+        models[seed] = model.to(torch.device(ns.device))
+        path = exp / _checkpoint_file(cfg, seed)
+        meta["checkpoints"][str(seed)] = {
+            "file": path.name, "sha256": sha256_file(path), "epoch": int(state["epoch"]) + 1,
+            "best_val_auc": state.get("best_val_auc"), "config_md5": state.get("config_md5"),
+            "model_args": state.get("model_args") or "rebuilt from config.json (checkpoint without model_args)",
+        }
     long_path = out.with_name(out.stem + "_mastery_long.csv") if ns.full_mastery and ns.mastery_format == "long" \
         else None
+    targets = [p for p in (out, long_path) if p is not None]
+    parts = {p: p.with_name(p.name + ".part") for p in targets}
     plot_rows: list[Any] = []
     rows = 0
-    with out.open("w", newline="") as main_fh, (long_path.open("w", newline="") if long_path else _Null()) as long_fh:
-        for seed in seeds:
-            model, state = load_trained_model(exp, cfg, seed)
-            check_concepts(ds, students, model.num_c)
-            model.to(torch.device(ns.device))
-            path = exp / _checkpoint_file(cfg, seed)
-            meta["checkpoints"][str(seed)] = {
-                "file": path.name, "sha256": sha256_file(path), "epoch": int(state["epoch"]) + 1,
-                "best_val_auc": state.get("best_val_auc"), "config_md5": state.get("config_md5"),
-                "model_args": state.get("model_args") or "rebuilt from config.json (checkpoint without model_args)",
-            }
-            rows += _predict_seed(model, ds, students, seed, ns, (main_fh, long_fh), rows == 0,
-                                  max_len, batch_size, plot_rows if plot_index is not None else None, plot_index)
-            plot_index = None if plot_rows else plot_index  # the plot shows the first seed
+    try:
+        with parts[out].open("w", newline="") as main_fh, \
+                (parts[long_path].open("w", newline="") if long_path else _Null()) as long_fh:
+            for seed, model in models.items():
+                rows += _predict_seed(model, ds, students, seed, ns, (main_fh, long_fh), rows == 0, meta,
+                                      plot_rows if plot_index is not None and not plot_rows else None, plot_index)
+        for target, part in parts.items():
+            part.replace(target)
+    finally:
+        for part in parts.values():
+            part.unlink(missing_ok=True)
     meta["rows"] = rows
     meta["files"] = {"predictions": out.name, "mastery_long": long_path.name if long_path else None}
     if ns.full_mastery:
         meta["columns"]["mastery_c<k>" if ns.mastery_format == "wide" else "mastery_long"] = (
             "model mastery of concept k after step (every concept)")
-    if plot_rows:
+    if plot_rows:  # the first seed's trajectories
         meta["files"]["plot"] = _plot(plot_rows, out, meta).name
     Path(str(out) + ".meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     print(f"wrote {rows} rows ({len(students)} students, seeds {seeds}) to {out}; metadata {out}.meta.json")
@@ -281,7 +313,7 @@ def _checkpoint_file(cfg: dict, seed: int) -> str:
 
 
 def _predict_seed(model: Any, ds: Any, students: np.ndarray, seed: int, ns: argparse.Namespace, handles: tuple,
-                  header: bool, max_len: int, batch_size: int, plot_rows: list | None, plot_index: int | None) -> int:
+                  header: bool, meta: dict, plot_rows: list | None, plot_index: int | None) -> int:
     """Stream one seed's batches into the open files; return the number of rows written."""
     import pandas as pd
     import torch
@@ -291,23 +323,25 @@ def _predict_seed(model: Any, ds: Any, students: np.ndarray, seed: int, ns: argp
     from gainakt.predict import predict_batch, stream_rows
 
     device = torch.device(ns.device)
+    max_len, batch_size = meta["long_sequences"]["max_len"], meta["long_sequences"]["batch_size"]
     total = int(chunk_rows(ds.lengths[students], max_len).sum())
     written = 0
     with Progress(disable=not sys.stderr.isatty(), transient=True) as bar:
         task = bar.add_task(f"seed {seed}: windows", total=total)
         for batch, starts in stream_rows(ds, students, max_len=max_len, batch_size=batch_size,
                                          chunk_students=ns.chunk_students):
-            frame, full = predict_batch(model, batch, starts, ds.uids, device, full_mastery=ns.full_mastery)
+            frame, full = predict_batch(model, batch, starts, ds.uids, device,
+                                        full_mastery=ns.full_mastery or plot_rows is not None)
             frame.insert(0, "seed", seed)
-            if full is not None and ns.mastery_format == "wide":
-                frame = pd.concat([frame, pd.DataFrame(full.astype(np.float64),
-                                                       columns=[f"mastery_c{k}" for k in range(full.shape[1])])],
-                                  axis=1)
-            elif full is not None:
+            if plot_rows is not None and plot_index is not None and full is not None:
+                mine = (frame["student_id"] == ds.uids[plot_index]).to_numpy()
+                plot_rows.append((frame[mine], full[mine]))
+            if ns.full_mastery and full is not None and ns.mastery_format == "wide":
+                wide = pd.DataFrame(full.astype(np.float64), columns=[f"mastery_c{k}" for k in range(full.shape[1])])
+                frame = pd.concat([frame, wide], axis=1)
+            elif ns.full_mastery and full is not None:
                 _write_long(handles[1], frame, full, header and written == 0)
             frame.to_csv(handles[0], header=header and written == 0, index=False)
-            if plot_rows is not None and plot_index is not None:
-                plot_rows.append(frame[(frame["student_id"] == ds.uids[plot_index]).to_numpy()])
             written += len(frame)
             bar.advance(task, len(batch))
     return written
@@ -325,24 +359,27 @@ def _write_long(handle: Any, frame: Any, full: np.ndarray, header: bool) -> None
 
 
 def _plot(parts: list, out: Path, meta: dict) -> Path:
-    """Mastery of each concept the student practised, over steps; responses marked on its own line."""
+    """Mastery of every concept the student is asked, at every step; its answers marked on its line."""
     import pandas as pd
 
     from harness.folder.plots import plt  # the run's plotting setup (Agg backend)
 
-    frame = pd.concat(parts, ignore_index=True)
+    frame = pd.concat([f for f, _ in parts], ignore_index=True)
+    full = np.concatenate([m for _, m in parts]) if parts else np.zeros((0, 0))
     student = str(frame["student_id"].iloc[0]) if len(frame) else "?"
     path = out.with_name(f"{out.stem}_student_{_safe(student)}.png")
     fig, ax = plt.subplots(figsize=(9, 3.5))
+    x = frame["step"].to_numpy() + 1  # mastery after step t is the mastery before answering at t + 1
     for concept in sorted(set(frame["next_concept"].tolist())):
-        at = frame[frame["next_concept"] == concept]
-        line, = ax.plot(at["step"] + 1, at["mastery_next"], "-", lw=1, label=f"concept {concept}")
-        right, wrong = at[at["next_response"] == 1], at[at["next_response"] == 0]
-        ax.scatter(right["step"] + 1, right["mastery_next"], s=14, color=line.get_color())
-        ax.scatter(wrong["step"] + 1, wrong["mastery_next"], s=14, facecolors="none", edgecolors=line.get_color())
-    ax.set(title=f"{meta['experiment']}: student {student} (seed {frame['seed'].iloc[0] if len(frame) else '?'}); "
-                 "filled = correct, hollow = wrong", xlabel="step of the answer", ylabel="mastery before answering",
-           ylim=(-0.05, 1.05))
+        line, = ax.plot(x, full[:, concept], "-", lw=1, label=f"concept {concept}")
+        at = (frame["next_concept"] == concept).to_numpy()
+        right, wrong = at & (frame["next_response"] == 1).to_numpy(), at & (frame["next_response"] == 0).to_numpy()
+        ax.scatter(x[right], full[right, concept], s=16, color=line.get_color())
+        ax.scatter(x[wrong], full[wrong, concept], s=16, facecolors="none", edgecolors=line.get_color())
+    seed = frame["seed"].iloc[0] if len(frame) else "?"
+    ax.set(title=f"student {student}, seed {seed} ({meta['experiment']})", ylim=(-0.05, 1.05),
+           xlabel="step (answers on their concept's line: filled = correct, hollow = wrong)",
+           ylabel="mastery before the step")
     ax.legend(fontsize=6, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=90, metadata={"Software": "gainakt-harness", "Creation Time": None})
