@@ -261,3 +261,19 @@ def test_predict_on_interaction_logs_in_csv(trained, tmp_path):
     assert rows[["student_id", "step", "concept", "next_concept"]].values.tolist() == [
         ["a", 0, 1, 2, ], ["a", 1, 2, 2], ["b", 0, 3, 5], ["b", 1, 5, 4]]
     assert rows["probability"].between(0, 1).all()
+
+
+def test_streaming_in_small_chunks_writes_the_same_rows(trained, tmp_path, test_predictions):
+    out = tmp_path / "chunked.csv"
+    assert predict(trained, out, "--students", ",".join(trained["test_ids"]), "--chunk_students", "3") == 0
+    assert out.read_bytes() == test_predictions.read_bytes()
+
+
+def test_predict_with_an_old_checkpoint_rebuilds_the_model_from_config_json(trained, tmp_path, test_predictions):
+    exp = copy_run(trained, tmp_path)
+    rewrite_checkpoint(exp / "model_best.pth", model_args=None, config=None, config_md5=None)
+    out = tmp_path / "old.csv"
+    assert predict(trained, out, "--students", ",".join(trained["test_ids"]), "--allow_unverified", exp=exp) == 0
+    assert out.read_bytes() == test_predictions.read_bytes()
+    meta = json.loads(Path(str(out) + ".meta.json").read_text())
+    assert meta["checkpoints"]["21"]["model_args"].startswith("rebuilt from config.json")
