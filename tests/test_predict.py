@@ -238,6 +238,8 @@ def interactions_csv(path: Path, concept: int) -> Path:
     ("concept beyond num_c", ["--format", "csv"], "concept id 57 is beyond the model's 20 concepts"),
     ("parquet", ["--out_parquet"], "parquet output needs pyarrow"),
     ("seed", ["--seed", "3"], "seed 3 is not a seed of this experiment"),
+    ("mastery format alone", ["--mastery_format", "long"], "--mastery_format needs --full_mastery"),
+    ("device", ["--device", "toaster"], "is not a torch device"),
 ])
 def test_bad_inputs_give_one_clear_line(trained, tmp_path, capsys, case, extra, message):
     out = tmp_path / "p.csv"
@@ -277,3 +279,19 @@ def test_predict_with_an_old_checkpoint_rebuilds_the_model_from_config_json(trai
     assert out.read_bytes() == test_predictions.read_bytes()
     meta = json.loads(Path(str(out) + ".meta.json").read_text())
     assert meta["checkpoints"]["21"]["model_args"].startswith("rebuilt from config.json")
+
+
+@pytest.mark.slow
+def test_every_seed_with_a_seed_column_or_one_seed(trained, tmp_path):
+    base = tmp_path / "runs"
+    assert main(["run", "two", *TINY, "--epochs", "1", "--seeds", "4", "5", "--output_base", str(base)]) == 0
+    exp = next(base.iterdir())
+    both, one = tmp_path / "both.csv", tmp_path / "one.csv"
+    ids = ",".join(trained["test_ids"][:5])
+    assert predict(trained, both, "--students", ids, exp=exp) == 0
+    assert predict(trained, one, "--students", ids, "--seed", "5", exp=exp) == 0
+    rows, five = pd.read_csv(both), pd.read_csv(one)
+    assert rows["seed"].tolist() == [4] * (len(rows) // 2) + [5] * (len(rows) // 2)
+    assert five.equals(rows[rows["seed"] == 5].reset_index(drop=True))
+    meta = json.loads(Path(str(both) + ".meta.json").read_text())
+    assert {v["file"] for v in meta["checkpoints"].values()} == {"model_best_seed4.pth", "model_best_seed5.pth"}

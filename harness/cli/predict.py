@@ -46,7 +46,7 @@ def add_commands(sub: Any, data_sub: Any) -> None:
     pre.add_argument("--students", default=None, help="comma-separated student ids (default: all)")
     pre.add_argument("--out", required=True, help="output FILE.csv (a FILE.csv.meta.json sidecar is written)")
     pre.add_argument("--full_mastery", action="store_true", help="also write the mastery of every concept")
-    pre.add_argument("--mastery_format", default="wide", choices=("wide", "long"),
+    pre.add_argument("--mastery_format", default=None, choices=("wide", "long"),
                      help="wide: mastery_c<k> columns; long: FILE_mastery_long.csv (seed,student_id,step,concept,mastery)")
     pre.add_argument("--plot", default=None, metavar="STUDENT", help="write this student's mastery trajectories as PNG")
     pre.add_argument("--allow_unverified", action="store_true",
@@ -144,6 +144,7 @@ def _require(table: Any, columns: tuple[str, ...], path: str) -> None:
 
 
 def predict_command(ns: argparse.Namespace) -> int:
+    _check_options(ns)
     exp = resolve_experiment(ns.experiment, output_base(ns.output_base))
     cfg = read_json(exp / "config.json")
     out = _output_path(ns.out)
@@ -161,6 +162,23 @@ def predict_command(ns: argparse.Namespace) -> int:
     }
     write_predictions(exp, cfg, ds, students, seeds, out, ns, meta, plot_index)
     return 0
+
+
+def _check_options(ns: argparse.Namespace) -> None:
+    import torch
+
+    if ns.mastery_format is not None and not ns.full_mastery:
+        raise PredictError("--mastery_format needs --full_mastery")
+    ns.mastery_format = ns.mastery_format or "wide"
+    for flag in ("threads", "chunk_students"):
+        if getattr(ns, flag) is not None and getattr(ns, flag) < 1:
+            raise PredictError(f"--{flag} must be >= 1")
+    try:
+        device = torch.device(ns.device)
+    except RuntimeError:
+        raise PredictError(f"--device {ns.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PredictError(f"--device {ns.device}: CUDA is not available on this machine")
 
 
 def _output_path(name: str) -> Path:
@@ -317,6 +335,7 @@ def _predict_seed(model: Any, ds: Any, students: np.ndarray, seed: int, ns: argp
     """Stream one seed's batches into the open files; return the number of rows written."""
     import pandas as pd
     import torch
+    from rich.console import Console
     from rich.progress import Progress
 
     from gainakt.data.windows import chunk_rows
@@ -326,7 +345,7 @@ def _predict_seed(model: Any, ds: Any, students: np.ndarray, seed: int, ns: argp
     max_len, batch_size = meta["long_sequences"]["max_len"], meta["long_sequences"]["batch_size"]
     total = int(chunk_rows(ds.lengths[students], max_len).sum())
     written = 0
-    with Progress(disable=not sys.stderr.isatty(), transient=True) as bar:
+    with Progress(console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
         task = bar.add_task(f"seed {seed}: windows", total=total)
         for batch, starts in stream_rows(ds, students, max_len=max_len, batch_size=batch_size,
                                          chunk_students=ns.chunk_students):
