@@ -118,3 +118,13 @@ def test_training_on_the_export_equals_training_on_the_builtin_dataset(tmp_path)
     a, b = results["builtin"], results["exported"]
     for key in ("best_val_auc", "test_auc", "test_window_auc", "mastery_correlation", "gain_correlation"):
         assert a[key] == b[key], key
+
+
+def test_default_simulation_is_the_builtin_dataset(tmp_path):
+    from harness.config.build import default_params
+    from harness.run.datasets import load_from_params
+
+    assert main(["data", "simulate", "--out", str(tmp_path / "d")]) == 0
+    record = json.loads((tmp_path / "d" / "SIMULATION.json").read_text())
+    canonical = json.dumps(record["generator_parameters"], sort_keys=True, separators=(",", ":"))
+    assert hashlib.sha256(canonical.encode()).hexdigest() == load_from_params(default_params(), None).sha256

@@ -58,13 +58,15 @@ def add_commands(sub: Any, data_sub: Any) -> None:
     pre.add_argument("--output_base", default=None)
     pre.set_defaults(handler=predict_command)
 
+    from harness.config.build import default_params
+
+    builtin = default_params()  # the defaults are the built-in --dataset synthetic's
     sim = data_sub.add_parser("simulate", help="export simulated students with their true mastery")
-    sim.add_argument("--students", type=int, default=600)
-    sim.add_argument("--skills", type=int, default=20)
-    sim.add_argument("--min_len", type=int, default=20)
-    sim.add_argument("--max_len", type=int, default=60)
-    sim.add_argument("--forgetting", type=float, default=0.0)
-    sim.add_argument("--seed", type=int, default=2025, help="generator seed (2025 = the built-in dataset's)")
+    for flag, param, kind in (("students", "synthetic_students", int), ("skills", "synthetic_skills", int),
+                              ("min_len", "synthetic_min_len", int), ("max_len", "synthetic_max_len", int),
+                              ("forgetting", "synthetic_forgetting", float), ("seed", "synthetic_seed", int)):
+        sim.add_argument(f"--{flag}", type=kind, default=builtin[param],
+                         help=f"as --{param} of `harness run` (default %(default)s)")
     sim.add_argument("--format", default="pykt", choices=("pykt", "dkvmn"))
     sim.add_argument("--out", required=True, help="new or empty folder")
     sim.set_defaults(handler=simulate_command)
