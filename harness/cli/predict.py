@@ -157,7 +157,7 @@ def predict_command(ns: argparse.Namespace) -> int:
     plot_index = _plot_student(ds, students, ns.plot)
     meta: dict[str, Any] = {
         "experiment": exp.name, "experiment_path": str(exp.resolve()), "config_md5": cfg.get("config_md5"),
-        "verify": verified, "command": ["harness", *sys.argv[1:]] if sys.argv else [],
+        "verify": verified, "options": {k: v for k, v in vars(ns).items() if k != "handler"},
         "data": {"path": str(Path(ns.data).resolve()), "format": ds.fmt, "sha256": ds.sha256,
                  "students_in_data": len(ds), "students_predicted": int(len(students))},
         "long_sequences": None, "device": ns.device, "columns": dict(COLUMN_MEANINGS), "checkpoints": {},
@@ -227,6 +227,8 @@ def _select_students(ds: Any, ids: str | None) -> np.ndarray:
     if ids is None:
         return np.arange(len(ds), dtype=np.int64)
     wanted = [s.strip() for s in ids.split(",") if s.strip()]
+    if not wanted:
+        raise PredictError("--students lists no student id")
     index = {u: i for i, u in enumerate(ds.uids)}
     unknown = [s for s in wanted if s not in index]
     if unknown:
