@@ -192,6 +192,9 @@ EXPORT_FORMATS = ("pykt", "dkvmn")
 TRUTH_FILE = "truth.csv"
 SIMULATION_FILE = "SIMULATION.json"
 DKVMN_STEM = "synthetic"
+PYKT_NAME = "gainakt_synthetic"  # the dataset's key in pykt_data_config.json (pyKT's configs/data_config.json)
+PYKT_MAXLEN = 200  # pyKT's sequence length
+MIN_SEQ_LEN = 3  # pyKT drops a chunk remainder shorter than this
 
 
 def _joined(arrays: list[np.ndarray]) -> list[str]:
@@ -213,7 +216,52 @@ def _write_pykt(ds: KTDataset, out: Path, groups: tuple[np.ndarray, np.ndarray])
         ids += table["uid"].tolist()
     keyid = {"concepts": {str(k): k for k in range(ds.num_c)}, "uid": {u: i for i, u in enumerate(ids)}}
     (out / "keyid2idx.json").write_text(json.dumps(keyid, sort_keys=True) + "\n", encoding="utf-8")
-    return [*paths, out / "keyid2idx.json"], ids
+    sequences = _write_pykt_sequences(ds, out, groups)
+    config = {PYKT_NAME: {
+        "dpath": f"../data/{PYKT_NAME}", "num_q": 0, "num_c": ds.num_c, "input_type": ["concepts"],
+        "max_concepts": 1, "min_seq_len": MIN_SEQ_LEN, "maxlen": PYKT_MAXLEN, "emb_path": "",
+        "train_valid_original_file": "train_valid.csv", "train_valid_file": "train_valid_sequences.csv",
+        "folds": [0, 1, 2, 3, 4], "test_original_file": "test.csv", "test_file": "test_sequences.csv",
+        "test_window_file": "test_window_sequences.csv"}}
+    (out / "pykt_data_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return [*paths, out / "keyid2idx.json", *sequences, out / "pykt_data_config.json"], ids
+
+
+def _padded(values: list[np.ndarray], width: int) -> list[str]:
+    return [",".join(map(str, np.concatenate([v, np.full(width - len(v), -1, np.int64)]).tolist())) for v in values]
+
+
+def _sequence_rows(ds: KTDataset, idx: np.ndarray, window: bool) -> pd.DataFrame:
+    """pyKT's chunked rows (generate_sequences) or window rows (generate_window_sequences) of students."""
+    width = PYKT_MAXLEN
+    rows: dict[str, list] = {"fold": [], "uid": [], "concepts": [], "responses": [], "selectmasks": []}
+    for s in idx:
+        c, r, n = ds.concepts[s], ds.responses[s], len(ds.concepts[s])
+        if window and n > width:  # the first maxlen, then one row per later interaction, last position scored
+            spans = [(0, width, np.ones(width, np.int64))]
+            spans += [(j - width, j, np.r_[np.full(width - 1, -1), 1]) for j in range(width + 1, n + 1)]
+        elif window:
+            spans = [(0, n, np.ones(n, np.int64))]
+        else:  # non-overlapping chunks; a last piece shorter than min_seq_len is dropped
+            starts = range(0, n, width)
+            spans = [(a, min(a + width, n), np.ones(min(width, n - a), np.int64)) for a in starts
+                     if min(width, n - a) >= MIN_SEQ_LEN or n - a >= width]
+        for a, b, mask in spans:
+            rows["fold"].append(int(ds.folds[s]))
+            rows["uid"].append(str(int(s)))
+            rows["concepts"] += _padded([c[a:b]], width)
+            rows["responses"] += _padded([r[a:b]], width)
+            rows["selectmasks"] += _padded([mask], width)
+    return pd.DataFrame(rows)
+
+
+def _write_pykt_sequences(ds: KTDataset, out: Path, groups: tuple[np.ndarray, np.ndarray]) -> list[Path]:
+    """pyKT's training and test inputs: train_valid_sequences.csv, test_sequences.csv, test_window_sequences.csv."""
+    files = (("train_valid_sequences.csv", groups[0], False), ("test_sequences.csv", groups[1], False),
+             ("test_window_sequences.csv", groups[1], True))
+    for name, idx, window in files:
+        _sequence_rows(ds, idx, window).to_csv(out / name, index=False)
+    return [out / name for name, _, _ in files]
 
 
 def _write_dkvmn(ds: KTDataset, out: Path, groups: tuple[np.ndarray, np.ndarray]) -> tuple[list[Path], list[str]]:

@@ -64,7 +64,9 @@ def test_truth_and_simulation_record(tmp_path):
         p["students"], p["skills"], p["min_len"], p["max_len"], p["seed"], p["forgetting"])
     for name, digest in record["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
-    assert set(record["files"]) == {"train_valid.csv", "test.csv", "keyid2idx.json", "truth.csv"}
+    assert set(record["files"]) == {"train_valid.csv", "test.csv", "keyid2idx.json", "truth.csv",
+                                    "train_valid_sequences.csv", "test_sequences.csv", "test_window_sequences.csv",
+                                    "pykt_data_config.json"}
     truth = pd.read_csv(out / "truth.csv")
     assert len(truth) == int(ours.lengths.sum()) * ours.num_c
     s = 7
@@ -128,3 +130,25 @@ def test_default_simulation_is_the_builtin_dataset(tmp_path):
     record = json.loads((tmp_path / "d" / "SIMULATION.json").read_text())
     canonical = json.dumps(record["generator_parameters"], sort_keys=True, separators=(",", ":"))
     assert hashlib.sha256(canonical.encode()).hexdigest() == load_from_params(default_params(), None).sha256
+
+
+def test_pykt_sequence_files_follow_pykts_chunking_and_window_protocol(tmp_path):
+    out = tmp_path / "long"
+    assert main(["data", "simulate", "--students", "30", "--skills", "6", "--min_len", "150", "--max_len", "450",
+                 "--seed", "4", "--out", str(out)]) == 0
+    ours = simulate(30, 6, 150, 450, 4, 0.0)
+    back = load_dataset(out, "pykt_sequences")
+    order = np.concatenate([np.flatnonzero(ours.folds >= 0), np.flatnonzero(ours.folds < 0)])
+    for i, s in enumerate(order):
+        n = len(ours.concepts[s])
+        kept = n - (n % 200 if n % 200 < 3 else 0)  # pyKT drops a remainder shorter than 3
+        assert np.array_equal(back.concepts[i], ours.concepts[s][:kept])
+        assert back.uids[i] == str(s)
+    test = np.flatnonzero(ours.folds < 0)
+    windows = pd.read_csv(out / "test_window_sequences.csv")
+    protocol = build_window_test(ours, test, 200)
+    assert len(windows) == len(protocol)
+    ones = sum(m.split(",").count("1") for m in windows["selectmasks"])
+    assert ones == protocol.num_targets + len(test)  # pyKT's mask also marks each student's first step
+    config = json.loads((out / "pykt_data_config.json").read_text())["gainakt_synthetic"]
+    assert config["num_c"] == 6 and config["test_window_file"] == "test_window_sequences.csv"
