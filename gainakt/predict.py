@@ -147,14 +147,13 @@ def read_interactions_csv(path: str | Path) -> KTDataset:
                      sha256=digest, source_files=names)
 
 
-def score_truth(truth: pd.DataFrame, predictions: pd.DataFrame) -> CorrelationSummary:
-    """The run's true-mastery metric for any predictions: per student, Pearson r between the predicted
-    and the true mastery of the concept asked next, over steps, then the mean over students (Fisher-z CI).
+def truth_pairs(truth: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """(student_id, step, skill, true_mastery, mastery) for every step t with a prediction of the concept
+    answered at t+1, sorted by student and step.
 
     ``truth``: student_id, step, skill, true_mastery, answered (truth.csv of ``harness data simulate``).
     ``predictions``: either ``student_id, step, next_concept, mastery_next`` (harness predict's rows) or
     the long mastery format ``student_id, step, concept, mastery`` (every concept at every step).
-    Pairs are (step t, concept answered at t+1); rows without a prediction are left out.
     """
     truth = truth.assign(student_id=truth["student_id"].astype(str))
     answered = truth[truth["answered"].astype(bool)][["student_id", "step", "skill"]]
@@ -166,8 +165,13 @@ def score_truth(truth: pd.DataFrame, predictions: pd.DataFrame) -> CorrelationSu
     else:
         pred = pred.rename(columns={"concept": "skill"})
     joined = pairs.merge(pred[["student_id", "step", "skill", "mastery"]], on=["student_id", "step", "skill"])
-    joined = joined.dropna(subset=["mastery"]).sort_values(["student_id", "step"], kind="stable")
-    groups = [g for _, g in joined.groupby("student_id", sort=False)]
+    return joined.dropna(subset=["mastery"]).sort_values(["student_id", "step"], kind="stable")
+
+
+def score_truth(pairs: pd.DataFrame) -> CorrelationSummary:
+    """The run's true-mastery metric over ``truth_pairs``: per student, Pearson r between the predicted and
+    the true mastery of the concept asked next, over steps; the mean over students with a Fisher-z CI."""
+    groups = [g for _, g in pairs.groupby("student_id", sort=False)]
     # The simulator's truth is float32: compare with exactly the values the run's metric saw.
     return true_mastery_correlation(
         [g["mastery"].to_numpy(np.float64) for g in groups],

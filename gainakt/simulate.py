@@ -31,6 +31,9 @@ features about 0.74, so a sequence model should land near 0.75-0.80.
 Folds follow pyKT's split (seed 1024): 20% test (fold -1), the rest folds 0..4.
 The checksum is the sha256 of the canonical JSON of every generator parameter
 (``generator_parameters``), so the same call always has the same checksum.
+
+``export`` writes simulated students as a pyKT folder or DKVMN files with ``truth.csv`` (the true
+mastery of every skill after every step) and ``SIMULATION.json`` (``harness data simulate``).
 """
 
 from __future__ import annotations

@@ -295,3 +295,13 @@ def test_every_seed_with_a_seed_column_or_one_seed(trained, tmp_path):
     assert five.equals(rows[rows["seed"] == 5].reset_index(drop=True))
     meta = json.loads(Path(str(both) + ".meta.json").read_text())
     assert {v["file"] for v in meta["checkpoints"].values()} == {"model_best_seed4.pth", "model_best_seed5.pth"}
+
+
+def test_score_truth_refuses_predictions_of_other_data(trained, tmp_path, capsys):
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"student_id": ["x"] * 3, "step": [0, 1, 2], "concept": [1, 1, 1],
+                  "mastery": [0.1, 0.2, 0.3]}).to_csv(other, index=False)
+    capsys.readouterr()
+    assert main(["data", "score-truth", "--truth", str(trained["data"] / "truth.csv"), "--predictions", str(other)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no prediction" in err[0]

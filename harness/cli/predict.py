@@ -111,7 +111,7 @@ def _read_table(path: str, what: str) -> Any:
 
 
 def score_truth_command(ns: argparse.Namespace) -> int:
-    from gainakt.predict import score_truth
+    from gainakt.predict import score_truth, truth_pairs
 
     truth = _read_table(ns.truth, "--truth")
     preds = _read_table(ns.predictions, "--predictions")
@@ -122,15 +122,20 @@ def score_truth_command(ns: argparse.Namespace) -> int:
     parts = preds.groupby("seed", sort=True) if "seed" in preds.columns else [(None, preds)]
     scores = {}
     for seed, part in parts:
-        s = score_truth(truth, part)
+        pairs = truth_pairs(truth, part)
+        if pairs.empty:
+            raise PredictError(f"no prediction in {ns.predictions} matches a (student_id, step, concept) of "
+                               f"{ns.truth}: predictions of another dataset?")
+        s = score_truth(pairs)
         scores["all" if seed is None else str(seed)] = {
-            "true_mastery_correlation": s.mean, "students": s.n, "ci_low": s.ci_low, "ci_high": s.ci_high}
+            "true_mastery_correlation": s.mean, "students": s.n, "ci_low": s.ci_low, "ci_high": s.ci_high,
+            "pairs": len(pairs)}
     if ns.json:
         print(json.dumps(scores, indent=2, sort_keys=True))
         return 0
     for seed, row in scores.items():
         print(f"seed {seed}: mean per-student Pearson r of predicted vs true mastery of the concept asked next "
-              f"= {row['true_mastery_correlation']:.4f} over {row['students']} students "
+              f"= {row['true_mastery_correlation']:.4f} over {row['students']} students ({row['pairs']} steps) "
               f"(95% CI {row['ci_low']:.4f} to {row['ci_high']:.4f})")
     return 0
 
