@@ -2,7 +2,7 @@
 
 from typing import Any
 
-__all__ = ["GainAKT2Exp", "train_seed"]
+__all__ = ["GainAKT2Exp", "load_model", "train_seed"]
 __version__ = "0.1.0"
 
 
@@ -12,6 +12,10 @@ def __getattr__(name: str) -> Any:
         from gainakt.model import GainAKT2Exp
 
         return GainAKT2Exp
+    if name == "load_model":
+        from gainakt.checkpoint import load_model
+
+        return load_model
     if name == "train_seed":
         from gainakt.train import train_seed
 

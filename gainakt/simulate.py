@@ -31,14 +31,19 @@ features about 0.74, so a sequence model should land near 0.75-0.80.
 Folds follow pyKT's split (seed 1024): 20% test (fold -1), the rest folds 0..4.
 The checksum is the sha256 of the canonical JSON of every generator parameter
 (``generator_parameters``), so the same call always has the same checksum.
+
+``export`` writes simulated students as a pyKT folder or DKVMN files with ``truth.csv`` (the true
+mastery of every skill after every step) and ``SIMULATION.json`` (``harness data simulate``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from gainakt.data.dataset import KTDataset
 from gainakt.data.splits import pykt_split
@@ -181,3 +186,153 @@ def simulate(
         source_files=(),
         true_mastery=mastery,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: the simulated students in a standard format, with their true mastery
+
+EXPORT_FORMATS = ("pykt", "dkvmn")
+TRUTH_FILE = "truth.csv"
+SIMULATION_FILE = "SIMULATION.json"
+DKVMN_STEM = "synthetic"
+PYKT_NAME = "gainakt_synthetic"  # the dataset's key in pykt_data_config.json (pyKT's configs/data_config.json)
+PYKT_MAXLEN = 200  # pyKT's sequence length
+MIN_SEQ_LEN = 3  # pyKT drops a chunk remainder shorter than this
+
+
+def _joined(arrays: list[np.ndarray]) -> list[str]:
+    return [",".join(map(str, a.tolist())) for a in arrays]
+
+
+def _write_pykt(ds: KTDataset, out: Path, groups: tuple[np.ndarray, np.ndarray]) -> tuple[list[Path], list[str]]:
+    """train_valid.csv (folds 0..4) + test.csv (fold -1) in student order, and keyid2idx.json."""
+    paths, ids = [], []
+    for name, idx in zip(("train_valid.csv", "test.csv"), groups, strict=True):
+        table = pd.DataFrame({
+            "fold": ds.folds[idx],
+            "uid": [str(int(s)) for s in idx],
+            "concepts": _joined([ds.concepts[s] for s in idx]),
+            "responses": _joined([ds.responses[s] for s in idx]),
+        })
+        table.to_csv(out / name, index=False)
+        paths.append(out / name)
+        ids += table["uid"].tolist()
+    keyid = {"concepts": {str(k): k for k in range(ds.num_c)}, "uid": {u: i for i, u in enumerate(ids)}}
+    (out / "keyid2idx.json").write_text(json.dumps(keyid, sort_keys=True) + "\n", encoding="utf-8")
+    sequences = _write_pykt_sequences(ds, out, groups)
+    config = {PYKT_NAME: {
+        "dpath": f"../data/{PYKT_NAME}", "num_q": 0, "num_c": ds.num_c, "input_type": ["concepts"],
+        "max_concepts": 1, "min_seq_len": MIN_SEQ_LEN, "maxlen": PYKT_MAXLEN, "emb_path": "",
+        "train_valid_original_file": "train_valid.csv", "train_valid_file": "train_valid_sequences.csv",
+        "folds": [0, 1, 2, 3, 4], "test_original_file": "test.csv", "test_file": "test_sequences.csv",
+        "test_window_file": "test_window_sequences.csv"}}
+    (out / "pykt_data_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return [*paths, out / "keyid2idx.json", *sequences, out / "pykt_data_config.json"], ids
+
+
+def _padded(values: list[np.ndarray], width: int) -> list[str]:
+    return [",".join(map(str, np.concatenate([v, np.full(width - len(v), -1, np.int64)]).tolist())) for v in values]
+
+
+def _sequence_rows(ds: KTDataset, idx: np.ndarray, window: bool) -> pd.DataFrame:
+    """pyKT's chunked rows (generate_sequences) or window rows (generate_window_sequences) of students."""
+    width = PYKT_MAXLEN
+    rows: dict[str, list] = {"fold": [], "uid": [], "concepts": [], "responses": [], "selectmasks": []}
+    for s in idx:
+        c, r, n = ds.concepts[s], ds.responses[s], len(ds.concepts[s])
+        if window and n > width:  # the first maxlen, then one row per later interaction, last position scored
+            spans = [(0, width, np.ones(width, np.int64))]
+            spans += [(j - width, j, np.r_[np.full(width - 1, -1), 1]) for j in range(width + 1, n + 1)]
+        elif window:
+            spans = [(0, n, np.ones(n, np.int64))]
+        else:  # non-overlapping chunks; a last piece shorter than min_seq_len is dropped
+            starts = range(0, n, width)
+            spans = [(a, min(a + width, n), np.ones(min(width, n - a), np.int64)) for a in starts
+                     if min(width, n - a) >= MIN_SEQ_LEN or n - a >= width]
+        for a, b, mask in spans:
+            rows["fold"].append(int(ds.folds[s]))
+            rows["uid"].append(str(int(s)))
+            rows["concepts"] += _padded([c[a:b]], width)
+            rows["responses"] += _padded([r[a:b]], width)
+            rows["selectmasks"] += _padded([mask], width)
+    return pd.DataFrame(rows)
+
+
+def _write_pykt_sequences(ds: KTDataset, out: Path, groups: tuple[np.ndarray, np.ndarray]) -> list[Path]:
+    """pyKT's training and test inputs: train_valid_sequences.csv, test_sequences.csv, test_window_sequences.csv."""
+    files = (("train_valid_sequences.csv", groups[0], False), ("test_sequences.csv", groups[1], False),
+             ("test_window_sequences.csv", groups[1], True))
+    for name, idx, window in files:
+        _sequence_rows(ds, idx, window).to_csv(out / name, index=False)
+    return [out / name for name, _, _ in files]
+
+
+def _write_dkvmn(ds: KTDataset, out: Path, groups: tuple[np.ndarray, np.ndarray]) -> tuple[list[Path], list[str]]:
+    """<stem>_train.csv (every non-test student) + <stem>_test.csv, three lines each, 1-based skill ids."""
+    paths, ids = [], []
+    for part, idx in zip(("train", "test"), groups, strict=True):
+        path = out / f"{DKVMN_STEM}_{part}.csv"
+        lines = []
+        for s in idx:
+            lines += [str(len(ds.concepts[s])), ",".join(map(str, (ds.concepts[s] + 1).tolist())),
+                      ",".join(map(str, ds.responses[s].tolist()))]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+        ids += [f"{path.stem}:{i}" for i in range(len(idx))]  # the ids gainakt's dkvmn reader gives them
+    return paths, ids
+
+
+def truth_table(ds: KTDataset, student_ids: list[str], order: np.ndarray) -> pd.DataFrame:
+    """True mastery per student, step and skill (long format), after the interaction at that step.
+
+    ``answered`` marks the skill answered at that step, so the skill asked next (step + 1) is known.
+    """
+    if ds.true_mastery is None:
+        raise ValueError("this dataset has no true mastery (only simulated data has)")
+    frames = []
+    for sid, s in zip(student_ids, order, strict=True):
+        m = ds.true_mastery[s]
+        steps, skills = np.meshgrid(np.arange(len(m)), np.arange(ds.num_c), indexing="ij")
+        frames.append(pd.DataFrame({
+            "student_id": sid, "step": steps.ravel(), "skill": skills.ravel(), "true_mastery": m.ravel(),
+            "answered": (skills == ds.concepts[s][:, None]).ravel().astype(np.int8),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def export(ds: KTDataset, out_dir: str | Path, fmt: str, params: dict) -> dict:
+    """Write simulated students as ``fmt`` (pykt or dkvmn) plus truth.csv and SIMULATION.json; return the latter.
+
+    Students are written in their simulated order within each part (train/valid first, then test),
+    so reading the folder back gives the same windows as the built-in dataset (its pyKT folds are
+    kept in ``pykt``; the dkvmn reader draws its own folds for the training file).
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = (np.flatnonzero(ds.folds >= 0), np.flatnonzero(ds.folds < 0))
+    files, ids = (_write_pykt if fmt == "pykt" else _write_dkvmn)(ds, out, groups)
+    order = np.concatenate(groups)
+    truth_table(ds, ids, order).to_csv(out / TRUTH_FILE, index=False)
+    record = {
+        "generator_parameters": params,
+        "format": fmt,
+        "students": len(ds),
+        "skills": ds.num_c,
+        "student_ids": "pykt: the simulated student index; dkvmn: <file stem>:<row> as gainakt's reader names them",
+        "truth": {"file": TRUTH_FILE, "columns": ["student_id", "step", "skill", "true_mastery", "answered"],
+                  "meaning": "true P(mastered) of every skill after the interaction at step (0-based); "
+                             "answered marks the skill practised at that step"},
+        "files": {p.name: _sha256(p) for p in [*files, out / TRUTH_FILE]},
+    }
+    (out / SIMULATION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return record
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gainakt.checkpoint import config_record, model_args
 from gainakt.config import TrainConfig
 from gainakt.data import (
     KTDataset,
@@ -195,6 +196,8 @@ class TrainState:
             "amp": run.amp,
             "determinism": run.determinism,
             "config_md5": run.cfg.config_md5,
+            "model_args": model_args(run.model),
+            "config": config_record(run.cfg),
         }
 
     @classmethod

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("--format", default="auto")
     desc.add_argument("--max_len", type=int, default=200)
     desc.add_argument("--json", action="store_true")
+    from harness.cli.predict import add_commands as add_predict_commands
+
+    add_predict_commands(sub, data_sub)
 
     from harness.cli.image import add_image_commands
 
@@ -106,6 +109,8 @@ def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
 def dispatch(ns: argparse.Namespace) -> int:
     from harness.cli import commands
 
+    if getattr(ns, "handler", None) is not None:  # predict, data simulate, data score-truth
+        return ns.handler(ns)
     if ns.command == "run":
         return commands.run(ns, ns.title)
     if ns.command == "reproduce":

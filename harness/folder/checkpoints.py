@@ -1,9 +1,17 @@
-"""Checkpoint file names (the guide's) and safe loading."""
+"""Checkpoint file names (the guide's), safe loading, and the checks a folder's checkpoints must pass.
+
+Checkpoints describe themselves (`model_args`, `config`, `config_md5`; see gainakt/checkpoint.py).
+A checkpoint whose `config_md5` differs from its folder's was made by another configuration: resume
+and predict refuse it. Checkpoints written before those keys existed still resume, and the model
+arguments of such a file are rebuilt from the folder's config.json.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from harness.folder.experiment import ExperimentError
 
 
 def checkpoint_name(kind: str, seed: int, multi_seed: bool) -> str:
@@ -18,3 +26,57 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_config_md5(path: Path, state: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """Refuse (one line) a checkpoint recorded under another configuration than the folder's.
+
+    A checkpoint without `config_md5` (older files) is accepted.
+    """
+    recorded, ours = state.get("config_md5"), cfg.get("config_md5")
+    if recorded is not None and ours is not None and recorded != ours:
+        raise ExperimentError(
+            f"{path.name} was written by another configuration (config_md5 {recorded}, the folder's is {ours}); "
+            "refusing to use it"
+        )
+
+
+def check_resumable(exp_dir: Path, cfg: dict[str, Any], seeds: list[int]) -> None:
+    """Before a resume: every last checkpoint of `seeds` must belong to the folder's configuration."""
+    multi = len(cfg["seeds"]["all"]) > 1
+    for seed in seeds:
+        path = exp_dir / checkpoint_name("last", seed, multi)
+        if path.is_file():
+            check_config_md5(path, load_checkpoint(path), cfg)
+
+
+def folder_model_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The model arguments a folder's config.json implies (for checkpoints without `model_args`)."""
+    from gainakt.checkpoint import model_args
+    from gainakt.train import build_model
+
+    num_c = (cfg.get("data_checksum") or {}).get("num_concepts")
+    if not num_c:
+        raise ExperimentError("config.json records no data_checksum.num_concepts: cannot rebuild the model")
+    return model_args(build_model(cfg, int(num_c)))
+
+
+def load_trained_model(exp_dir: Path, cfg: dict[str, Any], seed: int, kind: str = "best") -> tuple[Any, dict]:
+    """(model in eval mode on CPU, checkpoint dict) of one seed's checkpoint, checked against the folder."""
+    from gainakt.checkpoint import CheckpointError, model_from_state
+
+    path = exp_dir / checkpoint_name(kind, seed, len(cfg["seeds"]["all"]) > 1)
+    if not path.is_file():
+        raise ExperimentError(f"{exp_dir.name}: no checkpoint {path.name} for seed {seed}")
+    try:
+        state = load_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file in the folder is reported in one line
+        raise ExperimentError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if state.get("seed") not in (None, seed):
+        raise ExperimentError(f"{path.name} holds seed {state.get('seed')}, not seed {seed}")
+    check_config_md5(path, state, cfg)
+    args = state.get("model_args") or folder_model_args(cfg)
+    try:
+        return model_from_state(state, args), state
+    except (CheckpointError, RuntimeError) as exc:
+        raise ExperimentError(f"{path.name}: weights do not fit the model ({str(exc).splitlines()[0]})") from None

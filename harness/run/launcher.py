@@ -39,7 +39,7 @@ from harness.config.launch import LaunchOptions
 from harness.config.schema import RunConfig
 from harness.errors import HarnessError, is_user_error
 from harness.folder import artifacts
-from harness.folder.checkpoints import checkpoint_name, load_checkpoint
+from harness.folder.checkpoints import check_resumable, checkpoint_name, load_checkpoint
 from harness.folder.experiment import (
     ExperimentError,
     FolderLock,
@@ -234,6 +234,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     done: set[int] = set()
     if resume:
         done = finished_seeds(exp_dir, cfg)
+        check_resumable(exp_dir, cfg, [s for s in seeds if s not in done])
         log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
     log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
