@@ -197,7 +197,7 @@ class TrainState:
             "determinism": run.determinism,
             "config_md5": run.cfg.config_md5,
             "model_args": model_args(run.model),
-            "config": config_record(run.cfg),
+            "config": run.record,
         }
 
     @classmethod
@@ -231,6 +231,7 @@ class _Run:
     order: torch.Generator
     amp: dict[str, Any]
     determinism: dict[str, Any]
+    record: dict[str, Any] = field(default_factory=dict)  # the configuration as given (config.json's dict)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp["enabled"]:
@@ -300,6 +301,7 @@ def train_seed(
     seed_everything(seed)
     d = _prepare_data(cfg, data, seed)
     run = _build_run(cfg, seed, torch.device(device), data.num_c, determinism)
+    run.record = config_record(config)
     state = TrainState(seed=seed)
     if resume is not None:
         state = TrainState.from_checkpoint(resume, run)
