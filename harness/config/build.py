@@ -74,8 +74,8 @@ def resolve_model(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def resolve_ablation(params: Mapping[str, Any]) -> dict[str, bool]:
     """The four enable flags from the ablation mode, each explicit flag winning in both directions."""
-    from gainakt.losses import ABLATION_FLAGS
-    from gainakt.losses import resolve_ablation as _resolve
+    from gainakt.config import ABLATION_FLAGS
+    from gainakt.config import resolve_ablation as _resolve
 
     overrides = {k: params.get(k) for k in ABLATION_FLAGS}
     try:
