@@ -21,6 +21,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
 __all__ = [
+    "ABLATION_FLAGS",
+    "ABLATION_MODES",
     "AlignmentConfig",
     "ConfigValueError",
     "DataConfig",
@@ -39,6 +41,7 @@ __all__ = [
     "TrainingConfig",
     "check_value",
     "field_default",
+    "resolve_ablation",
     "section_from_dict",
 ]
 
@@ -69,6 +72,52 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "small": {"d_model": 128, "n_heads": 4, "num_encoder_blocks": 2, "d_ff": 256, "dropout": 0.1},
 }
 _PAPER = MODEL_PRESETS["paper"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablation modes
+
+ABLATION_FLAGS = (
+    "enable_alignment_loss",
+    "enable_global_alignment_pass",
+    "enable_retention_loss",
+    "enable_lag_gain_loss",
+)
+
+
+def _mode(alignment: bool, global_pass: bool, retention: bool, lag: bool) -> dict[str, bool]:
+    return dict(zip(ABLATION_FLAGS, (alignment, global_pass, retention, lag), strict=True))
+
+
+# The one table that maps an ablation mode to the four objective flags. The six constraint losses
+# are not part of a mode: they follow `enhanced_constraints` and their weights.
+ABLATION_MODES: dict[str, dict[str, bool]] = {
+    "none": _mode(False, False, False, False),
+    "baseline": _mode(False, False, False, False),
+    "alignment_only": _mode(True, True, False, False),
+    "align": _mode(True, True, False, False),
+    "retention": _mode(False, False, True, False),
+    "both": _mode(True, True, True, False),
+    "both_lag": _mode(True, True, True, True),
+}
+
+
+def resolve_ablation(mode: str, overrides: Mapping[str, bool | None] | None = None) -> dict[str, bool]:
+    """Return the four objective flags of ``mode`` after explicit overrides.
+
+    ``overrides`` maps flag names (``ABLATION_FLAGS``) to True, False or None; True and False win over
+    the mode in both directions, None means "not given". Raises ValueError for an unknown mode or
+    an unknown flag name.
+    """
+    if mode not in ABLATION_MODES:
+        raise ValueError(f"unknown ablation mode {mode!r}; valid modes: {', '.join(ABLATION_MODES)}")
+    flags = dict(ABLATION_MODES[mode])
+    for name, value in (overrides or {}).items():
+        if name not in flags:
+            raise ValueError(f"unknown ablation flag {name!r}; valid flags: {', '.join(ABLATION_FLAGS)}")
+        if value is not None:
+            flags[name] = bool(value)
+    return flags
 
 
 # ---------------------------------------------------------------------------------------------

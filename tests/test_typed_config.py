@@ -144,3 +144,10 @@ def test_sections_other_parts_add_are_kept_and_bad_values_in_a_folder_config_are
     cfg["training"]["epochs"] = "1"
     with pytest.raises(ValueError, match=r"training\.epochs: expects an integer"):
         RunConfig.from_dict(cfg)
+
+
+def test_unset_logs_the_value_used_even_when_a_set_follows():
+    r = resolve_run(LaunchOptions(explicit={"epochs": 5, "model_preset": "small", "d_model": 64},
+                                  unsets=("training.epochs", "model.d_model"), sets=("training.epochs=2",)), "t")
+    assert r.overrides == ["training.epochs:5->40 (default, unset)", "model.d_model:64->128 (default, unset)",
+                           "training.epochs:40->2"]

@@ -74,8 +74,8 @@ def resolve_model(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def resolve_ablation(params: Mapping[str, Any]) -> dict[str, bool]:
     """The four enable flags from the ablation mode, each explicit flag winning in both directions."""
-    from gainakt.losses import ABLATION_FLAGS
-    from gainakt.losses import resolve_ablation as _resolve
+    from gainakt.config import ABLATION_FLAGS
+    from gainakt.config import resolve_ablation as _resolve
 
     overrides = {k: params.get(k) for k in ABLATION_FLAGS}
     try:
@@ -339,6 +339,7 @@ def apply_overrides(params: dict[str, Any], cfg: Mapping[str, Any], sets: Iterab
     returns a leaf to the launcher default.
     """
     log: list[str] = []
+    current: dict[str, Any] = {}  # values after --unset, before --set
     known = settable_paths(cfg)
     for path in unsets:
         path = path.strip()
@@ -347,12 +348,13 @@ def apply_overrides(params: dict[str, Any], cfg: Mapping[str, Any], sets: Iterab
         name = _param_name(path)
         old = _get(cfg, path)
         params[name] = copy.deepcopy(BY_NAME[name].default) if name in BY_NAME else [42]
-        log.append(f"{path}:{json.dumps(old)}->{UNSET}")
+        current[path] = _value_used(params, name)
+        log.append(f"{path}:{json.dumps(old)}->{json.dumps(current[path])} (default, unset)")
     for item in sets:
         path, text = _split_assignment(item)
         if path not in known:
             raise _unknown_key(path, known, "--set")
-        old = _get(cfg, path)
+        old = current[path] if path in current else _get(cfg, path)
         new = _check_type(path, old, _coerce_for(path, text))
         params[_param_name(path)] = new
         if sources is not None:
@@ -361,18 +363,14 @@ def apply_overrides(params: dict[str, Any], cfg: Mapping[str, Any], sets: Iterab
     return log
 
 
-UNSET = "<unset>"
-
-
-def describe_unsets(log: list[str], cfg: Mapping[str, Any]) -> list[str]:
-    """`--unset` lines with the value actually used: `training.epochs:5->40 (default, unset)`."""
-    out = []
-    for line in log:
-        if line.endswith("->" + UNSET):
-            path = line.split(":", 1)[0]
-            line = line[: -len(UNSET)] + f"{json.dumps(_get(cfg, path))} (default, unset)"
-        out.append(line)
-    return out
+def _value_used(params: Mapping[str, Any], name: str) -> Any:
+    """The value a parameter takes in the run (model dimensions from the preset, objective flags
+    from the ablation mode), for the `--unset` log line."""
+    if name in MODEL_PRESETS["paper"]:
+        return resolve_model(params)[name]
+    if BY_NAME.get(name) is not None and BY_NAME[name].nullable and name.startswith("enable_"):
+        return resolve_ablation(params)[name]
+    return params[name]
 
 
 def _coerce_for(path: str, text: str) -> Any:

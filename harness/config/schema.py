@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from gainakt.config import (
+    ABLATION_MODES,
     SECTION_TYPES,
     ConfigValueError,
     SeedsConfig,
@@ -27,7 +28,7 @@ from gainakt.config import _Section as Section
 
 __all__ = ["ExperimentParams", "ExperimentSection", "RunConfig", "RuntimeParams", "TITLE_MAX", "check_title"]
 
-ABLATION_CHOICES = ("none", "baseline", "alignment_only", "align", "retention", "both", "both_lag")
+ABLATION_CHOICES = tuple(ABLATION_MODES)
 
 # A title names a folder: letters, digits, '-', '_', '.'; one path component, not too long for
 # the file system once the timestamp prefix is added.
@@ -176,6 +177,3 @@ class RunConfig:
             return getattr(self.train, name)
         raise AttributeError(name)
 
-
-def section_names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]

@@ -29,7 +29,6 @@ from harness.config.build import (
     config_md5,
     dedupe_seeds,
     default_params,
-    describe_unsets,
     load_config_file,
     missing_params,
     ordered,
@@ -94,7 +93,7 @@ def resolve_run(options: LaunchOptions | argparse.Namespace, title: str, *,
     first = build_config(params, title=title, sources=sources)
     overrides = apply_overrides(params, first, opts.sets, opts.unsets, sources)
     cfg = build_config(params, title=title, sources=sources)
-    return ResolvedRun(params=params, config=cfg, overrides=describe_unsets(overrides, cfg), notes=notes)
+    return ResolvedRun(params=params, config=cfg, overrides=overrides, notes=notes)
 
 
 def _unique_seeds(seeds: Any, notes: list[str]) -> Any:
