@@ -8,9 +8,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.audit.attest import sign_if_configured
 from harness.config.build import SCHEMA_VERSION, ConfigError, params_from_file
-from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment, title_of
-from harness.run.launcher import LaunchError, execute_experiment, prepare_run, resolve_run
+from harness.folder.experiment import (
+    ACCEPTED,
+    ExperimentError,
+    FolderLock,
+    check_before_write,
+    output_base,
+    read_json,
+    record_in_manifest,
+    resolve_experiment,
+    title_of,
+)
+from harness.run.launcher import LaunchError, execute_experiment, prepare_run, release_folder, resolve_run
 
 
 def run(ns: argparse.Namespace, title: str | None) -> int:
@@ -40,16 +51,20 @@ def run(ns: argparse.Namespace, title: str | None) -> int:
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
-    if runtime == "docker":
-        from harness.docker.run import run_in_docker
+    try:  # prepare_run took the folder's lock before writing config.json; it is held until here
+        if runtime == "docker":
+            from harness.docker.run import run_in_docker
 
-        code = run_in_docker(exp_dir, resolved.config, ns)
-    else:
-        code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None))
-    if reproduction is not None:
-        code = max(code, write_reproduction_outputs(exp_dir, ns, reproduction))
-    elif getattr(ns, "manifest", False):
-        write_manifest_file(exp_dir, None)
+            code = run_in_docker(exp_dir, resolved.config, ns)
+        else:
+            code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None))
+        if reproduction is not None:
+            code = max(code, write_reproduction_outputs(exp_dir, ns, reproduction))
+        elif getattr(ns, "manifest", False):
+            write_manifest_file(exp_dir, None)
+        sign_if_configured(exp_dir, getattr(ns, "sign_key", None))
+    finally:
+        release_folder(exp_dir)
     return code
 
 
@@ -120,7 +135,13 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace) -> int:
     source = resolve_experiment(source_ref, base)
     target = resolve_experiment(target_ref, base)
     report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
-    write_report(target, report)
+    with FolderLock(target):  # the report goes into the target: only if it is what its manifest says
+        accepted = check_before_write(target, "write reproduction_report.json into it",
+                                      accept_modified=getattr(ns, "accept_modified", False),
+                                      require_manifest=False)
+        write_report(target, report)
+        if accepted:
+            record_in_manifest(target, [ACCEPTED])
     if getattr(ns, "json", False):
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -138,7 +159,7 @@ def verify(ns: argparse.Namespace) -> int:
     exp = resolve_experiment(ns.experiment, base)
     against = resolve_experiment(ns.against, base) if ns.against else None
     report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
-                               corr_tolerance=ns.corr_tolerance)
+                               corr_tolerance=ns.corr_tolerance, trusted_key=getattr(ns, "trusted_key", None))
     if ns.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -151,4 +172,8 @@ def resume(ref: str, ns: argparse.Namespace) -> int:
     cfg = read_json(exp_dir / "config.json")
     if cfg.get("schema_version") != SCHEMA_VERSION:
         raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")
-    return execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True)
+    with FolderLock(exp_dir):
+        code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True,
+                                  accept_modified=getattr(ns, "accept_modified", False))
+        sign_if_configured(exp_dir, getattr(ns, "sign_key", None))
+    return code

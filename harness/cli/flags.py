@@ -86,6 +86,17 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--auc_tolerance", type=float, default=None, help="override the AUC tolerance")
     g.add_argument("--corr_tolerance", type=float, default=None, help="override the correlation tolerance")
     g.add_argument("--no_verify", action="store_true", help="skip the verifier after a docker run")
+    add_integrity_flags(g)
+
+
+def add_integrity_flags(parser: Any) -> None:
+    """Flags of commands that write into an existing folder or sign a finished one."""
+    parser.add_argument("--accept_modified", action="store_true",
+                        help="write into a folder that differs from its MANIFEST.sha256 (recorded in "
+                        "modifications_accepted.txt) instead of refusing")
+    parser.add_argument("--sign_key", default=None, metavar="PATH",
+                        help="Ed25519 private key (PEM) that signs the finished run's attestation "
+                        "(default: $HARNESS_SIGN_KEY)")
 
 
 def explicit_params(ns: argparse.Namespace) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.cli.flags import OneLineParser, add_launch_flags, add_param_flags
+from harness.cli.flags import OneLineParser, add_integrity_flags, add_launch_flags, add_param_flags
 
 EXIT_USAGE = 2
 
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--auc_tolerance", type=float, default=None)
     cmp_.add_argument("--corr_tolerance", type=float, default=None)
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
+    cmp_.add_argument("--accept_modified", action="store_true",
+                      help="write the report even if the target differs from its manifest (recorded)")
 
     ver = sub.add_parser("verify", help="check an experiment folder (writes nothing)")
     ver.add_argument("experiment")
@@ -45,11 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print one JSON object")
     ver.add_argument("--auc_tolerance", type=float, default=None)
     ver.add_argument("--corr_tolerance", type=float, default=None)
+    ver.add_argument("--trusted_key", default=None, metavar="PUB",
+                     help="Ed25519 public key (PEM): the folder's signed attestation must verify with it")
 
     res = sub.add_parser("resume", help="continue an interrupted or partly failed experiment")
     res.add_argument("experiment")
     res.add_argument("--output_base", default=None)
     res.add_argument("--data_dir", default=None)
+    add_integrity_flags(res)
 
     exe = sub.add_parser("execute", help="train a prepared experiment folder (used inside containers)")
     exe.add_argument("experiment_dir")
@@ -63,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("--format", default="auto")
     desc.add_argument("--max_len", type=int, default=200)
     desc.add_argument("--json", action="store_true")
+
+    keys = sub.add_parser("keys", help="signing keys for attestations")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=OneLineParser)
+    gen = keys_sub.add_parser("generate", help="write an Ed25519 key pair (PEM): PATH (private) and PATH.pub")
+    gen.add_argument("path", help="private key file to create (mode 0600); the public key goes to PATH.pub")
+    gen.add_argument("--force", action="store_true", help="replace existing key files")
 
     try:
         from harness.cli.image import add_image_commands
@@ -83,9 +94,12 @@ def run_with_errors(action) -> int:
     """Run a command; user-facing errors become one line on stderr and exit code 1."""
     try:
         return action()
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from harness.run.launcher import interrupt_signal
+
+        name, code = interrupt_signal(exc)
+        print(f"harness: interrupted ({name})", file=sys.stderr)
+        return code
     except Exception as exc:  # noqa: BLE001 - user-facing errors are one line
         from harness.errors import is_user_error
 
@@ -117,6 +131,10 @@ def dispatch(ns: argparse.Namespace) -> int:
         return data_describe(ns)
     if ns.command == "image":
         return ns.image_handler(ns)
+    if ns.command == "keys":
+        from harness.audit.attest import keys_command
+
+        return keys_command(ns)
     raise AssertionError(ns.command)
 
 
