@@ -52,7 +52,7 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     command = ["harness", "execute", "/experiment"] + (["--data_dir", "/data"] if data_dir else [])
     log.info(f"training container: {' '.join(command)} (devices {host_devices})")
     log.close()
-    with FolderLock(exp_dir):  # no other run may write the folder while the container does
+    with FolderLock(exp_dir, reentrant=True):  # no other run may write the folder while the container does
         code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
                                       command=command, env=container_env(cfg, record, host_devices),
                                       on_line=lambda line: print(line, flush=True))

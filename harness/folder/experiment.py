@@ -92,13 +92,15 @@ class FolderLock:
     """An exclusive lock held while a run writes a folder, so two runs never write one folder.
 
     The lock file sits beside the folder (`.<name>.lock`), so it never appears inside it. It is
-    opened without following symlinks. Within one process the lock is re-entrant: a command that
-    takes it before writing config.json keeps it through training (nested `with` blocks).
+    opened without following symlinks. `reentrant=True` joins a lock this process already holds
+    (a command takes it before writing config.json and keeps it through training); otherwise a
+    second holder is refused even within one process.
     """
 
     _held: dict[str, list[Any]] = {}  # lock path -> [fd, depth] for the locks this process holds
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, reentrant: bool = False) -> None:
+        self.reentrant = reentrant
         # Inside a container the folder's parent is the read-only root: HARNESS_LOCK_DIR moves the lock.
         self.path = Path(os.environ.get("HARNESS_LOCK_DIR") or folder.parent) / f".{folder.name}.lock"
         self._key = os.path.abspath(self.path)
@@ -106,6 +108,9 @@ class FolderLock:
 
     def __enter__(self) -> FolderLock:
         held = FolderLock._held.get(self._key)
+        if held is not None and not self.reentrant:
+            raise ExperimentError(f"another run is writing {self.path.parent / self.path.name[1:-5]}; "
+                                  "refusing to write it too")
         if held is not None:
             held[1] += 1
             self._fd = held[0]

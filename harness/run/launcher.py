@@ -236,7 +236,7 @@ def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bo
     A resume first checks the folder against its manifest (refused on a difference unless
     `accept_modified`). SIGTERM is handled like Ctrl-C: exit code 128 + the signal number.
     """
-    with FolderLock(exp_dir), signals_as_interrupts():
+    with FolderLock(exp_dir, reentrant=True), signals_as_interrupts():
         if resume:
             check_before_write(exp_dir, "resume it", accept_modified=accept_modified)
         cfg = read_json(exp_dir / "config.json")
@@ -496,12 +496,13 @@ def existing_rows(exp_dir: Path) -> dict[int, dict[int, dict]]:
     with path.open() as fh:
         reader = csv.DictReader(fh)
         for row in reader:
-            parsed = {k: _num(v) for k, v in row.items()}
             try:
+                if None in row or None in row.values():
+                    raise ValueError("wrong number of cells")
+                parsed = {k: _num(v) for k, v in row.items()}
                 rows.setdefault(int(parsed["seed"]), {})[int(parsed["epoch"])] = parsed
-            except (TypeError, ValueError, KeyError):
-                raise ExperimentError(f"{path}: line {reader.line_num}: seed/epoch do not parse; "
-                                      "the folder cannot be resumed") from None
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ExperimentError(f"{path}: line {reader.line_num}: {exc}; the folder cannot be resumed") from None
     return rows
 
 
