@@ -86,6 +86,10 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--auc_tolerance", type=float, default=None, help="override the AUC tolerance")
     g.add_argument("--corr_tolerance", type=float, default=None, help="override the correlation tolerance")
     g.add_argument("--no_verify", action="store_true", help="skip the verifier after a docker run")
+    g.add_argument("--container_memory", default="auto", metavar="SIZE",
+                   help="memory limit of the training container: auto (90%% of host memory), none, or e.g. 16g")
+    g.add_argument("--container_pids", type=int, default=4096, metavar="N",
+                   help="process/thread limit of the training container")
     add_integrity_flags(g)
 
 

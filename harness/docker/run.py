@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.folder.experiment import FolderLock, atomic_write_json, record_in_manifest
+from harness.docker.containers import DEFAULT_PIDS_LIMIT, memory_limit
+from harness.folder.experiment import FolderLock, atomic_write_json, check_before_write, record_in_manifest
 from harness.run.environment import git_info
+from harness.run.launcher import interrupt_signal, signals_as_interrupts
 from harness.run.runlog import RunLog
 
 
@@ -50,15 +52,31 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     devices = None if host_devices == ["cpu"] else [int(d) for d in host_devices]
     data_dir = Path(ns.data_dir).resolve() if getattr(ns, "data_dir", None) else None
     command = ["harness", "execute", "/experiment"] + (["--data_dir", "/data"] if data_dir else [])
-    log.info(f"training container: {' '.join(command)} (devices {host_devices})")
+    mem_limit = memory_limit(getattr(ns, "container_memory", None) or "auto")
+    pids_limit = int(getattr(ns, "container_pids", None) or DEFAULT_PIDS_LIMIT)
+    log.info(f"training container: {' '.join(command)} (devices {host_devices}; limits: memory "
+             f"{mem_limit or 'none'}, pids {pids_limit}; /tmp noexec)")
     log.close()
+    interrupted: str | None = None
     with FolderLock(exp_dir, reentrant=True):  # no other run may write the folder while the container does
-        code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
-                                      command=command, env=container_env(cfg, record, host_devices),
-                                      on_line=lambda line: print(line, flush=True))
+        try:
+            with signals_as_interrupts():  # SIGTERM of this launcher stops and removes the container
+                code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
+                                              command=command, env=container_env(cfg, record, host_devices),
+                                              on_line=lambda line: print(line, flush=True),
+                                              mem_limit=mem_limit, pids_limit=pids_limit)
+        except KeyboardInterrupt as exc:
+            interrupted, code = interrupt_signal(exc)
+        # The container controlled the folder until now: never write through what it left there.
+        check_before_write(exp_dir, "record the training container's exit", require_manifest=False)
     log = RunLog(exp_dir / "stdout.log")
-    log.info(f"training container exited with code {code}")
+    log.info(f"training container exited with code {code}"
+             + (f" (the launcher was interrupted by {interrupted}; resume with harness resume)" if interrupted else ""))
     log.close()
+    if interrupted:
+        if (exp_dir / "MANIFEST.sha256").is_file():
+            record_in_manifest(exp_dir, ["stdout.log"])
+        return code
     if (exp_dir / "MANIFEST.sha256").is_file():
         record_in_manifest(exp_dir, ["stdout.log"])  # the host's lines came after the manifest
     if getattr(ns, "no_verify", False):
