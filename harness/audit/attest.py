@@ -236,8 +236,29 @@ def _signature_ok(public: Any, sig: bytes, message: bytes) -> bool:
     return True
 
 
+def sign_existing(exp: Path, flag: str | None) -> Path:
+    """`harness keys sign EXP`: sign a finished folder, only if it is exactly what its manifest says."""
+    from harness.folder.experiment import FolderLock, check_before_write
+
+    source = configured_key(flag)
+    if source is None:
+        raise AttestationError(f"no signing key: pass --sign_key PATH or set {SIGN_KEY_ENV}")
+    with FolderLock(exp):
+        check_before_write(exp, "sign it")
+        status = read_json(exp / "run_status.json").get("status") if (exp / "run_status.json").is_file() else None
+        if status not in SIGNED_STATUSES:
+            raise AttestationError(f"{exp}: status {status}; only finished runs are signed")
+        return sign_folder(exp, source)
+
+
 def keys_command(ns: argparse.Namespace) -> int:
-    """`harness keys generate PATH`."""
+    """`harness keys generate PATH` and `harness keys sign EXP`."""
+    if ns.keys_command == "sign":
+        from harness.folder.experiment import output_base, resolve_experiment
+
+        exp = resolve_experiment(ns.experiment, output_base(ns.output_base))
+        print(f"attestation: {sign_existing(exp, ns.sign_key)}")
+        return 0
     private, public = generate_keypair(Path(ns.path).expanduser(), force=ns.force)
     print(f"private key: {private} (keep it secret: it signs attestations)")
     print(f"public key:  {public} (give it to verifiers: harness verify EXP --trusted_key {public})")

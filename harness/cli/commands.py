@@ -172,6 +172,10 @@ def resume(ref: str, ns: argparse.Namespace) -> int:
     cfg = read_json(exp_dir / "config.json")
     if cfg.get("schema_version") != SCHEMA_VERSION:
         raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")
+    if (cfg.get("runtime") or {}).get("runtime") == "docker":
+        from harness.docker.run import reap_before_writing
+
+        reap_before_writing(exp_dir)
     with FolderLock(exp_dir):
         code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True,
                                   accept_modified=getattr(ns, "accept_modified", False))

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = keys_sub.add_parser("generate", help="write an Ed25519 key pair (PEM): PATH (private) and PATH.pub")
     gen.add_argument("path", help="private key file to create (mode 0600); the public key goes to PATH.pub")
     gen.add_argument("--force", action="store_true", help="replace existing key files")
+    sign = keys_sub.add_parser("sign", help="sign a finished experiment folder that matches its manifest")
+    sign.add_argument("experiment", help="experiment id (under --output_base) or path")
+    sign.add_argument("--sign_key", default=None, metavar="PATH", help="Ed25519 private key (default: $HARNESS_SIGN_KEY)")
+    sign.add_argument("--output_base", default=None)
 
     try:
         from harness.cli.image import add_image_commands

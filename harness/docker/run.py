@@ -91,3 +91,19 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     log.close()
     record_in_manifest(exp_dir, ["verification_report.json", "stdout.log"])
     return max(code, v_code)
+
+
+def reap_before_writing(exp_dir: Path) -> None:
+    """Before a host command writes a folder a container trained in: reap containers of dead
+    launchers, and refuse while a training container for this folder still runs."""
+    from harness.docker.containers import LABEL_FOLDER, ContainerError, docker_client, reap_orphans
+    from harness.folder.experiment import ExperimentError
+
+    try:
+        client = docker_client(timeout=10)
+    except ContainerError:
+        return  # no engine: no container can be writing
+    reap_orphans(client)
+    live = client.containers.list(filters={"label": f"{LABEL_FOLDER}={Path(exp_dir).resolve()}"})
+    if live:
+        raise ExperimentError(f"training container {live[0].name} is still writing {exp_dir}; refusing to write it too")
