@@ -348,3 +348,12 @@ def test_a_run_signs_itself_when_the_key_is_in_the_environment(tmp_path, monkeyp
     exp = tmp_path / "signed"
     assert main(["run", "s", "--experiment_dir", str(exp), *TINY, "--epochs", "1"]) == 0
     assert main(["verify", str(exp), "--trusted_key", str(key.with_name("k.pub"))]) == 0
+
+
+def test_keys_sign_refuses_a_folder_that_differs_from_its_manifest(finished, tmp_path, capsys):
+    key = tmp_path / "k"
+    assert main(["keys", "generate", str(key)]) == 0
+    (finished / "results.json").write_text("{}")
+    assert main(["keys", "sign", str(finished), "--sign_key", str(key)]) == 1
+    assert "refusing to sign it" in capsys.readouterr().err
+    assert not (finished / "ATTESTATION.intoto.json").exists()

@@ -85,6 +85,7 @@ class FolderSink:
 # Ownership: a worker never outlives the launcher that holds the folder lock.
 
 PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 10  # seconds a worker gets after SIGTERM before it is killed
 
 
 def die_with_parent() -> None:
@@ -210,12 +211,15 @@ def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, th
         for _, p in procs:
             p.join()
         drain(block=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM of the launcher: stop every worker, bounded grace
         for _, p in procs:
             if p.is_alive():
                 p.terminate()
         for _, p in procs:
-            p.join(timeout=10)
+            p.join(timeout=STOP_GRACE_S)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=STOP_GRACE_S)
         raise
     for plan, p in procs:
         for seed in plan.seeds:
