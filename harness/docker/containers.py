@@ -535,7 +535,6 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
         gpu_device_request(list(devices or []))  # validate before any engine call
         check_devices(list(devices or []))
     client = client or docker_client()
-    reap_orphans(client)
     image_id = local_image(client, image).id
     uid, gid = container_user()
     if data_dir is not None:

@@ -41,8 +41,15 @@ def container_env(cfg: dict, record: dict[str, Any], host_devices: list[str]) ->
 
 def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     """Train `exp_dir` in a container, verify it in another; exit code of the worse of the two."""
-    from harness.docker.containers import run_training_container, run_verifier_container
+    from harness.docker.containers import (
+        docker_client,
+        reap_orphans,
+        run_training_container,
+        run_verifier_container,
+    )
     from harness.docker.image import ensure_image
+
+    reap_orphans(docker_client())  # leftovers of launchers that were SIGKILLed
 
     log = RunLog(exp_dir / "stdout.log")
     record = ensure_image(tag=cfg["runtime"].get("image"), output_base=exp_dir.parent)
