@@ -83,3 +83,22 @@ def test_reaper_removes_only_containers_of_dead_launchers(tmp_path):
     elsewhere = FakeContainer({LABEL_LAUNCHER: "another-host:1:1", LABEL_FOLDER: str(tmp_path)})
     assert reap_orphans(FakeClient([orphan, alive, elsewhere])) == [str(tmp_path)]
     assert "remove" in orphan.calls and alive.calls == [] and elsewhere.calls == []
+
+
+def test_a_host_write_is_refused_while_a_live_launchers_container_writes_the_folder(tmp_path, monkeypatch):
+    import harness.docker.containers as containers
+    from harness.docker.run import reap_before_writing
+    from harness.folder.experiment import ExperimentError
+
+    running = FakeContainer({LABEL_LAUNCHER: process_identity(os.getpid()), LABEL_FOLDER: str(tmp_path.resolve())})
+
+    class Client(FakeClient):
+        def list(self, all=False, filters=None):
+            if filters == {"label": f"{LABEL_FOLDER}={tmp_path.resolve()}"}:
+                return [running]
+            return super().list(all=all, filters=filters)
+
+    monkeypatch.setattr(containers, "docker_client", lambda timeout=120: Client([running]))
+    with pytest.raises(ExperimentError, match="still writing"):
+        reap_before_writing(tmp_path)
+    assert running.calls == []  # its launcher is alive: not reaped
