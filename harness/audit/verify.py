@@ -23,9 +23,11 @@ from harness.folder.experiment import (
     MANIFEST,
     ExperimentError,
     folder_files,
+    folder_links,
     read_json,
     read_manifest,
     sha256_file,
+    unsafe_manifest_name,
 )
 from harness.run.environment import parse as parse_environment
 
@@ -117,11 +119,12 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: float | None = None,
-                      corr_tolerance: float | None = None) -> dict[str, Any]:
+                      corr_tolerance: float | None = None, trusted_key: Path | str | None = None) -> dict[str, Any]:
     """{"experiment", "path", "passed", "checks": [{"name", "passed", "reason"}, ...]} for one folder.
 
     With `against` (the source experiment) the reproduction criteria of `compare_experiments`
-    become checks too, named `against: <criterion>`.
+    become checks too, named `against: <criterion>`. With `trusted_key` (an Ed25519 public key) the
+    folder's signed attestation must verify with it and cover the current files.
     """
     exp = Path(exp)
     checks = Checks()
@@ -143,6 +146,10 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     checks.run("missing_params", lambda: _check_missing_params(cfg))
     checks.run("config_md5", lambda: _check_config_md5(cfg))
     checks.run("manifest", lambda: _check_manifest(exp))
+    checks.run("no symlinks", lambda: _check_no_symlinks(exp))
+    checks.run("manifest paths inside the folder", lambda: _check_manifest_paths(exp))
+    if trusted_key is not None:
+        checks.run("signed attestation", lambda: _check_attestation(exp, Path(trusted_key)))
     _artifact_checks(checks, ctx)
     checks.run("results config_md5", lambda: _check_results_md5(ctx))
     checks.run("results.json top level", lambda: _check_results_top(ctx))
@@ -206,7 +213,9 @@ def _check_manifest(exp: Path) -> tuple[bool, str]:
     problems = []
     for name in sorted(entries):
         path = exp / name
-        if not path.is_file():
+        if unsafe_manifest_name(name) or path.is_symlink():
+            problems.append(f"{name!r} is not a file inside the folder")  # never opened
+        elif not path.is_file():
             problems.append(f"{name} is listed but missing")
         elif sha256_file(path) != entries[name]:
             problems.append(f"{name} does not match its sha256")
@@ -244,7 +253,38 @@ def _missing(path: Path) -> tuple[bool, str]:
     return False, f"{path.name} is missing"
 
 
+def _symlinked(path: Path) -> tuple[bool, str]:
+    """A symlink is never read (its target may be outside the folder) and never trusted."""
+    return False, f"{path.name} is a symlink (not read)"
+
+
+def _check_no_symlinks(exp: Path) -> tuple[bool, str]:
+    links = folder_links(exp)
+    if (exp / MANIFEST).is_symlink():
+        links.append(MANIFEST)
+    if links:
+        return False, f"symlinks inside the folder (never followed): {', '.join(links)}"
+    return True, "no symlink in the folder"
+
+
+def _check_manifest_paths(exp: Path) -> tuple[bool, str]:
+    if not (exp / MANIFEST).is_file() or (exp / MANIFEST).is_symlink():
+        return False, f"{MANIFEST} is missing or a symlink"
+    bad = [why for name in read_manifest(exp) if (why := unsafe_manifest_name(name))]
+    if bad:
+        return False, "; ".join(bad)
+    return True, "every entry is a plain relative path"
+
+
+def _check_attestation(exp: Path, trusted_key: Path) -> tuple[bool, str]:
+    from harness.audit.attest import check_attestation
+
+    return check_attestation(exp, trusted_key)
+
+
 def _art_environment(path: Path) -> tuple[bool, str]:
+    if path.is_symlink():
+        return _symlinked(path)
     if not path.is_file():
         return _missing(path)
     env = parse_environment(path.read_text(errors="replace"))
@@ -255,6 +295,8 @@ def _art_environment(path: Path) -> tuple[bool, str]:
 
 
 def _art_stdout(path: Path) -> tuple[bool, str]:
+    if path.is_symlink():
+        return _symlinked(path)
     if not path.is_file():
         return _missing(path)
     lines = path.read_text(errors="replace").splitlines()
@@ -334,6 +376,8 @@ def _art_seed_info(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _art_readme(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
+    if path.is_symlink():
+        return _symlinked(path)
     if not path.is_file():
         return _missing(path)
     first = next((ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()), "")

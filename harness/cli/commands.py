@@ -9,10 +9,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.audit.attest import sign_if_configured
 from harness.config.build import SCHEMA_VERSION, ConfigError, params_from_file
 from harness.config.launch import LaunchOptions
-from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment, title_of
-from harness.run.launcher import LaunchError, execute_experiment, prepare_run, resolve_run
+from harness.folder.experiment import (
+    ACCEPTED,
+    ExperimentError,
+    FolderLock,
+    check_before_write,
+    output_base,
+    read_json,
+    record_in_manifest,
+    resolve_experiment,
+    title_of,
+)
+from harness.run.launcher import LaunchError, execute_experiment, prepare_run, release_folder, resolve_run
 
 
 def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
@@ -45,16 +56,20 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
-    if runtime == "docker":
-        from harness.docker.run import run_in_docker
+    try:  # prepare_run took the folder's lock before writing config.json; it is held until here
+        if runtime == "docker":
+            from harness.docker.run import run_in_docker
 
-        code = run_in_docker(exp_dir, resolved.config, opts)  # type: ignore[arg-type]
-    else:
-        code = execute_experiment(exp_dir, data_dir=opts.data_dir)
-    if reproduction is not None:
-        code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
-    elif opts.manifest:
-        write_manifest_file(exp_dir, None)
+            code = run_in_docker(exp_dir, resolved.config, opts)  # type: ignore[arg-type]
+        else:
+            code = execute_experiment(exp_dir, data_dir=opts.data_dir)
+        if reproduction is not None:
+            code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
+        elif opts.manifest:
+            write_manifest_file(exp_dir, None)
+        sign_if_configured(exp_dir, opts.sign_key)
+    finally:
+        release_folder(exp_dir)
     return code
 
 
@@ -122,7 +137,13 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOpt
     source = resolve_experiment(source_ref, base)
     target = resolve_experiment(target_ref, base)
     report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
-    write_report(target, report)
+    with FolderLock(target):  # the report goes into the target: only if it is what its manifest says
+        accepted = check_before_write(target, "write reproduction_report.json into it",
+                                      accept_modified=getattr(ns, "accept_modified", False),
+                                      require_manifest=False)
+        write_report(target, report)
+        if accepted:
+            record_in_manifest(target, [ACCEPTED])
     if getattr(ns, "json", False):
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -140,7 +161,7 @@ def verify(ns: argparse.Namespace) -> int:
     exp = resolve_experiment(ns.experiment, base)
     against = resolve_experiment(ns.against, base) if ns.against else None
     report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
-                               corr_tolerance=ns.corr_tolerance)
+                               corr_tolerance=ns.corr_tolerance, trusted_key=getattr(ns, "trusted_key", None))
     if ns.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -153,4 +174,12 @@ def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     cfg = read_json(exp_dir / "config.json")
     if cfg.get("schema_version") != SCHEMA_VERSION:
         raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")
-    return execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True)
+    if (cfg.get("runtime") or {}).get("runtime") == "docker":
+        from harness.docker.run import reap_before_writing
+
+        reap_before_writing(exp_dir)
+    with FolderLock(exp_dir):
+        code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True,
+                                  accept_modified=getattr(ns, "accept_modified", False))
+        sign_if_configured(exp_dir, getattr(ns, "sign_key", None))
+    return code

@@ -87,6 +87,22 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--corr_tolerance", type=float, default=None, help="override the correlation tolerance")
     g.add_argument("--no_verify", action="store_true", help="skip the verifier after a docker run")
     g.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
+    g.add_argument("--container_memory", default="auto", metavar="SIZE",
+                   help="memory limit of the training container: auto (90%% of host memory), none, or e.g. 16g")
+    g.add_argument("--container_pids", type=int, default=4096, metavar="N",
+                   help="process/thread limit of the training container")
+    add_integrity_flags(g)
+
+
+def add_integrity_flags(parser: Any) -> None:
+    """Flags of commands that write into an existing folder or sign a finished one."""
+    parser.add_argument("--accept_modified", action="store_true",
+                        help="write into a folder that differs from its MANIFEST.sha256 (recorded in "
+                        "modifications_accepted.txt) instead of refusing")
+    parser.add_argument("--sign_key", default=None, metavar="PATH",
+                        help="Ed25519 private key (PEM) that signs the finished run's attestation "
+                        "(default: $HARNESS_SIGN_KEY)")
+
 
 
 def command_line() -> str:

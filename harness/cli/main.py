@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.cli.flags import OneLineParser, add_launch_flags, add_param_flags
+from harness.cli.flags import OneLineParser, add_integrity_flags, add_launch_flags, add_param_flags
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--auc_tolerance", type=float, default=None)
     cmp_.add_argument("--corr_tolerance", type=float, default=None)
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
+    cmp_.add_argument("--accept_modified", action="store_true",
+                      help="write the report even if the target differs from its manifest (recorded)")
 
     ver = sub.add_parser("verify", help="check an experiment folder (writes nothing)")
     ver.add_argument("experiment")
@@ -46,11 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print one JSON object")
     ver.add_argument("--auc_tolerance", type=float, default=None)
     ver.add_argument("--corr_tolerance", type=float, default=None)
+    ver.add_argument("--trusted_key", default=None, metavar="PUB",
+                     help="Ed25519 public key (PEM): the folder's signed attestation must verify with it")
 
     res = sub.add_parser("resume", help="continue an interrupted or partly failed experiment")
     res.add_argument("experiment")
     res.add_argument("--output_base", default=None)
     res.add_argument("--data_dir", default=None)
+    add_integrity_flags(res)
 
     exe = sub.add_parser("execute", help="train a prepared experiment folder (used inside containers)")
     exe.add_argument("experiment_dir")
@@ -67,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.cli.predict import add_commands as add_predict_commands
 
     add_predict_commands(sub, data_sub)
+
+    keys = sub.add_parser("keys", help="signing keys for attestations")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=OneLineParser)
+    gen = keys_sub.add_parser("generate", help="write an Ed25519 key pair (PEM): PATH (private) and PATH.pub")
+    gen.add_argument("path", help="private key file to create (mode 0600); the public key goes to PATH.pub")
+    gen.add_argument("--force", action="store_true", help="replace existing key files")
+    sign = keys_sub.add_parser("sign", help="sign a finished experiment folder that matches its manifest")
+    sign.add_argument("experiment", help="experiment id (under --output_base) or path")
+    sign.add_argument("--sign_key", default=None, metavar="PATH", help="Ed25519 private key (default: $HARNESS_SIGN_KEY)")
+    sign.add_argument("--output_base", default=None)
 
     from harness.cli.image import add_image_commands
 
@@ -93,9 +108,12 @@ def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
 
     try:
         return action()
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from harness.run.launcher import interrupt_signal
+
+        name, code = interrupt_signal(exc)
+        print(f"harness: interrupted ({name})", file=sys.stderr)
+        return code
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
         if is_user_error(exc):
             print(f"harness: error: {exc}", file=sys.stderr)
@@ -130,6 +148,10 @@ def dispatch(ns: argparse.Namespace) -> int:
         return data_describe(ns)
     if ns.command == "image":
         return ns.image_handler(ns)
+    if ns.command == "keys":
+        from harness.audit.attest import keys_command
+
+        return keys_command(ns)
     raise AssertionError(ns.command)
 
 

@@ -39,6 +39,10 @@ class LaunchOptions:
     auc_tolerance: float | None = None
     corr_tolerance: float | None = None
     no_verify: bool = False
+    accept_modified: bool = False
+    sign_key: str | None = None
+    container_memory: str | None = None
+    container_pids: int | None = None
 
     def __post_init__(self) -> None:
         if self.seed is not None and self.seeds is not None:

@@ -32,6 +32,13 @@ UNPRIVILEGED_UID = 10001
 UNPRIVILEGED_GID = 10001
 LABEL_ROLE = "org.gainakt.harness.role"
 LABEL_EXPERIMENT = "org.gainakt.harness.folder.experiment"
+# Who started a training container: "<host>:<pid>:<process start ticks>" of the launcher, the
+# host folder and its original owner, so a later harness call can reap leftovers of dead launchers.
+LABEL_LAUNCHER = "org.gainakt.harness.launcher"
+LABEL_FOLDER = "org.gainakt.harness.folder.path"
+LABEL_OWNER = "org.gainakt.harness.folder.owner"
+# Default limits of a training container (configurable with --container_memory/--container_pids).
+DEFAULT_PIDS_LIMIT = 4096
 SOCKET_HINT = "start the engine (scripts/docker-prereqs.sh on Debian) or use --runtime local"
 # Seconds a container gets to stop after SIGINT (Ctrl-C) before it is killed.
 STOP_GRACE_S = 10
@@ -295,7 +302,8 @@ def _hardening(uid: int, gid: int) -> dict[str, Any]:
 
 def training_container_config(*, image_id: str, exp_dir: Path, data_dir: Path | None,
                               devices: list[int] | None, command: list[str], env: dict[str, str],
-                              uid: int, gid: int, mem_limit: str | None = None) -> dict[str, Any]:
+                              uid: int, gid: int, mem_limit: str | None = None,
+                              pids_limit: int = DEFAULT_PIDS_LIMIT) -> dict[str, Any]:
     """The keyword arguments of ``containers.create`` for a training container."""
     mounts = [_bind(exp_dir, EXPERIMENT_MOUNT, read_only=False)]
     if data_dir is not None:
@@ -309,10 +317,11 @@ def training_container_config(*, image_id: str, exp_dir: Path, data_dir: Path | 
         **_hardening(uid, gid),
         "mounts": mounts,
         "read_only": True,
-        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=4g"},
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=4g"},
         "shm_size": "1g",  # the default 64 MB starves PyTorch's shared-memory tensors
         "working_dir": EXPERIMENT_MOUNT,
-        "labels": {LABEL_ROLE: "train", LABEL_EXPERIMENT: Path(exp_dir).name},
+        "labels": {LABEL_ROLE: "train", LABEL_EXPERIMENT: Path(exp_dir).name, **launcher_labels(exp_dir)},
+        "pids_limit": int(pids_limit),
         "detach": True,
     }
     if devices:
@@ -328,6 +337,73 @@ def training_container_config(*, image_id: str, exp_dir: Path, data_dir: Path | 
         config["mem_limit"] = mem_limit
         config["memswap_limit"] = mem_limit
     return config
+
+
+def process_identity(pid: int) -> str | None:
+    """`<host>:<pid>:<start ticks>` of a live process (the start time tells a reused pid apart)."""
+    import socket
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{socket.gethostname()}:{pid}:{fields[19]}"
+
+
+def launcher_labels(exp_dir: Path) -> dict[str, str]:
+    """Labels naming this launcher, the host folder and its owner (for `reap_orphans`)."""
+    st = os.stat(exp_dir)
+    return {LABEL_LAUNCHER: process_identity(os.getpid()) or f"unknown:{os.getpid()}:0",
+            LABEL_FOLDER: str(Path(exp_dir).resolve()), LABEL_OWNER: f"{st.st_uid}:{st.st_gid}"}
+
+
+def _launcher_dead(identity: str) -> bool:
+    import socket
+
+    host, _, rest = identity.partition(":")
+    pid, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's launcher: not ours to judge
+    return process_identity(int(pid)) != identity
+
+
+def reap_orphans(client) -> list[str]:
+    """Stop and remove training containers whose launcher on this host is gone (SIGKILLed), and
+    give their folders back to the original owner. Returns the folders handled."""
+    from docker.errors import DockerException
+
+    reaped: list[str] = []
+    try:
+        found = client.containers.list(all=True, filters={"label": [f"{LABEL_ROLE}=train", LABEL_LAUNCHER]})
+    except DockerException:
+        return reaped
+    for container in found:
+        labels = container.labels or {}
+        if not _launcher_dead(labels.get(LABEL_LAUNCHER, "")):
+            continue
+        _stop_and_remove(container, interrupted=True)
+        folder, owner = labels.get(LABEL_FOLDER), labels.get(LABEL_OWNER, "")
+        if folder and os.getuid() == 0 and Path(folder).is_dir() and ":" in owner:
+            uid, gid = (int(x) for x in owner.split(":", 1))
+            for entry in _walk(Path(folder)):
+                with contextlib.suppress(OSError):
+                    os.lchown(entry, uid, gid)
+        reaped.append(folder or container.name)
+    return reaped
+
+
+def memory_limit(value: str | None) -> str | None:
+    """--container_memory: "auto" (90% of this host's memory), "none", or a Docker size ("8g")."""
+    if value in (None, "", "none"):
+        return None
+    if value == "auto":
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return f"{int(total * 0.9) // (1 << 20)}m"
+    import re
+
+    if not re.fullmatch(r"\d+[bkmg]?", value.lower()):
+        raise ContainerError(f"--container_memory {value!r}: use auto, none or a size like 8g or 512m")
+    return value.lower()
 
 
 def verifier_command(against: Path | None) -> list[str]:
@@ -440,7 +516,8 @@ def _oom_killed(container) -> bool:
 def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, devices: list[int] | None,
                            command: list[str], env: dict[str, str], on_line: Callable[[str], None],
                            mem_limit: str | None = None, client=None,
-                           on_start: Callable[[dict], None] | None = None) -> int:
+                           on_start: Callable[[dict], None] | None = None,
+                           pids_limit: int = DEFAULT_PIDS_LIMIT) -> int:
     """Run one training container to completion and return its exit code.
 
     ``image`` (tag or ID) must exist locally; the container runs by image ID. ``devices`` are
@@ -465,7 +542,8 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
     if data_dir is not None:
         check_readable(Path(data_dir), uid, gid)
     config = training_container_config(image_id=image_id, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
-                                       command=command, env=env, uid=uid, gid=gid, mem_limit=mem_limit)
+                                       command=command, env=env, uid=uid, gid=gid, mem_limit=mem_limit,
+                                       pids_limit=pids_limit)
     with lend_folder(exp_dir, uid, gid):
         container = _create(client, config, gpus)
         interrupted = False

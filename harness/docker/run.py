@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.folder.experiment import FolderLock, atomic_write_json, record_in_manifest
+from harness.docker.containers import DEFAULT_PIDS_LIMIT, memory_limit
+from harness.folder.experiment import FolderLock, atomic_write_json, check_before_write, record_in_manifest
 from harness.run.environment import git_info
+from harness.run.launcher import interrupt_signal, signals_as_interrupts
 from harness.run.runlog import RunLog
 
 
@@ -39,8 +41,15 @@ def container_env(cfg: dict, record: dict[str, Any], host_devices: list[str]) ->
 
 def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     """Train `exp_dir` in a container, verify it in another; exit code of the worse of the two."""
-    from harness.docker.containers import run_training_container, run_verifier_container
+    from harness.docker.containers import (
+        docker_client,
+        reap_orphans,
+        run_training_container,
+        run_verifier_container,
+    )
     from harness.docker.image import ensure_image
+
+    reap_orphans(docker_client())  # leftovers of launchers that were SIGKILLed
 
     log = RunLog(exp_dir / "stdout.log")
     record = ensure_image(tag=cfg["runtime"].get("image"), output_base=exp_dir.parent)
@@ -50,15 +59,31 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     devices = None if host_devices == ["cpu"] else [int(d) for d in host_devices]
     data_dir = Path(ns.data_dir).resolve() if getattr(ns, "data_dir", None) else None
     command = ["harness", "execute", "/experiment"] + (["--data_dir", "/data"] if data_dir else [])
-    log.info(f"training container: {' '.join(command)} (devices {host_devices})")
+    mem_limit = memory_limit(getattr(ns, "container_memory", None) or "auto")
+    pids_limit = int(getattr(ns, "container_pids", None) or DEFAULT_PIDS_LIMIT)
+    log.info(f"training container: {' '.join(command)} (devices {host_devices}; limits: memory "
+             f"{mem_limit or 'none'}, pids {pids_limit}; /tmp noexec)")
     log.close()
-    with FolderLock(exp_dir):  # no other run may write the folder while the container does
-        code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
-                                      command=command, env=container_env(cfg, record, host_devices),
-                                      on_line=lambda line: print(line, flush=True))
+    interrupted: str | None = None
+    with FolderLock(exp_dir, reentrant=True):  # no other run may write the folder while the container does
+        try:
+            with signals_as_interrupts():  # SIGTERM of this launcher stops and removes the container
+                code = run_training_container(image=image, exp_dir=exp_dir, data_dir=data_dir, devices=devices,
+                                              command=command, env=container_env(cfg, record, host_devices),
+                                              on_line=lambda line: print(line, flush=True),
+                                              mem_limit=mem_limit, pids_limit=pids_limit)
+        except KeyboardInterrupt as exc:
+            interrupted, code = interrupt_signal(exc)
+        # The container controlled the folder until now: never write through what it left there.
+        check_before_write(exp_dir, "record the training container's exit", require_manifest=False)
     log = RunLog(exp_dir / "stdout.log")
-    log.info(f"training container exited with code {code}")
+    log.info(f"training container exited with code {code}"
+             + (f" (the launcher was interrupted by {interrupted}; resume with harness resume)" if interrupted else ""))
     log.close()
+    if interrupted:
+        if (exp_dir / "MANIFEST.sha256").is_file():
+            record_in_manifest(exp_dir, ["stdout.log"])
+        return code
     if (exp_dir / "MANIFEST.sha256").is_file():
         record_in_manifest(exp_dir, ["stdout.log"])  # the host's lines came after the manifest
     if getattr(ns, "no_verify", False):
@@ -73,3 +98,19 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
     log.close()
     record_in_manifest(exp_dir, ["verification_report.json", "stdout.log"])
     return max(code, v_code)
+
+
+def reap_before_writing(exp_dir: Path) -> None:
+    """Before a host command writes a folder a container trained in: reap containers of dead
+    launchers, and refuse while a training container for this folder still runs."""
+    from harness.docker.containers import LABEL_FOLDER, ContainerError, docker_client, reap_orphans
+    from harness.folder.experiment import ExperimentError
+
+    try:
+        client = docker_client(timeout=10)
+    except ContainerError:
+        return  # no engine: no container can be writing
+    reap_orphans(client)
+    live = client.containers.list(filters={"label": f"{LABEL_FOLDER}={Path(exp_dir).resolve()}"})
+    if live:
+        raise ExperimentError(f"training container {live[0].name} is still writing {exp_dir}; refusing to write it too")

@@ -76,9 +76,10 @@ def build_results(cfg: dict, outcomes: dict[int, dict]) -> dict[str, Any]:
         elif "previous" in out:  # finished in an earlier invocation (--resume)
             per_seed[str(seed)] = out["previous"]
         else:
-            per_seed[str(seed)] = {"seed": seed, "status": "failed", "reason": out.get("reason")}
+            # failed, not_run (its worker died first) or interrupted (Ctrl-C/SIGTERM mid-training)
+            per_seed[str(seed)] = {"seed": seed, "status": out.get("status", "failed"), "reason": out.get("reason")}
     primary = per_seed[str(seeds[0])]
-    failed = [s for s in seeds if per_seed[str(s)]["status"] in ("failed", "not_run")]
+    failed = [s for s in seeds if per_seed[str(s)]["status"] in ("failed", "not_run", "interrupted")]
     return {
         "schema_version": cfg["schema_version"],
         "config_md5": cfg["config_md5"],
@@ -110,7 +111,7 @@ def stats(values: list[float]) -> dict[str, float | None]:
 
 def build_multi_seed(results: dict) -> dict[str, Any]:
     """results_multi_seed.json: mean/std(population)/min/max per metric and per-seed rows."""
-    rows = [r for r in results["per_seed"].values() if r["status"] not in ("failed", "not_run")]
+    rows = [r for r in results["per_seed"].values() if r["status"] not in ("failed", "not_run", "interrupted")]
     return {
         "config_md5": results["config_md5"],
         "seeds": results["seeds"],

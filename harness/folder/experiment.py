@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from harness.errors import HarnessError
 
 DEFAULT_OUTPUT_BASE = Path("examples/experiments")
 MANIFEST = "MANIFEST.sha256"
+ATTESTATION = "ATTESTATION.intoto.json"  # signs the manifest, so it is never listed in it
 
 
 class ExperimentError(HarnessError, RuntimeError):
@@ -92,16 +94,35 @@ def create_experiment_dir(base: Path, title: str, *, experiment_dir: str | None 
 class FolderLock:
     """An exclusive lock held while a run writes a folder, so two runs never write one folder.
 
-    The lock file sits beside the folder (`.<name>.lock`), so it never appears inside it.
+    The lock file sits beside the folder (`.<name>.lock`), so it never appears inside it. It is
+    opened without following symlinks. `reentrant=True` joins a lock this process already holds
+    (a command takes it before writing config.json and keeps it through training); otherwise a
+    second holder is refused even within one process.
     """
 
-    def __init__(self, folder: Path) -> None:
+    _held: dict[str, list[Any]] = {}  # lock path -> [fd, depth] for the locks this process holds
+
+    def __init__(self, folder: Path, *, reentrant: bool = False) -> None:
+        self.reentrant = reentrant
         # Inside a container the folder's parent is the read-only root: HARNESS_LOCK_DIR moves the lock.
         self.path = Path(os.environ.get("HARNESS_LOCK_DIR") or folder.parent) / f".{folder.name}.lock"
+        self._key = os.path.abspath(self.path)
         self._fd: int | None = None
 
     def __enter__(self) -> FolderLock:
-        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        held = FolderLock._held.get(self._key)
+        if held is not None and not self.reentrant:
+            raise ExperimentError(f"another run is writing {self.path.parent / self.path.name[1:-5]}; "
+                                  "refusing to write it too")
+        if held is not None:
+            held[1] += 1
+            self._fd = held[0]
+            return self
+        try:
+            self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise ExperimentError(f"{self.path}: cannot open the lock file ({exc.strerror}; "
+                                  "a symlink is never followed)") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -112,24 +133,45 @@ class FolderLock:
             ) from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, str(os.getpid()).encode())
+        FolderLock._held[self._key] = [self._fd, 1]
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-            self.path.unlink(missing_ok=True)
+        held = FolderLock._held.get(self._key)
+        if self._fd is None or held is None:
+            return
+        held[1] -= 1
+        self._fd = None
+        if held[1] > 0:
+            return
+        del FolderLock._held[self._key]
+        fcntl.flock(held[0], fcntl.LOCK_UN)
+        os.close(held[0])
+        self.path.unlink(missing_ok=True)
+
+
+def lock_is_held(folder: Path) -> bool:
+    """Whether this process holds the folder's lock (writers assert it before writing)."""
+    return os.path.abspath(FolderLock(folder).path) in FolderLock._held
 
 
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 
 
+TEMP_SUFFIX = ".tmp"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
+    """Write via a temporary file in the same folder and rename, so readers never see half a file.
+
+    The rename replaces a symlink at `path` instead of writing through it; a symlinked parent
+    folder is refused.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.parent.is_symlink():
+        raise ExperimentError(f"{path.parent} is a symlink; refusing to write {path.name} through it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -140,6 +182,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def open_append_nofollow(path: Path) -> int:
+    """A descriptor appending to `path`, created if absent; a symlink (or non-regular file) is refused."""
+    if path.parent.is_symlink():
+        raise ExperimentError(f"{path.parent} is a symlink; refusing to write {path.name} through it")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise ExperimentError(f"{path}: refusing to append ({exc.strerror}; a symlink is never followed)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExperimentError(f"{path}: not a regular file; refusing to append to it")
+    return fd
+
+
+def is_temp_file(name: str) -> bool:
+    """A leftover of an interrupted atomic write: `.<name>.<random>.tmp`."""
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith(".") and base.endswith(TEMP_SUFFIX)
+
+
+def remove_temp_files(folder: Path) -> list[str]:
+    """Delete the leftovers of interrupted atomic writes (never followed through symlinks)."""
+    removed = []
+    for name in folder_files(folder):
+        if is_temp_file(name):
+            (folder / name).unlink(missing_ok=True)
+            removed.append(name)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -190,12 +262,37 @@ def sha256_file(path: Path) -> str:
 
 
 def folder_files(folder: Path) -> list[str]:
-    """Every file in the folder (relative POSIX paths), the manifest itself excluded."""
+    """Every regular file in the folder (relative POSIX paths), the manifest and attestation excluded.
+
+    Symlinks are neither followed nor listed (see `folder_links`).
+    """
     out = []
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and p.name != MANIFEST:
-            out.append(p.relative_to(folder).as_posix())
-    return out
+    for root, _dirs, files in os.walk(folder, followlinks=False):
+        rel = Path(root).relative_to(folder)
+        for name in files:
+            p = Path(root) / name
+            if not p.is_symlink() and p.is_file() and (rel.parts or name not in (MANIFEST, ATTESTATION)):
+                out.append((rel / name).as_posix())
+    return sorted(out)
+
+
+def folder_links(folder: Path) -> list[str]:
+    """Every symlink inside the folder (files and folders), relative POSIX paths."""
+    out = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        rel = Path(root).relative_to(folder)
+        out += [(rel / n).as_posix() for n in dirs + files if (Path(root) / n).is_symlink()]
+    return sorted(out)
+
+
+def unsafe_manifest_name(name: str) -> str | None:
+    """Why a manifest entry must not be opened (absolute, `..`, empty), or None when it is safe."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name:
+        return f"{name!r} is not a relative path inside the folder"
+    if any(p in ("", ".", "..") for p in parts):
+        return f"{name!r} leaves the folder or is not normalised"
+    return None
 
 
 def read_manifest(folder: Path) -> dict[str, str]:
@@ -215,8 +312,12 @@ def read_manifest(folder: Path) -> dict[str, str]:
 
 
 def write_manifest(folder: Path, entries: dict[str, str] | None = None) -> None:
-    """(Re)write the manifest over every file, or over `entries` when given."""
+    """(Re)write the manifest over every file, or over `entries` when given.
+
+    Leftovers of interrupted atomic writes are deleted first and never listed.
+    """
     if entries is None:
+        remove_temp_files(folder)
         entries = {name: sha256_file(folder / name) for name in folder_files(folder)}
     text = "".join(f"{entries[name]}  {name}\n" for name in sorted(entries))
     atomic_write_text(folder / MANIFEST, text)
@@ -228,3 +329,70 @@ def record_in_manifest(folder: Path, names: Iterable[str]) -> None:
     for name in names:
         entries[name] = sha256_file(folder / name)
     write_manifest(folder, entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# Check before write: a command that writes into an existing folder first holds the lock, then
+# confirms the folder is what its manifest says (so it never launders an edit into a new manifest).
+
+ACCEPTED = "modifications_accepted.txt"
+
+
+def manifest_problems(folder: Path) -> list[str]:
+    """Why the folder differs from its manifest (empty when it matches). Temp leftovers are ignored."""
+    entries = read_manifest(folder)
+    problems = []
+    for name in sorted(entries):
+        why = unsafe_manifest_name(name)
+        path = folder / name
+        if why:
+            problems.append(why)
+        elif path.is_symlink() or not path.is_file():
+            problems.append(f"{name} is listed but missing" if not path.is_symlink() else f"{name} is a symlink")
+        elif sha256_file(path) != entries[name]:
+            problems.append(f"{name} does not match its sha256")
+    problems += [f"{n} is not listed" for n in folder_files(folder) if n not in entries and not is_temp_file(n)]
+    return problems
+
+
+def _killed_writer(folder: Path) -> bool:
+    """The folder's last writer died (status still "running") or crashed before writing the manifest."""
+    try:
+        return read_json(folder / "run_status.json").get("status") in ("running", "crashed")
+    except (ExperimentError, AttributeError):
+        return False
+
+
+def check_before_write(folder: Path, action: str, *, accept_modified: bool = False,
+                       require_manifest: bool = True) -> list[str]:
+    """Refuse (ExperimentError, one line) to write a folder that differs from its manifest.
+
+    Call it with the folder's lock held. Symlinks inside the folder are always refused. A folder
+    without a manifest is accepted only when its writer was killed mid-run (status "running").
+    With `accept_modified` the differences are recorded in modifications_accepted.txt and returned.
+    """
+    if not lock_is_held(folder):
+        raise RuntimeError(f"check_before_write({folder}) without the folder lock")  # a bug
+    links = folder_links(folder)
+    if links:
+        raise ExperimentError(f"{folder}: refusing to {action}: symlinks inside the folder: {', '.join(links)}")
+    if (folder / MANIFEST).is_symlink():
+        raise ExperimentError(f"{folder}: refusing to {action}: {MANIFEST} is a symlink")
+    if (folder / MANIFEST).is_file():
+        problems = manifest_problems(folder)
+    elif _killed_writer(folder) or not require_manifest:
+        problems = []
+    else:
+        problems = [f"{MANIFEST} is missing"]
+    if problems and not accept_modified:
+        raise ExperimentError(f"{folder}: refusing to {action}: the folder differs from its manifest: "
+                              f"{'; '.join(problems)} (pass --accept_modified to accept and record this)")
+    if problems:
+        line = f"{datetime.now(timezone.utc).isoformat()} {action}: accepted {'; '.join(problems)}\n"
+        fd = open_append_nofollow(folder / ACCEPTED)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    remove_temp_files(folder)
+    return problems

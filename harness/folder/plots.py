@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,14 @@ _META = {"Software": "gainakt-harness", "Creation Time": None}
 
 
 def _save(fig: Any, path: Path) -> None:
+    """Render to memory, then write atomically: a symlink at `path` is replaced, never followed."""
+    from harness.folder.experiment import atomic_write_bytes
+
     fig.tight_layout()
-    fig.savefig(path, dpi=90, metadata=_META)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata=_META)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_plots(exp_dir: Path, histories: dict[int, list[dict]], trajectories: dict[int, list[dict]],

@@ -118,6 +118,8 @@ def parse(text: str) -> dict[str, str]:
     """environment.txt back into a dict."""
     out = {}
     for line in text.splitlines():
+        if line.startswith("#"):  # per-resume sections (launcher.record_environment) keep the original
+            continue
         key, sep, value = line.partition(": ")
         if sep:
             out[key] = value

@@ -12,7 +12,12 @@ import copy
 import csv
 import json
 import os
+import signal
+import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -40,11 +45,16 @@ from harness.errors import HarnessError, is_user_error
 from harness.folder import artifacts
 from harness.folder.checkpoints import check_resumable, checkpoint_name, load_checkpoint
 from harness.folder.experiment import (
+    ACCEPTED,
+    ATTESTATION,
+    MANIFEST,
     ExperimentError,
     FolderLock,
     atomic_write_json,
     atomic_write_text,
+    check_before_write,
     create_experiment_dir,
+    folder_files,
     read_json,
     write_manifest,
 )
@@ -162,19 +172,27 @@ def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespa
     base = Path(opts.output_base) if opts.output_base else Path("examples/experiments")
     exp_dir = create_experiment_dir(base, cfg["experiment"]["short_title"],
                                     experiment_dir=opts.experiment_dir, force=opts.force)
+    claim_folder(exp_dir, accept_modified=opts.accept_modified)
+    try:
+        runtime_record = {"devices": devices, "devices_requested": requested_devices, "threads": threads,
+                          "runtime": runtime, "resume": None, "mixed_precision_requested": amp_requested}
+        _write_prepared(exp_dir, cfg, resolved, dataset, opts.data_dir, runtime_record, reproduction)
+    except BaseException:
+        release_folder(exp_dir)
+        raise
+    return exp_dir
+
+
+def _write_prepared(exp_dir: Path, cfg: dict, resolved: ResolvedRun, dataset: Any, data_dir: str | None,
+                    runtime_record: dict[str, Any], reproduction: dict | None) -> None:
     cfg["experiment"]["id"] = exp_dir.name
     cfg["data_checksum"] = checksum_section(dataset)
     cfg["paths"] = {"output_dir": str(exp_dir.resolve()),
-                    "data_dir": str(Path(opts.data_dir).resolve()) if opts.data_dir else None}
+                    "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
     cfg["runtime"].update({
         "command": command_line(),
         "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-        "devices": devices,
-        "devices_requested": requested_devices,
-        "threads": threads,
-        "runtime": runtime,
-        "resume": None,
-        "mixed_precision_requested": amp_requested,
+        **runtime_record,
     })
     if reproduction is not None:
         cfg["reproduction"] = reproduction
@@ -184,7 +202,38 @@ def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespa
     cfg["config_md5"] = config_md5(cfg)
     atomic_write_json(exp_dir / "config.json", ordered(cfg))
     atomic_write_text(exp_dir / "overrides_applied.txt", overrides_text(cfg, resolved.overrides))
-    return exp_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Folder ownership: the lock is taken before config.json is written and held until training ends.
+
+
+def claim_folder(exp_dir: Path, *, accept_modified: bool = False) -> None:
+    """Take the folder's lock (kept until `release_folder`); an earlier run's files are checked
+    against their manifest and removed, so a new run never inherits (or lists) them."""
+    lock = FolderLock(exp_dir)
+    lock.__enter__()
+    _CLAIMED[str(exp_dir)] = lock
+    try:
+        if (exp_dir / "config.json").exists() or (exp_dir / MANIFEST).exists():
+            check_before_write(exp_dir, "overwrite it (--force)", accept_modified=accept_modified)
+            for name in folder_files(exp_dir):
+                if name != ACCEPTED:
+                    (exp_dir / name).unlink()
+            (exp_dir / MANIFEST).unlink(missing_ok=True)
+            (exp_dir / ATTESTATION).unlink(missing_ok=True)
+    except BaseException:
+        release_folder(exp_dir)
+        raise
+
+
+def release_folder(exp_dir: Path) -> None:
+    lock = _CLAIMED.pop(str(exp_dir), None)
+    if lock is not None:
+        lock.__exit__(None, None, None)
+
+
+_CLAIMED: dict[str, FolderLock] = {}
 
 
 def amp_as_run(requested: bool, devices: list[str]) -> bool:
@@ -205,18 +254,103 @@ def overrides_text(cfg: dict, overrides: list[str]) -> str:
 
 
 def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bool = False,
-                       quiet: bool = False) -> int:
-    """Train every seed of a prepared folder and write its artifacts. Exit code 0 if all seeds finished."""
-    cfg = read_json(exp_dir / "config.json")
-    with FolderLock(exp_dir):
-        try:
-            return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet)
-        except Exception as exc:
-            if not is_user_error(exc):  # a bug: keep its traceback in the folder's log
-                log = RunLog(exp_dir / "stdout.log", quiet=True)
-                log.error("internal error (a bug, please report it):\n" + traceback.format_exc())
-                log.close()
-            raise
+                       quiet: bool = False, accept_modified: bool = False) -> int:
+    """Train every seed of a prepared folder and write its artifacts. Exit code 0 if all seeds finished.
+
+    A resume first checks the folder against its manifest (refused on a difference unless
+    `accept_modified`). SIGTERM is handled like Ctrl-C: exit code 128 + the signal number.
+    """
+    with FolderLock(exp_dir, reentrant=True), signals_as_interrupts():
+        if resume:
+            check_before_write(exp_dir, "resume it", accept_modified=accept_modified)
+        cfg = read_json(exp_dir / "config.json")
+        with status_kept_on_crash(exp_dir):
+            try:
+                return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet)
+            except Exception:
+                _log_bug(exp_dir)
+                raise
+
+
+def _log_bug(exp_dir: Path) -> None:
+    """A bug (not a user error) keeps its traceback in the folder's log."""
+    exc = sys.exc_info()[1]
+    if exc is not None and not is_user_error(exc):
+        log = RunLog(exp_dir / "stdout.log", quiet=True)
+        log.error("internal error (a bug, please report it):\n" + traceback.format_exc())
+        log.close()
+
+
+class Interrupted(KeyboardInterrupt):
+    """A termination signal (SIGTERM) turned into the same path as Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupt_signal(exc: BaseException) -> tuple[str, int]:
+    """(signal name, exit code) of an interruption: SIGINT 130, SIGTERM 143."""
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    return signal.Signals(signum).name, 128 + signum
+
+
+@contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Raise `Interrupted` on the first SIGTERM (later ones are ignored while the folder is finalized)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def status_kept_on_crash(exp_dir: Path) -> Iterator[None]:
+    """A crash (a bug, a corrupt file) never leaves run_status.json "running": it says "crashed"."""
+    try:
+        yield
+    except Exception as exc:
+        status = exp_dir / "run_status.json"
+        if status.is_file() and read_json(status).get("status") == "running":
+            atomic_write_json(status, {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"[:300]})
+        raise
+
+
+def record_environment(exp_dir: Path, pairs: list[tuple[str, str]], resume: bool) -> None:
+    """environment.txt of a new run; a resume keeps the original and appends a `# resume N` section."""
+    path = exp_dir / "environment.txt"
+    if not (resume and path.is_file()):
+        atomic_write_text(path, render(pairs))
+        return
+    text = path.read_text()
+    n = sum(1 for line in text.splitlines() if line.startswith("# resume ") and line.endswith(":")) + 1
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")
+    section = f"# resume {n} at {when}:\n" + "".join(f"#   {k}: {v}\n" for k, v in pairs)
+    atomic_write_text(path, text + ("" if text.endswith("\n") else "\n") + section)
+
+
+def interrupted_outcomes(todo: list[int], outcomes: dict[int, dict], started: set[int],
+                         rows: dict[int, dict[int, dict]], name: str) -> dict[int, dict]:
+    """Seeds a signal stopped: interrupted (resumable) when they had started, not_run otherwise."""
+    out = {}
+    for seed in todo:
+        if seed in outcomes:
+            continue
+        if seed in started:
+            done = max(rows.get(seed, {}) or [0])
+            out[seed] = {"status": "interrupted", "reason": f"{name} after epoch {done}; resume continues it"}
+        else:
+            out[seed] = {"status": "not_run", "reason": f"{name} before it started"}
+    return out
 
 
 def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: bool, quiet: bool) -> int:
@@ -231,18 +365,20 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     runtime = os.environ.get("HARNESS_RUNTIME", run.where)
     seed_devices = seed_device_map(seeds, devices)
     done: set[int] = set()
+    rows = existing_rows(exp_dir) if resume else {}  # read everything before the first write
     if resume:
         done = finished_seeds(exp_dir, cfg)
+        (exp_dir / MANIFEST).unlink(missing_ok=True)  # the folder is being written: no manifest until done
+        (exp_dir / ATTESTATION).unlink(missing_ok=True)  # signed what is about to change
         check_resumable(exp_dir, cfg, [s for s in seeds if s not in done])
         log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
     log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
     pairs = capture(runtime=runtime, dataset=dict(run.data_checksum), seed_devices=seed_devices,
                     determinism={"torch_deterministic": run.train.determinism.torch_deterministic})
-    atomic_write_text(exp_dir / "environment.txt", render(pairs))
+    record_environment(exp_dir, pairs, resume)
     atomic_write_json(exp_dir / "run_status.json", {"status": "running"})
 
-    rows = existing_rows(exp_dir) if resume else {}
     trajectories: dict[int, list[dict]] = {s: [] for s in seeds}
     outcomes: dict[int, dict] = {s: previous_outcome(exp_dir, s) for s in done}
     for s in done:
@@ -252,8 +388,12 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     todo = [s for s in seeds if s not in done]
     progress = Progress(todo, run.train.training.epochs, enabled=not quiet)
 
+    started: set[int] = set()
+
     def on_event(kind: str, seed: int, payload: Any) -> None:
-        if kind == "log":
+        if kind == "started":
+            started.add(seed)
+        elif kind == "log":
             log.info(payload)
         elif kind == "epoch":
             rows.setdefault(seed, {})[payload["epoch"]] = payload
@@ -270,7 +410,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         elif kind == "result":
             progress.finish(seed, payload["status"])
 
-    interrupted = False
+    interrupted: tuple[str, int] | None = None
     if todo:
         plans = assign_seeds(seeds, run_devices)
         for p in plans:
@@ -280,9 +420,11 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         try:
             with progress:
                 outcomes.update(run_workers(plans, exp_dir, data_dir, threads, resume, on_event))
-        except KeyboardInterrupt:
-            interrupted = True
-            log.error("interrupted (Ctrl-C): workers stopped; resume with --resume "
+        except KeyboardInterrupt as exc:
+            interrupted = interrupt_signal(exc)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the folder first
+            outcomes.update(interrupted_outcomes(todo, outcomes, started, rows, f"interrupted ({interrupted[0]})"))
+            log.error(f"interrupted ({interrupted[0]}): workers stopped; resume with --resume "
                       f"{run.experiment_id}")
     for seed, out in outcomes.items():
         result = out.get("result")
@@ -295,7 +437,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         results["status"] = "interrupted"
     finish_folder(exp_dir, cfg, results, outcomes, trajectories, seed_devices, pairs, rows)
     status = results["status"]
-    atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"]})
+    atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"]}
+                      | ({"signal": interrupted[0]} if interrupted else {}))
     log.info(f"status: {status}" + (f"; failed seeds {results['failed_seeds']}" if results["failed_seeds"] else ""))
     from harness.folder.summary import print_summary
 
@@ -304,7 +447,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     log.close()
     write_manifest(exp_dir)
     if interrupted:
-        return 130
+        return interrupted[1]
     return 0 if status == "completed" else 1
 
 
@@ -392,9 +535,15 @@ def existing_rows(exp_dir: Path) -> dict[int, dict[int, dict]]:
     if not path.is_file():
         return rows
     with path.open() as fh:
-        for row in csv.DictReader(fh):
-            parsed = {k: _num(v) for k, v in row.items()}
-            rows.setdefault(int(parsed["seed"]), {})[int(parsed["epoch"])] = parsed
+        reader = csv.DictReader(fh)
+        for row in reader:
+            try:
+                if None in row or None in row.values():
+                    raise ValueError("wrong number of cells")
+                parsed = {k: _num(v) for k, v in row.items()}
+                rows.setdefault(int(parsed["seed"]), {})[int(parsed["epoch"])] = parsed
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ExperimentError(f"{path}: line {reader.line_num}: {exc}; the folder cannot be resumed") from None
     return rows
 
 

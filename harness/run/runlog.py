@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from datetime import datetime, timezone
@@ -21,7 +22,11 @@ class RunLog:
         self.path = path
         self.echo = None if quiet else echo
         self._lock = threading.Lock()
-        self._fh = path.open("a", encoding="utf-8") if path is not None else None
+        self._fh = None
+        if path is not None:  # appended without following a symlink (a received folder may hold one)
+            from harness.folder.experiment import open_append_nofollow
+
+            self._fh = os.fdopen(open_append_nofollow(path), "a", encoding="utf-8")
 
     def write(self, message: str, level: str = "INFO") -> None:
         with self._lock:

@@ -65,6 +65,7 @@ class FolderSink:
 
         buf = io.BytesIO()
         torch.save(state, buf)
+        exit_if_orphaned()  # the launcher holds the folder lock: without it, no write
         atomic_write_bytes(self.exp_dir / checkpoint_name(kind, self.seed, self.multi), buf.getvalue())
         if kind == "best":
             self._best_model = state["model"]
@@ -81,8 +82,48 @@ class FolderSink:
         return None
 
 
+# ---------------------------------------------------------------------------------------------
+# Ownership: a worker never outlives the launcher that holds the folder lock.
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 10  # seconds a worker gets after SIGTERM before it is killed
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), then make sure the
+    parent did not die before the request took effect."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:  # pragma: no cover - kernel refused
+            print(f"warning: prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}); "
+                  "relying on the parent check before each write", file=sys.stderr)
+    exit_if_orphaned()
+
+
+def exit_if_orphaned() -> None:
+    """Exit at once when the launcher that started this worker is gone (its lock is released)."""
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
+
+
+def _load_resume_state(path: Path) -> Any:
+    """The seed's last checkpoint, or ValueError saying which file does not load and why."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to load is this seed's failure
+        raise ValueError(f"last checkpoint {path.name} does not load ({type(exc).__name__}: "
+                         f"{str(exc)[:120]}); delete it to train this seed from the start") from None
+
+
 def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: int, resume: bool,
                  events: Any) -> None:
+    die_with_parent()
     # Isolate the GPU before torch (and CUDA) start in this process.
     if plan.device != "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.device
@@ -111,10 +152,12 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
         return
     for seed in plan.seeds:
         sink = FolderSink(Path(exp_dir), seed, multi, events, cfg["experiment"].get("experiment_suffix") or "")
-        resume_state = None
         last = Path(exp_dir) / checkpoint_name("last", seed, multi)
-        if resume and last.is_file():
-            resume_state = torch.load(last, map_location="cpu", weights_only=True)
+        try:
+            resume_state = _load_resume_state(last) if resume and last.is_file() else None
+        except ValueError as exc:
+            events.put(("failed", seed, str(exc)))
+            continue
         try:
             events.put(("started", seed, {"device": plan.device}))
             result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)
@@ -148,6 +191,7 @@ def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, th
         p.start()
         procs.append((plan, p))
     outcomes: dict[int, dict] = {}
+    started: set[int] = set()
 
     def drain(block: bool) -> None:
         while True:
@@ -160,6 +204,8 @@ def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, th
                 outcomes[seed] = {"status": payload["status"], "result": payload}
             elif kind == "failed":
                 outcomes[seed] = {"status": "failed", "reason": payload}
+            elif kind == "started":
+                started.add(seed)
             on_event(kind, seed, payload)
 
     try:
@@ -168,18 +214,27 @@ def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, th
         for _, p in procs:
             p.join()
         drain(block=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM of the launcher: stop every worker, bounded grace
         for _, p in procs:
             if p.is_alive():
                 p.terminate()
         for _, p in procs:
-            p.join(timeout=10)
+            p.join(timeout=STOP_GRACE_S)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=STOP_GRACE_S)
         raise
     for plan, p in procs:
         for seed in plan.seeds:
             if seed not in outcomes:
-                code = p.exitcode
-                why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                outcomes[seed] = {"status": "failed", "reason": f"worker for device {plan.device} died ({why})"}
+                outcomes[seed] = _died_outcome(plan.device, p.exitcode, seed in started)
                 on_event("failed", seed, outcomes[seed]["reason"])
     return outcomes
+
+
+def _died_outcome(device: str, code: int | None, started: bool) -> dict:
+    """A seed its worker never reported: failed when it had started, not_run when it had not."""
+    why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    if started:
+        return {"status": "failed", "reason": f"worker for device {device} died ({why})"}
+    return {"status": "not_run", "reason": f"worker for device {device} died ({why}) before this seed started"}
