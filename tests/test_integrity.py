@@ -48,9 +48,9 @@ def failed(report: dict) -> dict[str, str]:
 
 
 @pytest.fixture
-def finished(tmp_path_factory, tmp_path) -> Path:
+def finished(base_run, tmp_path) -> Path:
     """A copy of the shared finished base run (3 epochs, seed 21), free to modify."""
-    return audit_runs.copy_experiment(audit_runs.base_run(tmp_path_factory), tmp_path / "copies")
+    return audit_runs.copy_experiment(base_run, tmp_path / "copies")
 
 
 def launch(tmp_path: Path, title: str, *extra: str) -> subprocess.Popen:
