@@ -180,4 +180,6 @@ def simulate(
         sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
         source_files=(),
         true_mastery=mastery,
+        split="simulated",
+        num_c_source="number of simulated skills",
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.config.build import SCHEMA_VERSION, ConfigError, params_from_file
+from harness.config.build import SCHEMA_VERSION, ConfigError, config_md5, params_from_file
 from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment, title_of
-from harness.run.launcher import LaunchError, execute_experiment, prepare_run, resolve_run
+from harness.run.datasets import dataset_name, describe_read
+from harness.run.launcher import LaunchError, ResolvedRun, execute_experiment, prepare_run, resolve_run
 
 
 def run(ns: argparse.Namespace, title: str | None) -> int:
@@ -35,11 +37,16 @@ def run(ns: argparse.Namespace, title: str | None) -> int:
         if getattr(ns, "data_dir", None) is None and resolved.config["data"]["dataset"] != "synthetic":
             ns.data_dir = reproduction.pop("_source_data_dir", None)
         reproduction.pop("_source_data_dir", None)
+    select_dataset(resolved, ns)
+    if reproduction is not None:
+        check_reproduction_data(resolved, ns, reproduction)
+    check_output_base(Path(getattr(ns, "output_base", None) or "examples/experiments"))
     runtime = pick_runtime(resolved.params["runtime"])
     exp_dir = prepare_run(resolved, ns, reproduction=reproduction, runtime=runtime)
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
+    print(describe_read(resolved.config["data_checksum"]))
     if runtime == "docker":
         from harness.docker.run import run_in_docker
 
@@ -53,6 +60,49 @@ def run(ns: argparse.Namespace, title: str | None) -> int:
     return code
 
 
+def check_reproduction_data(resolved: ResolvedRun, ns: argparse.Namespace, reproduction: dict[str, Any]) -> None:
+    """Refuse, before any folder exists, to reproduce on data whose sha256 differs from the source's.
+
+    `--allow_different_data` lets it run; the reproduction block then records both checksums.
+    """
+    from harness.run.datasets import load_from_params
+
+    expected = reproduction.get("source_data_sha256")
+    allowed = bool(getattr(ns, "allow_different_data", False))
+    reproduction["allow_different_data"] = allowed
+    if not expected:
+        return
+    found = load_from_params(resolved.config["data"], getattr(ns, "data_dir", None)).sha256
+    reproduction["data_sha256"] = found
+    if found != expected and not allowed:
+        raise LaunchError(f"the data to reproduce on (sha256 {found[:12]}…) differs from the source's "
+                          f"({expected[:12]}…); pass --allow_different_data to run on it anyway")
+
+
+def check_output_base(base: Path) -> None:
+    """Refuse an output base that is a file or where no folder can be created (read-only, no permission)."""
+    existing = base
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LaunchError(f"--output_base {base}: {existing} is not a folder")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=base, prefix=".harness_probe_").cleanup()
+    except OSError as exc:
+        raise LaunchError(f"--output_base {base}: cannot create folders there ({exc.strerror or exc})") from None
+
+
+def select_dataset(resolved: ResolvedRun, ns: argparse.Namespace) -> None:
+    """Name the run's dataset from --data_dir when none was given, or check the given name against it."""
+    requested = resolved.params["dataset"]
+    name = dataset_name(requested, getattr(ns, "data_dir", None), typed="dataset" in vars(ns))
+    if name != requested:
+        resolved.params["dataset"] = name
+        resolved.config["data"]["dataset"] = name
+        resolved.notes.append(f"dataset named {name!r} after --data_dir")
+
+
 def pick_runtime(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -64,9 +114,17 @@ def pick_runtime(requested: str) -> str:
         return "local"
 
 
+def read_config(folder: Path) -> dict[str, Any]:
+    """An experiment's config.json as a dict, or ExperimentError (one line) when it is not one."""
+    cfg = read_json(folder / "config.json")
+    if not isinstance(cfg, dict):
+        raise ExperimentError(f"{folder / 'config.json'}: expected a JSON object, found {type(cfg).__name__}")
+    return cfg
+
+
 def reproduction_source(source: Path, ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Parameters of the source config, the `reproduction` block and the new title."""
-    cfg = read_json(source / "config.json")
+    cfg = read_config(source)
     schema = cfg.get("schema_version")
     if schema not in (2, 3):
         raise ConfigError(f"{source / 'config.json'}: unknown schema_version {schema!r}")
@@ -83,6 +141,7 @@ def reproduction_source(source: Path, ns: argparse.Namespace) -> tuple[dict[str,
         "source_schema_version": schema,
         "schema_match": schema == SCHEMA_VERSION,
         "_source_data_dir": (cfg.get("paths") or {}).get("data_dir"),
+        "source_data_sha256": (cfg.get("data_checksum") or {}).get("sha256"),
     }
     if schema != SCHEMA_VERSION:
         print(f"note: source schema_version {schema} differs from ours ({SCHEMA_VERSION}); "
@@ -102,7 +161,7 @@ def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace, reproducti
     if getattr(ns, "manifest", False):
         write_manifest_file(exp_dir, reproduction)
     print(f"reproduction verdict: {report['verdict']}")
-    return 0 if report["within_tolerance"] else 1
+    return verdict_exit_code(report)
 
 
 def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
@@ -119,6 +178,7 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace) -> int:
     base = output_base(getattr(ns, "output_base", None))
     source = resolve_experiment(source_ref, base)
     target = resolve_experiment(target_ref, base)
+    check_manifest_readable(target)
     report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
     write_report(target, report)
     if getattr(ns, "json", False):
@@ -128,7 +188,28 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace) -> int:
         for reason in report.get("reasons", []):
             print(f"  - {reason}")
         print(f"report: {target / 'reproduction_report.json'}")
-    return 0 if report["within_tolerance"] else 1
+    return verdict_exit_code(report)
+
+
+EXIT_VERDICT_FAIL = 1
+
+
+def verdict_exit_code(report: dict[str, Any]) -> int:
+    """0 for a `pass` or `pass_with_notes` verdict, EXIT_VERDICT_FAIL for `fail` (whatever the metrics)."""
+    return 0 if report["verdict"] != "fail" and report["within_tolerance"] else EXIT_VERDICT_FAIL
+
+
+def check_manifest_readable(folder: Path) -> None:
+    """Refuse (before writing anything) a folder whose MANIFEST.sha256 a report could not be added to."""
+    from harness.folder.experiment import MANIFEST, read_manifest
+
+    if not (folder / MANIFEST).is_file():
+        return
+    try:
+        read_manifest(folder)
+    except UnicodeDecodeError as exc:
+        raise ExperimentError(f"{folder / MANIFEST}: not a sha256sum manifest ({type(exc).__name__}); "
+                              "nothing written") from None
 
 
 def verify(ns: argparse.Namespace) -> int:
@@ -148,7 +229,10 @@ def verify(ns: argparse.Namespace) -> int:
 
 def resume(ref: str, ns: argparse.Namespace) -> int:
     exp_dir = resolve_experiment(ref, output_base(getattr(ns, "output_base", None)))
-    cfg = read_json(exp_dir / "config.json")
+    cfg = read_config(exp_dir)
     if cfg.get("schema_version") != SCHEMA_VERSION:
         raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")
+    if cfg.get("config_md5") != config_md5(cfg):
+        raise ExperimentError(f"{exp_dir / 'config.json'}: config_md5 does not recompute (edited or damaged); "
+                              "it cannot be resumed")
     return execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -39,6 +40,19 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, str]:
         "git_branch": git("rev-parse", "--abbrev-ref", "HEAD") or "unknown",
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
     }
+
+
+# Libraries whose numerics enter the results (metrics, data reading, plots), recorded by version.
+LIBRARIES = (("scikit_learn", "scikit-learn"), ("pandas", "pandas"), ("scipy", "scipy"),
+             ("matplotlib", "matplotlib"))
+
+
+def package_version(dist: str) -> str:
+    """The installed version of a distribution, or 'not installed'."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def cpu_name() -> str:
@@ -86,9 +100,12 @@ def capture(*, runtime: str, dataset: dict[str, Any], determinism: dict[str, Any
     pairs += [
         ("cudnn_version", str(cudnn)),
         ("numpy_version", numpy.__version__),
+        *((f"{key}_version", package_version(dist)) for key, dist in LIBRARIES),
         ("harness_version", _package_version()),
         ("cpu", cpu_name()),
+        ("cpu_arch", platform.machine() or "unknown"),
         ("cpu_count", str(os.cpu_count())),
+        ("cpu_usable", str(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else "unknown"),
         ("torch_threads", str(torch.get_num_threads())),
     ]
     pairs += gpu_lines()
