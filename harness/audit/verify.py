@@ -261,7 +261,9 @@ def _artifact_checks(checks: _Checks, ctx: dict[str, Any]) -> None:
 
 def _heads_on(cfg: dict[str, Any]) -> bool:
     """Both the mastery and the gain head on (the model then outputs mastery to plot)."""
-    heads = cfg.get("heads") if isinstance(cfg.get("heads"), dict) else {}
+    heads = cfg.get("heads")
+    if not isinstance(heads, dict):
+        return True
     return heads.get("use_mastery_head", True) is not False and heads.get("use_gain_head", True) is not False
 
 
