@@ -37,8 +37,9 @@ def run(ns: argparse.Namespace, title: str | None) -> int:
         if getattr(ns, "data_dir", None) is None and resolved.config["data"]["dataset"] != "synthetic":
             ns.data_dir = reproduction.pop("_source_data_dir", None)
         reproduction.pop("_source_data_dir", None)
-    select_dataset(resolved, ns)
-    if reproduction is not None:
+    if reproduction is None:  # a reproduction's data is checked by its sha256 instead of its name
+        select_dataset(resolved, ns)
+    else:
         check_reproduction_data(resolved, ns, reproduction)
     check_output_base(Path(getattr(ns, "output_base", None) or "examples/experiments"))
     runtime = pick_runtime(resolved.params["runtime"])
@@ -220,11 +221,27 @@ def verify(ns: argparse.Namespace) -> int:
     against = resolve_experiment(ns.against, base) if ns.against else None
     report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
                                corr_tolerance=ns.corr_tolerance)
+    if getattr(ns, "write_report", False):
+        write_verification_report(exp, report)
     if ns.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print_report(report)
     return 0 if report["passed"] else 1
+
+
+def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
+    """Store the verdict as <exp>/verification_report.json and record it in the folder's manifest
+    (what `harness run --runtime docker` does on the host; the Compose verifier uses this)."""
+    from harness.folder.experiment import MANIFEST, atomic_write_json, record_in_manifest
+
+    check_manifest_readable(exp)
+    try:
+        atomic_write_json(exp / "verification_report.json", report)
+        if (exp / MANIFEST).is_file():
+            record_in_manifest(exp, ["verification_report.json"])
+    except OSError as exc:
+        raise ExperimentError(f"cannot write {exp / 'verification_report.json'}: {exc.strerror or exc}") from None
 
 
 def resume(ref: str, ns: argparse.Namespace) -> int:

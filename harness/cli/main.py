@@ -45,13 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="largest correlation difference accepted (default: 0.0005 fp32, 0.01 with AMP)")
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing)")
+    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report)")
     ver.add_argument("experiment")
     ver.add_argument("--against", default=None, help="also compare with this source experiment")
     ver.add_argument("--output_base", default=None)
     ver.add_argument("--json", action="store_true", help="print one JSON object")
     ver.add_argument("--auc_tolerance", type=float, default=None)
     ver.add_argument("--corr_tolerance", type=float, default=None)
+    ver.add_argument("--write_report", action="store_true",
+                     help="store the verdict as <experiment>/verification_report.json (recorded in its manifest)")
 
     res = sub.add_parser("resume", help="continue an interrupted or partly failed experiment")
     res.add_argument("experiment")

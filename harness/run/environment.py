@@ -118,14 +118,39 @@ def capture(*, runtime: str, dataset: dict[str, Any], determinism: dict[str, Any
         ("runtime", runtime),
     ]
     if runtime == "docker":
-        pairs.append(("image_id", os.environ.get("HARNESS_IMAGE_ID", "unknown")))
-        record = os.environ.get("HARNESS_IMAGE_RECORD")
-        if record:
-            pairs.append(("image_record", json.dumps(json.loads(record), sort_keys=True)))
+        pairs += image_lines()
     if determinism:
         pairs.append(("determinism", json.dumps(determinism, sort_keys=True)))
     if seed_devices:
         pairs.append(("seed_devices", json.dumps({str(k): v for k, v in seed_devices.items()})))
+    return pairs
+
+
+def image_lines() -> list[tuple[str, str]]:
+    """image_id and image_record of a container run.
+
+    From HARNESS_IMAGE_ID / HARNESS_IMAGE_RECORD (set by `harness run --runtime docker`), else
+    from the build record at HARNESS_IMAGE_RECORD_FILE (Compose points it at the
+    image_record.json that `harness image build` wrote beside the experiments).
+    """
+    image_id = os.environ.get("HARNESS_IMAGE_ID") or ""
+    record_text = os.environ.get("HARNESS_IMAGE_RECORD") or ""
+    record: dict[str, Any] | None = json.loads(record_text) if record_text else None
+    source = "HARNESS_IMAGE_ID"
+    path = os.environ.get("HARNESS_IMAGE_RECORD_FILE")
+    if record is None and path:
+        try:
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            loaded = None
+        record = loaded if isinstance(loaded, dict) else None
+        if record is not None and not image_id:
+            image_id, source = str(record.get("image_id") or ""), f"{path} (the last build's record)"
+    pairs = [("image_id", image_id or "unknown")]
+    if image_id and source != "HARNESS_IMAGE_ID":
+        pairs.append(("image_id_source", source))
+    if record is not None:
+        pairs.append(("image_record", json.dumps(record, sort_keys=True)))
     return pairs
 
 
