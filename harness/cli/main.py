@@ -46,12 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
 
     ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report)")
-    ver.add_argument("experiment")
+    ver.add_argument("experiment", help="experiment (id under --output_base, or path)")
     ver.add_argument("--against", default=None, help="also compare with this source experiment")
-    ver.add_argument("--output_base", default=None)
+    ver.add_argument("--output_base", default=None, help="folder holding experiment folders "
+                     "(default: examples/experiments)")
     ver.add_argument("--json", action="store_true", help="print one JSON object")
-    ver.add_argument("--auc_tolerance", type=float, default=None)
-    ver.add_argument("--corr_tolerance", type=float, default=None)
+    ver.add_argument("--auc_tolerance", type=float, default=None,
+                     help="with --against: largest AUC difference accepted (default: by AMP, as compare)")
+    ver.add_argument("--corr_tolerance", type=float, default=None,
+                     help="with --against: largest correlation difference accepted (default: by AMP)")
     ver.add_argument("--write_report", action="store_true",
                      help="store the verdict as <experiment>/verification_report.json (recorded in its manifest)")
 

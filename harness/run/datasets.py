@@ -50,6 +50,8 @@ def dataset_name(requested: str, data_dir: str | None, *, typed: bool) -> str:
     """
     if not data_dir:
         return requested
+    if not Path(data_dir).expanduser().exists():
+        raise DatasetError(f"dataset folder not found: {data_dir}")
     found = name_of_data(data_dir)
     if requested == SYNTHETIC:
         if typed:
