@@ -20,7 +20,7 @@ from rich.console import Console
 
 from gainakt.data import DataError, describe, load_dataset
 from harness.cli.main import build_parser, main
-from harness.run.datasets import DatasetError, load_from_params, name_matches
+from harness.run.datasets import DatasetError, load_from_params
 
 QUICK = [*audit_runs.QUICK, "--epochs", "1", "--seeds", "21"]
 
@@ -114,6 +114,8 @@ def test_dataset_name_must_match_the_data(tmp_path, capsys, name, refused):
 
 
 def test_name_matching_rule():
+    from harness.run.datasets import name_matches
+
     assert name_matches("assist2015", "assist2015_pykt") and name_matches("assist2015", "assist2015")
     assert not name_matches("assist2015", "STATICS") and not name_matches("assist", "assist2015")
 
