@@ -115,6 +115,8 @@ def capture(*, runtime: str, dataset: dict[str, Any], determinism: dict[str, Any
     pairs += [
         ("dataset", str(dataset.get("name"))),
         ("dataset_sha256", str(dataset.get("sha256"))),
+        ("dataset_read", f"{dataset.get('format')}; files {', '.join(dataset.get('files') or []) or 'none'}; "
+                         f"split {dataset.get('split')}; {dataset.get('num_concepts')} concepts"),
         ("runtime", runtime),
     ]
     if runtime == "docker":
