@@ -264,6 +264,10 @@ class DataConfig(_Section):
     dataset: str = spec("synthetic", "dataset name: 'synthetic' (built in, the default) or a name for --data_dir")
     data_format: str = spec("auto", "format of --data_dir",
                             choices=("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015"))
+    num_concepts: int | None = spec(None, "number of concepts (default: from the data: keyid2idx.json, else the "
+                                    "largest id + 1)", ge=1)
+    single_file_split: bool = spec(False, "train on a lone three-line file, split like pyKT (a fifth as test, "
+                                   "folds 0-4)")
     fold: int = spec(0, "validation fold (0-4); the other folds train", ge=0, le=4)
     seq_len: int = spec(200, "window length (pyKT maxlen)", ge=3)
     bucket_by_length: bool = spec(False, "batch windows of similar length together")

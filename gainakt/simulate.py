@@ -185,6 +185,8 @@ def simulate(
         sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
         source_files=(),
         true_mastery=mastery,
+        split="simulated",
+        num_c_source="number of simulated skills",
     )
 
 

@@ -57,8 +57,9 @@ def test_shared_assist2015_matches_published_counts(shared_datasets: Path) -> No
     assert int(train.sum()) == 13_935 and int(ds.lengths[train].sum()) == 484_040
     assert int(test.sum()) == 5_905 and int(ds.lengths[test].sum()) == 199_761
     assert ds.num_c == 100
-    assert int(ds.concepts[0][0]) == 0  # first skill id in the file is 1
+    assert int(ds.concepts[0][0]) == 27  # first skill id of assist2015_train1.csv is 28 (1-based)
     info = describe(ds)
-    assert sum(info["students_per_fold"].values()) == 13_935
-    assert set(info["students_per_fold"].values()) == {2_787}
-    assert ds.source_files == ("assist2015_test.csv", "assist2015_train.csv")
+    # The folder ships DKVMN's published split: train1 trains (fold 1), valid1 validates (fold 0).
+    assert info["students_per_fold"] == {"0": 2_812, "1": 11_123}
+    assert info["split"] == "dkvmn_published" and info["valid_folds"] == [0]
+    assert ds.source_files == ("assist2015_test.csv", "assist2015_train1.csv", "assist2015_valid1.csv")

@@ -1,10 +1,15 @@
 """Reader for the DKVMN three-line format (count line, 1-based skill ids, responses).
 
-A folder is read as ``<name>_train.csv`` + ``<name>_test.csv`` (the full training file,
-not the ``train1``/``valid1`` halves). Training students get folds 0..4: shuffled with
-seed 1024 and cut into 5 contiguous blocks, as pyKT's ``KFold_split``; test students get
--1. A single file has no test split of its own, so it is split like pyKT (the last 20%
-of a seed-1024 shuffle are the test set, the rest get folds 0..4).
+A folder holds ``<name>_train.csv`` + ``<name>_test.csv``. When the folder also has the
+published validation split ``<name>_train1.csv`` + ``<name>_valid1.csv`` (as DKVMN ships it),
+that split is used: train1 students train (fold 1), valid1 students validate (fold 0, the only
+usable validation fold) and the test file tests (fold -1); the full train file is not read.
+Without it, training students get folds 0..4: shuffled with seed 1024 and cut into 5
+contiguous blocks, as pyKT's ``KFold_split``; test students get -1. A single file has no
+test split of its own, so it is split like pyKT (the last 20% of a seed-1024 shuffle are the
+test set, the rest get folds 0..4) and the dataset records that split ("pykt_split_of_file"),
+which the harness refuses for training unless asked for. ``num_c`` is the largest skill id
+over every file read (ids are 1-based, so that id is the count).
 
 Every student of the file is kept, including those with only 1 or 2 interactions (the
 published counts include them); they produce no training windows, and a student with
@@ -118,31 +123,50 @@ def find_train_test(directory: Path) -> tuple[Path, Path] | None:
     return trains[0], tests[0]
 
 
+def find_published_split(train: Path) -> tuple[Path, Path] | None:
+    """Return DKVMN's published ``<name>_train1.csv`` and ``<name>_valid1.csv`` beside a train file."""
+    stem = train.name[: -len("_train.csv")]
+    pair = (train.with_name(f"{stem}_train1.csv"), train.with_name(f"{stem}_valid1.csv"))
+    return pair if all(p.is_file() for p in pair) else None
+
+
+def _uids(path: Path, n: int) -> list[str]:
+    return [f"{path.stem}:{i}" for i in range(n)]
+
+
+def _read_folder(path: Path) -> tuple[list[ThreeLineFile], np.ndarray, str, list[Path]]:
+    """Files read, per-student folds, split rule and hashed files of a three-line folder."""
+    pair = find_train_test(path)
+    if pair is None:
+        raise DataError("a dkvmn folder needs <name>_train.csv and <name>_test.csv", file=path)
+    published = find_published_split(pair[0])
+    if published is not None:
+        train, valid, test = (read_three_line(p) for p in (*published, pair[1]))
+        folds = np.concatenate([
+            np.full(len(train.concepts), 1, dtype=np.int64),
+            np.zeros(len(valid.concepts), dtype=np.int64),
+            np.full(len(test.concepts), -1, dtype=np.int64),
+        ])
+        return [train, valid, test], folds, "dkvmn_published", [*published, pair[1]]
+    train, test = read_three_line(pair[0]), read_three_line(pair[1])
+    folds = np.concatenate([kfold_assign(len(train.concepts)), np.full(len(test.concepts), -1, dtype=np.int64)])
+    return [train, test], folds, "dkvmn_kfold", [pair[0], pair[1]]
+
+
 def read_dkvmn(path: Path, *, name: str | None = None) -> KTDataset:
-    """Return the dataset of a three-line folder (train + test files) or of a single three-line file."""
+    """Return the dataset of a three-line folder (see the module docstring) or of a single file."""
     if path.is_dir():
-        pair = find_train_test(path)
-        if pair is None:
-            raise DataError("a dkvmn folder needs <name>_train.csv and <name>_test.csv", file=path)
-        train, test = read_three_line(pair[0]), read_three_line(pair[1])
-        folds = np.concatenate(
-            [kfold_assign(len(train.concepts)), np.full(len(test.concepts), -1, dtype=np.int64)]
-        )
-        concepts = train.concepts + test.concepts
-        responses = train.responses + test.responses
-        uids = [f"{pair[0].stem}:{i}" for i in range(len(train.concepts))]
-        uids += [f"{pair[1].stem}:{i}" for i in range(len(test.concepts))]
-        files = [pair[0], pair[1]]
+        parts, folds, split, files = _read_folder(path)
         default_name = path.name
     else:
-        single = read_three_line(path)
-        concepts, responses = single.concepts, single.responses
-        order, split = pykt_split(len(concepts))
-        folds = np.empty(len(concepts), dtype=np.int64)
-        folds[order] = split
-        uids = [f"{path.stem}:{i}" for i in range(len(concepts))]
-        files = [path]
-        default_name = path.stem
+        parts = [read_three_line(path)]
+        order, labels = pykt_split(len(parts[0].concepts))
+        folds = np.empty(len(parts[0].concepts), dtype=np.int64)
+        folds[order] = labels
+        split, files, default_name = "pykt_split_of_file", [path], path.stem
+    concepts = [c for part in parts for c in part.concepts]
+    responses = [r for part in parts for r in part.responses]
+    uids = [u for part in parts for u in _uids(part.path, len(part.concepts))]
     max_id = int(np.concatenate(concepts).max()) if concepts else -1
     digest, names = sha256_files(files)
     return KTDataset(
@@ -155,4 +179,7 @@ def read_dkvmn(path: Path, *, name: str | None = None) -> KTDataset:
         uids=uids,
         sha256=digest,
         source_files=names,
+        split=split,
+        num_c_source=f"largest skill id in {', '.join(p.name for p in files)}",
+        valid_folds=(0,) if split == "dkvmn_published" else None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,11 +44,15 @@ def detect_format(path: Path) -> str:
     raise DataError(f"unknown dataset format at {path}: {_EXPECTED}")
 
 
-def load_dataset(path: str | Path, fmt: str = "auto", *, name: str | None = None) -> KTDataset:
+def load_dataset(
+    path: str | Path, fmt: str = "auto", *, name: str | None = None, num_concepts: int | None = None
+) -> KTDataset:
     """Read a dataset folder or file and return it as a KTDataset.
 
     ``fmt`` is ``"auto"`` (detect) or one of ``pykt``, ``pykt_sequences``, ``dkvmn``,
     ``raw_assist2015``. ``name`` defaults to the folder name or the file's stem.
+    ``num_concepts`` sets the number of concepts instead of the reader's count (it must
+    exceed every concept id read, and agree with a pyKT ``keyid2idx.json``).
     Raises DataError (one line, naming file and line) for a missing path, an unknown
     format or malformed content.
     """
@@ -62,4 +67,18 @@ def load_dataset(path: str | Path, fmt: str = "auto", *, name: str | None = None
         raise DataError(f"format {fmt} needs a folder, got a file: {path}")
     if fmt == "raw_assist2015" and path.is_dir():
         raise DataError(f"format raw_assist2015 needs a CSV file, got a folder: {path}")
-    return READERS[fmt](path, name=name)
+    ds = READERS[fmt](path, name=name)
+    return ds if num_concepts is None else with_num_concepts(ds, num_concepts, path)
+
+
+def with_num_concepts(ds: KTDataset, num_concepts: int, path: Path) -> KTDataset:
+    """The dataset with ``num_c`` set by the user, or DataError when the data contradicts it."""
+    if num_concepts < 1:
+        raise DataError(f"num_concepts must be at least 1, got {num_concepts}")
+    largest = max((int(c.max()) for c in ds.concepts if len(c)), default=-1)
+    if largest >= num_concepts:
+        raise DataError(f"num_concepts {num_concepts} is too small: the data holds concept id {largest} "
+                        f"(0-based; needs at least {largest + 1})", file=path)
+    if ds.num_c_source.startswith("concepts listed in") and ds.num_c != num_concepts:
+        raise DataError(f"num_concepts {num_concepts} contradicts the {ds.num_c} {ds.num_c_source}", file=path)
+    return dataclasses.replace(ds, num_c=num_concepts, num_c_source="given (num_concepts)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,37 +50,72 @@ def read_csv_table(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame, n
     return table, line
 
 
+_INT_TOKEN = re.compile(r"\s*[+-]?[0-9]+\s*")
+_INT64_MAX = int(np.iinfo(np.int64).max)
+_INT64_LIMITS = np.array([np.iinfo(np.int64).min, _INT64_MAX], dtype=np.int64)
+
+# Concept ids index an embedding table, so an id is also a memory request: refuse ids above
+# MAX_CONCEPT_ID outright, and ids of at least SPARSE_FROM that exceed SPARSE_FACTOR times the
+# number of distinct ids of the file (ids that are raw keys, not indices 0..num_concepts-1).
+MAX_CONCEPT_ID = 1_000_000
+SPARSE_FROM = 10_000
+SPARSE_FACTOR = 100
+
+
 def parse_int_lists(
     strings: Sequence[str], *, file: Path, lines: np.ndarray, column: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Parse comma-joined integer lists; return ``(flat int64 values, per-row lengths)``.
 
-    The fast path parses all rows in one ``np.fromstring`` call; only when that fails or
-    the value count disagrees with the comma count are rows re-parsed one by one, to name
-    the first bad line.
+    The fast path parses all rows in one ``np.fromstring`` call. When that fails, the value
+    count disagrees with the comma count, or a value sits at the int64 limits (numpy clamps
+    values it cannot hold), every token is checked in Python: a token must be decimal digits
+    with an optional sign (no ``1_000``, ``1.0`` or ``1e3``) and fit in int64, else DataError
+    names the file, line and token.
     """
     strings = list(strings)
     lengths = np.fromiter((s.count(",") + 1 for s in strings), dtype=np.int64, count=len(strings))
     try:
         flat = np.fromstring(",".join(strings), dtype=np.int64, sep=",")
-        if flat.size == int(lengths.sum()):
+        if flat.size == int(lengths.sum()) and not np.isin(flat, _INT64_LIMITS).any():
             return flat, lengths
     except ValueError:
         pass
-    _raise_first_bad_token(strings, file=file, lines=lines, column=column)
-    raise AssertionError("unreachable: fast parse failed but every row parses")  # pragma: no cover
+    return _parse_strictly(strings, file=file, lines=lines, column=column), lengths
 
 
-def _raise_first_bad_token(strings: Sequence[str], *, file: Path, lines: np.ndarray, column: str) -> None:
+def _parse_strictly(strings: Sequence[str], *, file: Path, lines: np.ndarray, column: str) -> np.ndarray:
+    values: list[int] = []
     for row, text in enumerate(strings):
         for token in text.split(","):
-            try:
-                int(token)
-            except ValueError:
-                shown = token if len(token) <= 20 else token[:20] + "..."
-                raise DataError(
-                    f"column {column}: {shown!r} is not an integer", file=file, line=int(lines[row])
-                ) from None
+            shown = token if len(token) <= 20 else token[:20] + "..."
+            if not _INT_TOKEN.fullmatch(token):
+                raise DataError(f"column {column}: {shown!r} is not an integer", file=file, line=int(lines[row]))
+            value = int(token)
+            if abs(value) >= _INT64_MAX:
+                raise DataError(f"column {column}: {shown!r} is out of range (|value| < 2**63 - 1)",
+                                file=file, line=int(lines[row]))
+            values.append(value)
+    return np.array(values, dtype=np.int64)
+
+
+def check_concept_bound(concepts: np.ndarray, row_of: np.ndarray, *, file: Path, lines: np.ndarray) -> None:
+    """Raise DataError when the largest concept id is absurd for an index (see MAX_CONCEPT_ID)."""
+    real = concepts[concepts >= 0]
+    if not real.size:
+        return
+    top = int(real.max())
+    distinct = int(np.unique(real).size)
+    if top > MAX_CONCEPT_ID:
+        reason = f"above {MAX_CONCEPT_ID:,}, the largest concept id accepted"
+    elif top >= SPARSE_FROM and top >= SPARSE_FACTOR * distinct:
+        reason = (f"at least {SPARSE_FACTOR} times the {distinct} distinct ids of this file "
+                  "(raw keys, not indices)")
+    else:
+        return
+    pos = int(np.flatnonzero(concepts == top)[0])
+    raise DataError(f"concept id {top} is {reason}: ids must be indices 0..num_concepts-1 "
+                    "(map them to consecutive numbers first)", file=file, line=int(lines[row_of[pos]]))
 
 
 def check_rows(
@@ -116,6 +152,7 @@ def check_rows(
     if not ok_c.all():
         pos = int(np.flatnonzero(~ok_c)[0])
         raise DataError(f"concept id {concepts[pos]} is negative", file=file, line=int(lines[row_of[pos]]))
+    check_concept_bound(concepts, row_of, file=file, lines=lines)
 
 
 def split_rows(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ from gainakt.data.checksum import sha256_files
 from gainakt.data.dataset import KTDataset
 from gainakt.data.errors import DataError
 from gainakt.data.parsing import check_rows, parse_int_lists, read_csv_table, split_rows
+from gainakt.data.splits import PYKT_FOLDS
 
 KEYID_FILE = "keyid2idx.json"
 _COLUMNS = ("fold", "uid", "concepts", "responses")
@@ -54,10 +55,13 @@ def _read_part(path: Path, *, test: bool, chunked: bool) -> _Part:
     c_flat, c_len = parse_int_lists(table["concepts"], file=path, lines=lines, column="concepts")
     r_flat, r_len = parse_int_lists(table["responses"], file=path, lines=lines, column="responses")
     check_rows(c_flat, c_len, r_flat, r_len, file=path, lines=lines, allow_padding=chunked)
-    if not test and (folds < 0).any():
-        row = int(np.flatnonzero(folds < 0)[0])
+    bad_fold = (folds < 0) | (folds >= PYKT_FOLDS)
+    if not test and bad_fold.any():
+        row = int(np.flatnonzero(bad_fold)[0])
         raise DataError(
-            f"fold {folds[row]} in a train/valid file (expected >= 0)", file=path, line=int(lines[row])
+            f"fold {folds[row]} in a train/valid file (expected 0-{PYKT_FOLDS - 1})",
+            file=path,
+            line=int(lines[row]),
         )
     part = _Part()
     part.path = path
@@ -109,12 +113,13 @@ def _rebuild_students(
     part.lines = lines[first_row]
 
 
-def _num_concepts(directory: Path, parts: list[_Part]) -> tuple[int, list[Path]]:
-    """Return (num_c, extra files read): keyid2idx.json's concept count when present, else max id + 1."""
+def _num_concepts(directory: Path, parts: list[_Part]) -> tuple[int, list[Path], str]:
+    """Return (num_c, extra files read, source): keyid2idx.json's concept count when present,
+    else max id + 1."""
     keyfile = directory / KEYID_FILE
     max_id = max(p.max_concept for p in parts)
     if not keyfile.is_file():
-        return max_id + 1, []
+        return max_id + 1, [], f"largest concept id + 1 (no {KEYID_FILE})"
     try:
         num_c = len(json.loads(keyfile.read_text(encoding="utf-8"))["concepts"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -130,7 +135,7 @@ def _num_concepts(directory: Path, parts: list[_Part]) -> tuple[int, list[Path]]
                         file=part.path,
                         line=int(part.lines[i]),
                     )
-    return num_c, [keyfile]
+    return num_c, [keyfile], f"concepts listed in {KEYID_FILE}"
 
 
 def _read(directory: Path, files: tuple[str, str], *, fmt: str, name: str | None) -> KTDataset:
@@ -143,7 +148,7 @@ def _read(directory: Path, files: tuple[str, str], *, fmt: str, name: str | None
         _read_part(paths[0], test=False, chunked=chunked),
         _read_part(paths[1], test=True, chunked=chunked),
     ]
-    num_c, extra = _num_concepts(directory, parts)
+    num_c, extra, num_c_source = _num_concepts(directory, parts)
     digest, names = sha256_files(paths + extra)
     return KTDataset(
         name=name or directory.name,
@@ -155,6 +160,8 @@ def _read(directory: Path, files: tuple[str, str], *, fmt: str, name: str | None
         uids=parts[0].uids + parts[1].uids,
         sha256=digest,
         source_files=names,
+        split="pykt_files",
+        num_c_source=num_c_source,
     )
 
 

@@ -130,4 +130,6 @@ def read_raw_assist2015(path: Path, *, name: str | None = None) -> KTDataset:
         uids=[str(int(i)) for i in student_order],
         sha256=digest,
         source_files=names,
+        split="pykt_split_of_file",
+        num_c_source="distinct sequence_id values (numbered like pyKT)",
     )

@@ -10,6 +10,17 @@ PYKT_SEED = 1024
 PYKT_TEST_RATIO = 0.2
 PYKT_FOLDS = 5
 
+# Every split rule a reader may record in KTDataset.split, with the sentence shown to users.
+SPLITS: dict[str, str] = {
+    "pykt_files": "the files' own split: train/valid folds 0-4 from the fold column, the test file as test",
+    "pykt_split_of_file": "pyKT's split of one file: last 20% of a seed-1024 shuffle are test, the rest "
+                          "cut into folds 0-4",
+    "dkvmn_published": "DKVMN's published split: *_train1.csv trains, *_valid1.csv validates (fold 0 only), "
+                       "*_test.csv tests",
+    "dkvmn_kfold": "*_test.csv tests; *_train.csv cut into folds 0-4 like pyKT's KFold_split (seed 1024)",
+    "simulated": "simulated students split like pyKT (20% test, folds 0-4)",
+}
+
 
 def _pandas_sample_order(n: int, seed: int) -> np.ndarray:
     """Return the row order of ``df.sample(frac=1, random_state=seed)`` for an n-row frame.
@@ -67,10 +78,12 @@ def split_students(ds: KTDataset, fold: int) -> tuple[np.ndarray, np.ndarray, np
     """Return ``(train_idx, valid_idx, test_idx)`` student indices (int64, ascending) for a fold.
 
     Validation is the students of ``fold``; training every other non-test student;
-    test the students with fold -1.
+    test the students with fold -1. A dataset with ``valid_folds`` accepts only those folds.
     """
     folds = np.asarray(ds.folds)
     available = sorted(int(f) for f in np.unique(folds) if f >= 0)
+    if ds.valid_folds is not None:
+        available = [f for f in available if f in ds.valid_folds]
     if fold not in available:
         raise ValueError(f"fold {fold} not in dataset {ds.name!r} (folds: {available})")
     train = np.flatnonzero((folds != fold) & (folds != -1))

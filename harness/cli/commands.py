@@ -6,11 +6,12 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from harness.audit.attest import sign_if_configured
-from harness.config.build import SCHEMA_VERSION, ConfigError, params_from_file
+from harness.config.build import SCHEMA_VERSION, ConfigError, config_md5, params_from_file
 from harness.config.launch import LaunchOptions
 from harness.folder.experiment import (
     ACCEPTED,
@@ -23,7 +24,15 @@ from harness.folder.experiment import (
     resolve_experiment,
     title_of,
 )
-from harness.run.launcher import LaunchError, execute_experiment, prepare_run, release_folder, resolve_run
+from harness.run.datasets import dataset_name, describe_read
+from harness.run.launcher import (
+    LaunchError,
+    ResolvedRun,
+    execute_experiment,
+    prepare_run,
+    release_folder,
+    resolve_run,
+)
 
 
 def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
@@ -51,11 +60,17 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
         if opts.data_dir is None and resolved.config["data"]["dataset"] != "synthetic":
             opts = dataclasses.replace(opts, data_dir=reproduction.pop("_source_data_dir", None))
         reproduction.pop("_source_data_dir", None)
+    if reproduction is None:  # a reproduction's data is checked by its sha256 instead of its name
+        select_dataset(resolved, opts)
+    else:
+        check_reproduction_data(resolved, opts, reproduction)
+    check_output_base(Path(opts.output_base or "examples/experiments"))
     runtime = pick_runtime(resolved.params["runtime"])
     exp_dir = prepare_run(resolved, opts, reproduction=reproduction, runtime=runtime)
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
+    print(describe_read(resolved.config["data_checksum"]))
     try:  # prepare_run took the folder's lock before writing config.json; it is held until here
         if runtime == "docker":
             from harness.docker.run import run_in_docker
@@ -73,6 +88,49 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
     return code
 
 
+def check_reproduction_data(resolved: ResolvedRun, opts: LaunchOptions, reproduction: dict[str, Any]) -> None:
+    """Refuse, before any folder exists, to reproduce on data whose sha256 differs from the source's.
+
+    `--allow_different_data` lets it run; the reproduction block then records both checksums.
+    """
+    from harness.run.datasets import load_from_params
+
+    expected = reproduction.get("source_data_sha256")
+    allowed = opts.allow_different_data
+    reproduction["allow_different_data"] = allowed
+    if not expected:
+        return
+    found = load_from_params(resolved.config["data"], opts.data_dir).sha256
+    reproduction["data_sha256"] = found
+    if found != expected and not allowed:
+        raise LaunchError(f"the data to reproduce on (sha256 {found[:12]}…) differs from the source's "
+                          f"({expected[:12]}…); pass --allow_different_data to run on it anyway")
+
+
+def check_output_base(base: Path) -> None:
+    """Refuse an output base that is a file or where no folder can be created (read-only, no permission)."""
+    existing = base
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LaunchError(f"--output_base {base}: {existing} is not a folder")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=base, prefix=".harness_probe_").cleanup()
+    except OSError as exc:
+        raise LaunchError(f"--output_base {base}: cannot create folders there ({exc.strerror or exc})") from None
+
+
+def select_dataset(resolved: ResolvedRun, opts: LaunchOptions) -> None:
+    """Name the run's dataset from --data_dir when none was given, or check the given name against it."""
+    requested = resolved.params["dataset"]
+    name = dataset_name(requested, opts.data_dir, typed="dataset" in opts.explicit)
+    if name != requested:
+        resolved.params["dataset"] = name
+        resolved.config["data"]["dataset"] = name
+        resolved.notes.append(f"dataset named {name!r} after --data_dir")
+
+
 def pick_runtime(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -81,9 +139,17 @@ def pick_runtime(requested: str) -> str:
     return "docker" if engine_available() else "local"
 
 
+def read_config(folder: Path) -> dict[str, Any]:
+    """An experiment's config.json as a dict, or ExperimentError (one line) when it is not one."""
+    cfg = read_json(folder / "config.json")
+    if not isinstance(cfg, dict):
+        raise ExperimentError(f"{folder / 'config.json'}: expected a JSON object, found {type(cfg).__name__}")
+    return cfg
+
+
 def reproduction_source(source: Path, ns: argparse.Namespace | LaunchOptions) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Parameters of the source config, the `reproduction` block and the new title."""
-    cfg = read_json(source / "config.json")
+    cfg = read_config(source)
     schema = cfg.get("schema_version")
     if schema not in (2, 3):
         raise ConfigError(f"{source / 'config.json'}: unknown schema_version {schema!r}")
@@ -100,6 +166,7 @@ def reproduction_source(source: Path, ns: argparse.Namespace | LaunchOptions) ->
         "source_schema_version": schema,
         "schema_match": schema == SCHEMA_VERSION,
         "_source_data_dir": (cfg.get("paths") or {}).get("data_dir"),
+        "source_data_sha256": (cfg.get("data_checksum") or {}).get("sha256"),
     }
     if schema != SCHEMA_VERSION:
         print(f"note: source schema_version {schema} differs from ours ({SCHEMA_VERSION}); "
@@ -119,7 +186,7 @@ def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace | LaunchOpt
     if getattr(ns, "manifest", False):
         write_manifest_file(exp_dir, reproduction)
     print(f"reproduction verdict: {report['verdict']}")
-    return 0 if report["within_tolerance"] else 1
+    return verdict_exit_code(report)
 
 
 def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
@@ -136,6 +203,7 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOpt
     base = output_base(getattr(ns, "output_base", None))
     source = resolve_experiment(source_ref, base)
     target = resolve_experiment(target_ref, base)
+    check_manifest_readable(target)
     report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
     with FolderLock(target):  # the report goes into the target: only if it is what its manifest says
         accepted = check_before_write(target, "write reproduction_report.json into it",
@@ -151,7 +219,28 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOpt
         for reason in report.get("reasons", []):
             print(f"  - {reason}")
         print(f"report: {target / 'reproduction_report.json'}")
-    return 0 if report["within_tolerance"] else 1
+    return verdict_exit_code(report)
+
+
+EXIT_VERDICT_FAIL = 1
+
+
+def verdict_exit_code(report: dict[str, Any]) -> int:
+    """0 for a `pass` or `pass_with_notes` verdict, EXIT_VERDICT_FAIL for `fail` (whatever the metrics)."""
+    return 0 if report["verdict"] != "fail" and report["within_tolerance"] else EXIT_VERDICT_FAIL
+
+
+def check_manifest_readable(folder: Path) -> None:
+    """Refuse (before writing anything) a folder whose MANIFEST.sha256 a report could not be added to."""
+    from harness.folder.experiment import MANIFEST, read_manifest
+
+    if not (folder / MANIFEST).is_file():
+        return
+    try:
+        read_manifest(folder)
+    except UnicodeDecodeError as exc:
+        raise ExperimentError(f"{folder / MANIFEST}: not a sha256sum manifest ({type(exc).__name__}); "
+                              "nothing written") from None
 
 
 def verify(ns: argparse.Namespace) -> int:
@@ -162,6 +251,8 @@ def verify(ns: argparse.Namespace) -> int:
     against = resolve_experiment(ns.against, base) if ns.against else None
     report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
                                corr_tolerance=ns.corr_tolerance, trusted_key=getattr(ns, "trusted_key", None))
+    if getattr(ns, "write_report", False):
+        write_verification_report(exp, report)
     if ns.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -169,11 +260,28 @@ def verify(ns: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
+    """Store the verdict as <exp>/verification_report.json and record it in the folder's manifest
+    (what `harness run --runtime docker` does on the host; the Compose verifier uses this)."""
+    from harness.folder.experiment import MANIFEST, atomic_write_json, record_in_manifest
+
+    check_manifest_readable(exp)
+    try:
+        atomic_write_json(exp / "verification_report.json", report)
+        if (exp / MANIFEST).is_file():
+            record_in_manifest(exp, ["verification_report.json"])
+    except OSError as exc:
+        raise ExperimentError(f"cannot write {exp / 'verification_report.json'}: {exc.strerror or exc}") from None
+
+
 def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     exp_dir = resolve_experiment(ref, output_base(getattr(ns, "output_base", None)))
-    cfg = read_json(exp_dir / "config.json")
+    cfg = read_config(exp_dir)
     if cfg.get("schema_version") != SCHEMA_VERSION:
         raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")
+    if cfg.get("config_md5") != config_md5(cfg):
+        raise ExperimentError(f"{exp_dir / 'config.json'}: config_md5 does not recompute (edited or damaged); "
+                              "it cannot be resumed")
     if (cfg.get("runtime") or {}).get("runtime") == "docker":
         from harness.docker.run import reap_before_writing
 

@@ -25,20 +25,38 @@ def _add_param(group: argparse._ArgumentGroup, p: Param) -> None:
     names = [f"--{p.name}", *p.flags]
     if p.type is bool:
         group.add_argument(*names, dest=p.name, action="store_const", const=True,
-                           default=argparse.SUPPRESS, help=f"{p.help} (default: {p.default})")
+                           default=argparse.SUPPRESS, help=_with_default(p))
         off = p.off_flags or (f"--no_{p.name}", f"--no-{p.name}")
         group.add_argument(*off, dest=p.name, action="store_const", const=False,
-                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                           default=argparse.SUPPRESS, help=f"turn --{p.name} off")
         return
     if p.type is list:
         group.add_argument(*names, dest=p.name, nargs="+", default=argparse.SUPPRESS,
                            help=f"{p.help} (default: {' '.join(map(str, p.default))})")
         return
     kwargs: dict[str, Any] = {"dest": p.name, "type": _typed(p), "default": argparse.SUPPRESS,
-                              "help": f"{p.help} (default: {p.default})"}
+                              "help": _with_default(p)}
     if p.choices:
         kwargs["choices"] = p.choices
     group.add_argument(*names, **kwargs)
+
+
+def _with_default(p: Param) -> str:
+    """The help text with the default appended, unless the text already says it (or it is None)."""
+    if "(default:" in p.help or p.default is None:
+        return p.help
+    return f"{p.help} (default: {p.default})"
+
+
+def drop_flags(parser: argparse.ArgumentParser, dests: set[str]) -> None:
+    """Remove the flags with these destinations from a parser (flags meaningless for a subcommand)."""
+    for action in [a for a in parser._actions if a.dest in dests]:
+        parser._remove_action(action)
+        for group in parser._action_groups:
+            if action in group._group_actions:
+                group._group_actions.remove(action)
+        for option in action.option_strings:
+            parser._option_string_actions.pop(option, None)
 
 
 def _typed(p: Param):

@@ -8,7 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.cli.flags import OneLineParser, add_integrity_flags, add_launch_flags, add_param_flags
+from harness.cli.flags import (
+    OneLineParser,
+    add_integrity_flags,
+    add_launch_flags,
+    add_param_flags,
+    drop_flags,
+)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,24 +36,36 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="re-run an experiment from its own config")
     rep.add_argument("source", help="experiment id (under --output_base) or path")
     add_run_arguments(rep)
+    # The source is the positional argument; these launcher spellings have no meaning here.
+    drop_flags(rep, {"reproduce_from", "from_config", "compare_only", "source_exp", "target_exp", "resume"})
+    rep.add_argument("--allow_different_data", action="store_true",
+                     help="run even when the data's sha256 differs from the source's (recorded)")
 
     cmp_ = sub.add_parser("compare", help="compare two finished experiments (no training)")
-    cmp_.add_argument("source")
-    cmp_.add_argument("target")
-    cmp_.add_argument("--output_base", default=None)
-    cmp_.add_argument("--auc_tolerance", type=float, default=None)
-    cmp_.add_argument("--corr_tolerance", type=float, default=None)
+    cmp_.add_argument("source", help="source experiment (id under --output_base, or path)")
+    cmp_.add_argument("target", help="target experiment; reproduction_report.json is written into it")
+    cmp_.add_argument("--output_base", default=None, help="folder holding experiment folders "
+                      "(default: examples/experiments)")
+    cmp_.add_argument("--auc_tolerance", type=float, default=None,
+                      help="largest AUC difference accepted (default: 0.0002 fp32, 0.002 with AMP)")
+    cmp_.add_argument("--corr_tolerance", type=float, default=None,
+                      help="largest correlation difference accepted (default: 0.0005 fp32, 0.01 with AMP)")
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
     cmp_.add_argument("--accept_modified", action="store_true",
                       help="write the report even if the target differs from its manifest (recorded)")
 
-    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing)")
-    ver.add_argument("experiment")
+    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report)")
+    ver.add_argument("experiment", help="experiment (id under --output_base, or path)")
     ver.add_argument("--against", default=None, help="also compare with this source experiment")
-    ver.add_argument("--output_base", default=None)
+    ver.add_argument("--output_base", default=None, help="folder holding experiment folders "
+                     "(default: examples/experiments)")
     ver.add_argument("--json", action="store_true", help="print one JSON object")
-    ver.add_argument("--auc_tolerance", type=float, default=None)
-    ver.add_argument("--corr_tolerance", type=float, default=None)
+    ver.add_argument("--auc_tolerance", type=float, default=None,
+                     help="with --against: largest AUC difference accepted (default: by AMP, as compare)")
+    ver.add_argument("--corr_tolerance", type=float, default=None,
+                     help="with --against: largest correlation difference accepted (default: by AMP)")
+    ver.add_argument("--write_report", action="store_true",
+                     help="store the verdict as <experiment>/verification_report.json (recorded in its manifest)")
     ver.add_argument("--trusted_key", default=None, metavar="PUB",
                      help="Ed25519 public key (PEM): the folder's signed attestation must verify with it")
 
@@ -66,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
     desc = data_sub.add_parser("describe", help="students, folds, concepts and window counts of a dataset")
     desc.add_argument("path", help="dataset folder or file, or 'synthetic'")
-    desc.add_argument("--format", default="auto")
-    desc.add_argument("--max_len", type=int, default=200)
-    desc.add_argument("--json", action="store_true")
+    desc.add_argument("--format", default="auto",
+                      choices=("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015"),
+                      help="dataset format (default: auto, detected)")
+    desc.add_argument("--max_len", type=int, default=200, help="window length for the window counts (default: 200)")
+    desc.add_argument("--num_concepts", type=int, default=None,
+                      help="number of concepts (default: from the data)")
+    desc.add_argument("--json", action="store_true", help="print one JSON object")
     from harness.cli.predict import add_commands as add_predict_commands
 
     add_predict_commands(sub, data_sub)
@@ -159,7 +181,7 @@ def data_describe(ns: argparse.Namespace) -> int:
     from gainakt.data import describe, load_dataset
     from gainakt.simulate import simulate
 
-    ds = simulate() if ns.path == "synthetic" else load_dataset(ns.path, ns.format)
+    ds = simulate() if ns.path == "synthetic" else load_dataset(ns.path, ns.format, num_concepts=ns.num_concepts)
     info = describe(ds, max_len=ns.max_len)
     if ns.json:
         print(json.dumps(info, indent=2, sort_keys=True))

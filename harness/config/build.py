@@ -38,6 +38,18 @@ KNOWN_SCHEMAS = (2, 3)
 VOLATILE_SECTIONS = ("runtime", "paths", "reproduction", "config_md5", "missing_params", "schema_version")
 VOLATILE_EXPERIMENT_KEYS = ("id", "short_title", "experiment_suffix", "purpose", "created")
 
+# Parameters added after schema 3 was first written, with the value that reproduces the earlier
+# behaviour. While a config holds that value the leaf is left out of config_md5, so a configuration
+# that does not use the new parameter keeps the md5 it always had (tested against a folder made
+# before). Set to anything else, it is hashed like every other parameter.
+ADDED_LATER: dict[str, dict[str, Any]] = {
+    "data": {"num_concepts": None, "single_file_split": False},
+}
+# Descriptions of what was read, derived from the hashed files (data_checksum.sha256) by the code.
+DESCRIPTIVE_LEAVES: dict[str, tuple[str, ...]] = {
+    "data_checksum": ("split", "split_rule", "num_concepts_source"),
+}
+
 # Leaves that are derived at build time and therefore may not be set directly.
 DERIVED_LEAVES = {"data_checksum.sha256", "data_checksum.files", "seeds.primary"}
 
@@ -162,6 +174,17 @@ def hashed_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(view.get("experiment"), dict):
         for key in VOLATILE_EXPERIMENT_KEYS:
             view["experiment"].pop(key, None)
+    for section, defaults in ADDED_LATER.items():
+        part = view.get(section)
+        if isinstance(part, dict):
+            for key, default in defaults.items():
+                if key in part and part[key] == default and type(part[key]) is type(default):
+                    del part[key]
+    for section, keys in DESCRIPTIVE_LEAVES.items():
+        part = view.get(section)
+        if isinstance(part, dict):
+            for key in keys:
+                part.pop(key, None)
     return view
 
 
@@ -421,9 +444,14 @@ def load_config_file(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
         data = yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to read") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         line = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
         raise ConfigError(f"{p}: not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}"

@@ -40,6 +40,7 @@ class LaunchOptions:
     corr_tolerance: float | None = None
     no_verify: bool = False
     accept_modified: bool = False
+    allow_different_data: bool = False
     sign_key: str | None = None
     container_memory: str | None = None
     container_pids: int | None = None

@@ -131,7 +131,8 @@ def aggregate_table(multi: dict) -> str:
     lines = ["| Metric | Mean | Std | Min | Max | n |", "|---|---|---|---|---|---|"]
     for metric, s in multi["stats"].items():
         if s["n"]:
-            lines.append(f"| {metric} | {_fmt(s['mean'])} | {_fmt(s['std'])} | {_fmt(s['min'])} | "
+            std = _fmt(s["std"]) if s["n"] > 1 else "n/a (n=1)"  # no spread over one value
+            lines.append(f"| {metric} | {_fmt(s['mean'])} | {std} | {_fmt(s['min'])} | "
                          f"{_fmt(s['max'])} | {s['n']} |")
     return "\n".join(lines)
 

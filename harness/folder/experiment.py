@@ -247,6 +247,10 @@ def read_json(path: Path) -> Any:
         raise ExperimentError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise ExperimentError(f"{path}: corrupt JSON (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise ExperimentError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except RecursionError:
+        raise ExperimentError(f"{path}: JSON nested too deeply to read") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.table import Table
 from harness.folder.artifacts import build_multi_seed
 
 COLUMNS = ("best_epoch", "best_val_auc", "test_auc", "test_window_auc", "mastery_correlation", "gain_correlation")
+HEADERS = ("seed", "status", *COLUMNS)
 
 
 def _f(v: Any) -> str:
@@ -19,19 +20,37 @@ def _f(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def print_summary(results: dict, title: str, console: Console | None = None) -> None:
-    console = console or Console()
-    table = Table(title=f"{title} ({results['status']})")
-    table.add_column("seed")
-    table.add_column("status")
-    for c in COLUMNS:
-        table.add_column(c, justify="right")
+def summary_rows(results: dict) -> list[list[str]]:
+    """The table's cells: one row per seed and, for several seeds, mean±std over the completed ones."""
+    rows = []
     for seed in results["seeds"]:
         r = results["per_seed"][str(seed)]
-        table.add_row(str(seed), r["status"], *(_f(r.get(c)) for c in COLUMNS))
+        rows.append([str(seed), r["status"], *(_f(r.get(c)) for c in COLUMNS)])
     if len(results["seeds"]) > 1:
         stats = build_multi_seed(results)["stats"]
-        table.add_row("mean±std", "", *(
-            "-" if c not in stats or not stats[c]["n"] else f"{stats[c]['mean']:.4f}±{stats[c]['std']:.4f}"
-            for c in COLUMNS))
+        rows.append(["mean±std", "", *(_mean_std(stats.get(c)) for c in COLUMNS)])
+    return rows
+
+
+def _mean_std(s: dict | None) -> str:
+    if not s or not s["n"]:
+        return "-"
+    if s["n"] == 1:  # a standard deviation over one value says nothing
+        return f"{s['mean']:.4f} (n=1)"
+    return f"{s['mean']:.4f}±{s['std']:.4f}"
+
+
+def print_summary(results: dict, title: str, console: Console | None = None) -> None:
+    """Print the table at its natural width: headers and cells are never cut to fit 80 columns."""
+    rows = summary_rows(results)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+    needed = sum(widths) + 3 * len(widths) + 1
+    console = console or Console()
+    if console.width < needed:
+        console = Console(width=needed, file=console.file, force_terminal=console.is_terminal)
+    table = Table(title=f"{title} ({results['status']})")
+    for i, header in enumerate(HEADERS):
+        table.add_column(header, justify="right" if i >= 2 else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -39,6 +40,19 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, str]:
         "git_branch": git("rev-parse", "--abbrev-ref", "HEAD") or "unknown",
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
     }
+
+
+# Libraries whose numerics enter the results (metrics, data reading, plots), recorded by version.
+LIBRARIES = (("scikit_learn", "scikit-learn"), ("pandas", "pandas"), ("scipy", "scipy"),
+             ("matplotlib", "matplotlib"))
+
+
+def package_version(dist: str) -> str:
+    """The installed version of a distribution, or 'not installed'."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def cpu_name() -> str:
@@ -84,9 +98,12 @@ def capture(*, runtime: str, dataset: dict[str, Any], determinism: dict[str, Any
     pairs += [
         ("cudnn_version", str(cudnn)),
         ("numpy_version", numpy.__version__),
+        *((f"{key}_version", package_version(dist)) for key, dist in LIBRARIES),
         ("harness_version", _package_version()),
         ("cpu", cpu_name()),
+        ("cpu_arch", platform.machine() or "unknown"),
         ("cpu_count", str(os.cpu_count())),
+        ("cpu_usable", str(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else "unknown"),
         ("torch_threads", str(torch.get_num_threads())),
     ]
     pairs += gpu_lines()
@@ -96,17 +113,44 @@ def capture(*, runtime: str, dataset: dict[str, Any], determinism: dict[str, Any
     pairs += [
         ("dataset", str(dataset.get("name"))),
         ("dataset_sha256", str(dataset.get("sha256"))),
+        ("dataset_read", f"{dataset.get('format')}; files {', '.join(dataset.get('files') or []) or 'none'}; "
+                         f"split {dataset.get('split')}; {dataset.get('num_concepts')} concepts"),
         ("runtime", runtime),
     ]
     if runtime == "docker":
-        pairs.append(("image_id", os.environ.get("HARNESS_IMAGE_ID", "unknown")))
-        record = os.environ.get("HARNESS_IMAGE_RECORD")
-        if record:
-            pairs.append(("image_record", json.dumps(json.loads(record), sort_keys=True)))
+        pairs += image_lines()
     if determinism:
         pairs.append(("determinism", json.dumps(determinism, sort_keys=True)))
     if seed_devices:
         pairs.append(("seed_devices", json.dumps({str(k): v for k, v in seed_devices.items()})))
+    return pairs
+
+
+def image_lines() -> list[tuple[str, str]]:
+    """image_id and image_record of a container run.
+
+    From HARNESS_IMAGE_ID / HARNESS_IMAGE_RECORD (set by `harness run --runtime docker`), else
+    from the build record at HARNESS_IMAGE_RECORD_FILE (Compose points it at the
+    image_record.json that `harness image build` wrote beside the experiments).
+    """
+    image_id = os.environ.get("HARNESS_IMAGE_ID") or ""
+    record_text = os.environ.get("HARNESS_IMAGE_RECORD") or ""
+    record: dict[str, Any] | None = json.loads(record_text) if record_text else None
+    source = "HARNESS_IMAGE_ID"
+    path = os.environ.get("HARNESS_IMAGE_RECORD_FILE")
+    if record is None and path:
+        try:
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            loaded = None
+        record = loaded if isinstance(loaded, dict) else None
+        if record is not None and not image_id:
+            image_id, source = str(record.get("image_id") or ""), f"{path} (the last build's record)"
+    pairs = [("image_id", image_id or "unknown")]
+    if image_id and source != "HARNESS_IMAGE_ID":
+        pairs.append(("image_id_source", source))
+    if record is not None:
+        pairs.append(("image_record", json.dumps(record, sort_keys=True)))
     return pairs
 
 

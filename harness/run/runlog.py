@@ -18,9 +18,10 @@ def stamp(now: datetime | None = None) -> str:
 class RunLog:
     """Appends `<UTC time> - <LEVEL> - <message>` lines to stdout.log and echoes the message."""
 
-    def __init__(self, path: Path | None, echo: TextIO | None = sys.stdout, quiet: bool = False) -> None:
+    def __init__(self, path: Path | None, echo: TextIO | None = None, quiet: bool = False) -> None:
         self.path = path
-        self.echo = None if quiet else echo
+        # The stdout of now (default), not of import time: in-process callers may have replaced it.
+        self.echo = None if quiet else (echo or sys.stdout)
         self._lock = threading.Lock()
         self._fh = None
         if path is not None:  # appended without following a symlink (a received folder may hold one)
