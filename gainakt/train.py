@@ -25,6 +25,7 @@ from gainakt.data import (
     iterate_batches,
     split_students,
 )
+from gainakt.data.batching import packing_for
 from gainakt.determinism import (
     configure_determinism,
     restore_rng_state,
@@ -32,7 +33,7 @@ from gainakt.determinism import (
     rng_state_summary,
     seed_everything,
 )
-from gainakt.evaluate import EvalResult, Semantics, evaluate
+from gainakt.evaluate import EvalResult, Semantics, evaluate, evaluate_predictions
 from gainakt.losses import LossSchedule, LossSettings, compute_losses
 from gainakt.metrics import auc_accuracy, stratified_sample
 from gainakt.model import GainAKT2Exp
@@ -79,6 +80,7 @@ class SeedResult:
     amp: dict[str, Any] = field(default_factory=dict)
     determinism: dict[str, Any] = field(default_factory=dict)
     seconds_per_epoch: float | None = None
+    eval_seconds: dict[str, float] = field(default_factory=dict)  # final evaluation passes, wall time
     rng_final: dict[str, Any] | None = None
     # A few validation students' trajectories under the best model (for the mastery plot).
     examples: list[dict] = field(default_factory=list)
@@ -130,7 +132,9 @@ def amp_settings(config: dict, device: torch.device) -> dict[str, Any]:
 def make_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
     t = config["training"]
     cls = torch.optim.AdamW if t["optimizer"] == "AdamW" else torch.optim.Adam
-    return cls(model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"])
+    # fused: one kernel for the whole update (CUDA and CPU); False keeps PyTorch's foreach default.
+    fused = bool(t.get("fused_optimizer", False)) or None
+    return cls(model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"], fused=fused)
 
 
 def student_sample(seqs: SequenceSet, k: int, seed: int) -> np.ndarray:
@@ -192,7 +196,9 @@ def train_seed(
     schedule = LossSchedule(settings, tcfg["epochs"], gain_scale=config["model"]["gain_scale"])
     order = torch.Generator().manual_seed(seed)
     bucket = bool(config["data"]["bucket_by_length"])
+    pack = bool(config["data"].get("pack_windows", False))
     bs = tcfg["batch_size"]
+    ebs = int(tcfg.get("eval_batch_size", bs))
 
     start_epoch, best_auc, best_epoch, stale = 0, -math.inf, None, 0
     history: list[dict] = []
@@ -248,16 +254,17 @@ def train_seed(
         t0 = time.perf_counter()
         weights = schedule.begin_epoch(epoch)
         model.train()
-        train_probs, train_targets = [], []  # kept on the device: no sync per batch
+        train_probs, train_targets, train_masks = [], [], []  # kept on the device: no sync per batch
+        bad = StepHealth(device)
         for b_i, batch in enumerate(iterate_batches(train_set, bs, generator=order, shuffle=True,
                                                     bucket_by_length=bucket)):
             b = batch.to(device)
             with autocast():
-                out = model(b.q, b.r, b.qry)
+                out = model(b.q, b.r, b.qry, pack=packing_for(batch).to(device) if pack else None)
             terms = compute_losses(out, b, weights)
             loss = terms["total"]
-            if not torch.isfinite(loss):
-                status, reason = "failed", f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b_i}"
+            bad.observe(loss, b_i)
+            if (b_i + 1) % monitor_freq == 0 and bad.failed():
                 break
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -268,22 +275,25 @@ def train_seed(
             scaler.update()
             schedule.observe_batch(terms)
             with torch.no_grad():
-                train_probs.append(torch.sigmoid(out["logits"].detach().float()[b.mask]))
-                train_targets.append(b.target[b.mask])
+                train_probs.append(torch.sigmoid(out["logits"].detach().float()).flatten())
+                train_targets.append(b.target.flatten())
+                train_masks.append(b.mask.flatten())
             if (b_i + 1) % monitor_freq == 0:
                 sink.log(
                     f"seed {seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss.detach()):.4f} "
                     f"bce {float(terms['bce']):.4f} mastery_var {float(terms.get('mastery_variance', math.nan)):.5f}"
                 )
-        if status == "failed":
+        if bad.failed():
+            status, reason = "failed", f"non-finite loss ({bad.value()}) at epoch {epoch + 1}, batch {bad.batch()}"
             break
         means = {k: v for k, v in schedule.observed_means().items() if v is not None}
-        train_auc, _ = auc_accuracy(torch.cat(train_targets).cpu().numpy(), torch.cat(train_probs).cpu().numpy())
+        seen = torch.cat(train_masks).cpu().numpy()
+        train_auc, _ = auc_accuracy(torch.cat(train_targets).cpu().numpy()[seen], torch.cat(train_probs).cpu().numpy()[seen])
 
         # One pass over the validation windows; the semantic sample and the global alignment pass are
         # student subsets of it.
-        val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True,
-                       head_students=sem_students if config["sampling"]["log_head_stats"] else None)
+        val = evaluate(model, valid_set, batch_size=ebs, device=device, autocast=autocast(), semantics=True,
+                       head_students=sem_students if config["sampling"]["log_head_stats"] else None, pack=pack)
         sem = val.semantics(sem_students)
         glob = val.semantics(global_students) if global_students is not None else None
         shares = schedule.observed_loss_shares()
@@ -347,7 +357,10 @@ def train_seed(
 
     # Final evaluation of the best model on every validation and test student.
     model.load_state_dict(best_state_of(sink, model))
-    result.final, final_val = final_metrics(model, valid_set, test_set, test_window, bs, device, autocast)
+    result.final, final_val = final_metrics(model, valid_set, test_set, test_window, ebs, device, autocast,
+                                            pack=pack, fast=bool(tcfg.get("eval_fast_path", False)),
+                                            progress=lambda m: sink.log(f"seed {seed}: {m}"))
+    result.eval_seconds = result.final.pop("eval_seconds")  # timings stay out of the results
     result.rng_final = rng_state_summary(rng_state(order))
     result.examples = trajectory_examples(final_val, sem_students)
     sink.log(
@@ -355,6 +368,32 @@ def train_seed(
         f"test AUC {fmt(result.final.get('test_auc'))} (window {fmt(result.final.get('test_window_auc'))})"
     )
     return result
+
+
+class StepHealth:
+    """Non-finite losses noticed without a host sync per step: the first bad batch stays on the device.
+
+    ``failed()`` syncs; the training loop calls it at its logging points and at the end of the epoch,
+    so a failing epoch stops there instead of at the bad batch (its steps are lost with it anyway).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def observe(self, loss: torch.Tensor, batch: int) -> None:
+        new = ~torch.isfinite(loss.detach()) & (self.first < 0)
+        self.first = torch.where(new, torch.full_like(self.first, batch), self.first)
+        self.loss = torch.where(new, loss.detach().float(), self.loss)
+
+    def failed(self) -> bool:
+        return bool(self.first >= 0)
+
+    def batch(self) -> int:
+        return int(self.first)
+
+    def value(self) -> float:
+        return float(self.loss)
 
 
 class MemorySink:
@@ -433,19 +472,33 @@ def epoch_row(seed: int, epoch: int, means: dict, train_auc: float, val: EvalRes
     return row
 
 
-def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast) -> tuple[dict[str, Any], EvalResult]:
-    """Best model on all validation students and on the test set (non-window and window AUC)."""
+def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast, *, pack: bool = False,
+                  fast: bool = False, progress=None) -> tuple[dict[str, Any], EvalResult]:
+    """Best model on all validation students and on the test set (non-window and window AUC).
+
+    ``eval_seconds`` records the wall time of each pass; the window-protocol pass reports its progress.
+    """
     out: dict[str, Any] = {}
-    val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True, pack=pack)
+    seconds["val"] = time.perf_counter() - t0
     out.update(_prefixed("val", val))
     if test_set is not None and len(test_set):
-        test = evaluate(model, test_set, batch_size=bs, device=device, autocast=autocast(), semantics=True)
+        t0 = time.perf_counter()
+        test = evaluate(model, test_set, batch_size=bs, device=device, autocast=autocast(), semantics=True,
+                        pack=pack)
+        seconds["test"] = time.perf_counter() - t0
         out.update(_prefixed("test", test))
     if test_window is not None and len(test_window):
-        win = evaluate(model, test_window, batch_size=bs, device=device, autocast=autocast())
+        t0 = time.perf_counter()
+        win = evaluate_predictions(model, test_window, batch_size=bs, device=device, autocast=autocast(),
+                                   pack=pack, fast=fast, progress=progress, label="test window-protocol evaluation")
+        seconds["test_window"] = time.perf_counter() - t0
         out["test_window_auc"] = win.auc
         out["test_window_accuracy"] = win.accuracy
         out["test_window_n_scored"] = win.n_scored
+    out["eval_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     return out, val
 
 

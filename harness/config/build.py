@@ -126,7 +126,7 @@ def dedupe_seeds(seeds: Iterable[int]) -> list[int]:
 
 def validate_params(params: Mapping[str, Any]) -> None:
     """Reject values that cannot describe a run (one clear line)."""
-    for name in ("epochs", "batch_size", "seq_len", "patience", "monitor_freq", "max_semantic_students",
+    for name in ("epochs", "batch_size", "eval_batch_size", "seq_len", "patience", "monitor_freq", "max_semantic_students",
                  "alignment_global_students", "synthetic_students", "synthetic_skills", "threads"):
         value = params.get(name)
         if isinstance(value, int) and value < (0 if name == "patience" else 1):

@@ -63,6 +63,9 @@ PARAMS: tuple[Param, ...] = (
     P("fold", "data", int, 0, "validation fold (0-4); the other folds train"),
     P("seq_len", "data", int, 200, "window length (pyKT maxlen)", flags=("--max_len",)),
     P("bucket_by_length", "data", bool, False, "batch windows of similar length together"),
+    P("pack_windows", "data", bool, True,
+      "pack each batch's windows into shared rows (block-diagonal causal attention, per-window positions); "
+      "same batches, float-level differences; --no_pack_windows pads every window to the batch width"),
     P("synthetic_students", "data", int, 600, "students in the built-in synthetic dataset"),
     P("synthetic_skills", "data", int, 20, "skills in the built-in synthetic dataset"),
     P("synthetic_min_len", "data", int, 20, "shortest synthetic student sequence"),
@@ -96,6 +99,11 @@ PARAMS: tuple[Param, ...] = (
     P("patience", "training", int, 10, "early stopping patience in epochs without val AUC improvement"),
     P("lr_scheduler", "training", str, "none", "learning-rate scheduler", choices=("none", "plateau")),
     P("monitor_freq", "training", int, 50, "log interpretability statistics every N training batches"),
+    P("eval_batch_size", "training", int, 256, "rows per evaluation batch (validation and test passes)"),
+    P("eval_fast_path", "training", bool, True,
+      "window-protocol test pass: logits only (no mastery/gain heads), rows in length order; "
+      "--no_eval_fast_path runs the full forward in data order"),
+    P("fused_optimizer", "training", bool, True, "fused Adam/AdamW kernel (--no_fused_optimizer: the foreach kernel)"),
     # interpretability (constraint weights)
     P("non_negative_loss_weight", "interpretability", float, 0.0, "weight of the negative-gain penalty"),
     P("monotonicity_loss_weight", "interpretability", float, 0.1, "weight of the mastery monotonicity loss"),
