@@ -176,3 +176,82 @@ def test_training_packed_equals_unpacked_without_dropout():
     assert "eval_seconds" not in packed.final
     assert set(packed.eval_seconds) == {"val", "test", "test_window"}
     assert any("test window-protocol evaluation" in m and "rows (100%)" in m for m in sink.messages)
+
+
+# --- benchmarks/paper_table.py: the table is built from the points' own folders -------------------
+
+def _paper_table():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_table.py"
+    spec = importlib.util.spec_from_file_location("paper_table", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_point(folder, seeds: dict[int, dict], epochs: dict[int, list[float]], preset: str = "paper"):
+    import json
+
+    folder.mkdir(parents=True)
+    per_seed = {str(s): {"seed": s, **v} for s, v in seeds.items()}
+    (folder / "results.json").write_text(json.dumps({"per_seed": per_seed}))
+    lines = ["seed,epoch,val_auc,epoch_seconds"]
+    lines += [f"{s},{e + 1},0.7,{t}" for s, ts in epochs.items() for e, t in enumerate(ts)]
+    (folder / "metrics_epoch.csv").write_text("\n".join(lines) + "\n")
+    (folder / "config.json").write_text(json.dumps({
+        "model": {"model_preset": preset}, "training": {"epochs": len(next(iter(epochs.values())))},
+        "seeds": {"all": sorted(seeds)}, "data": {"dataset": "assist2015", "fold": 0}}))
+
+
+def _seed(val: float, test: float, window: float, epoch: int, status: str = "completed") -> dict:
+    return {"status": status, "best_val_auc": val, "best_epoch": epoch, "test_auc": test, "test_window_auc": window,
+            "test_accuracy": 0.7475, "test_mastery_correlation": 0.2, "test_gain_correlation": 0.3}
+
+
+def test_paper_table_reads_the_points_and_judges_against_the_reference(tmp_path):
+    import json
+
+    pt = _paper_table()
+    sweep = tmp_path / "20261130_000000_sweep_paper_table"
+    _fake_point(sweep / "p_amp", {21: _seed(0.7254, 0.7190, 0.7185, 3), 42: _seed(0.7258, 0.7200, 0.7195, 4),
+                                  63: {"status": "failed", "reason": "boom"}},
+                {21: [10.0, 8.0], 42: [9.0, 9.0], 63: [100.0]})
+    _fake_point(sweep / "p_fp32", {21: _seed(0.7240, 0.7180, 0.7260, 3)}, {21: [12.0, 12.0]})
+    (sweep / "sweep.json").write_text(json.dumps({"status": "completed", "points": [
+        {"name": "amp", "experiment_id": "p_amp"}, {"name": "fp32", "experiment_id": "p_fp32"}]}))
+    assert pt.find_sweep(tmp_path, "paper_table") == sweep and pt.find_sweep(tmp_path, "other") is None
+    points = pt.point_folders(sweep)
+    assert points == {"amp": (sweep / "p_amp", "amp"), "fp32": (sweep / "p_fp32", "fp32")}
+    values = pt.seed_values(sweep / "p_amp")
+    assert values["_seeds"] == [21.0, 42.0]  # the failed seed is left out, also from the epoch times
+    assert values["epoch_seconds"] == [9.0, 9.0]
+    text = pt.build_table(points, title=pt.describe(sweep / "p_amp", sweep))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    # amp: mean 0.7256 ± sample std 0.000283, +0.0001 from 0.7255: within 0.002 and at or above
+    assert "0.7256 ± 0.0003 | +0.0001: within ±0.002, at or above" in rows["best val AUC (fold 0)"]
+    # fp32 (one seed, no std): 0.7240 is 0.0015 below, outside the strict 0.0002
+    assert "0.7240 | -0.0015: outside ±0.0002 |" in rows["best val AUC (fold 0)"]
+    assert rows["best val AUC (fold 0)"].endswith("0.7255 ± 0.0002 |")
+    assert "0.7195 ± 0.0007 | -0.0001: within ±0.002 |" in rows["test AUC, non-window (every interaction)"]
+    assert "amp (amp, n=2)" in text and "fp32 (fp32, n=1)" in text
+    assert "- amp: window AUC 0.7190, at or above SAKT." in text
+    assert "- fp32: window AUC 0.7260, at or above simpleKT, DKVMN, SAKT." in text
+    assert "9.0 ± 0.0" in rows["seconds per epoch (mean over epochs)"]
+    assert "seeds [21, 42, 63]" in text
+
+
+def test_paper_table_spec_is_the_paper_configuration_with_both_precisions():
+    import argparse
+
+    import yaml
+
+    pt = _paper_table()
+    spec = pt.spec(argparse.Namespace(epochs=12, preset="paper", seeds=[21, 42, 63, 84, 105]))
+    doc = yaml.safe_load(yaml.safe_dump(spec))
+    assert doc["base"]["flags"] == {"dataset": "assist2015", "fold": 0, "epochs": 12, "model_preset": "paper"}
+    assert doc["points"] == {"amp": {"flags": {"mixed_precision": True}},
+                             "fp32": {"flags": {"mixed_precision": False}}}
+    assert doc["seeds"] == [21, 42, 63, 84, 105]
