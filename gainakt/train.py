@@ -22,10 +22,9 @@ from gainakt.data import (
     SequenceSet,
     build_window_test,
     build_windows,
-    iterate_batches,
     split_students,
 )
-from gainakt.data.batching import packing_for
+from gainakt.data.batching import device_batches
 from gainakt.determinism import (
     configure_determinism,
     restore_rng_state,
@@ -256,11 +255,10 @@ def train_seed(
         model.train()
         train_probs, train_targets, train_masks = [], [], []  # kept on the device: no sync per batch
         bad = StepHealth(device)
-        for b_i, batch in enumerate(iterate_batches(train_set, bs, generator=order, shuffle=True,
-                                                    bucket_by_length=bucket)):
-            b = batch.to(device)
+        for b_i, (b, plan) in enumerate(device_batches(train_set, device, bs, generator=order, shuffle=True,
+                                                       bucket_by_length=bucket, pack=pack)):
             with autocast():
-                out = model(b.q, b.r, b.qry, pack=packing_for(batch).to(device) if pack else None)
+                out = model(b.q, b.r, b.qry, pack=plan)
             terms = compute_losses(out, b, weights)
             loss = terms["total"]
             bad.observe(loss, b_i)

@@ -255,3 +255,24 @@ def test_paper_table_spec_is_the_paper_configuration_with_both_precisions():
     assert doc["points"] == {"amp": {"flags": {"mixed_precision": True}},
                              "fp32": {"flags": {"mixed_precision": False}}}
     assert doc["seeds"] == [21, 42, 63, 84, 105]
+
+
+def test_device_batches_serve_the_same_batches_and_plans_as_the_host_path(data):
+    from gainakt.data.batching import device_batches
+
+    windows = build_windows(data, np.arange(len(data.concepts)), 40)
+    for pack in (False, True):
+        host = list(iterate_batches(windows, 16, generator=torch.Generator().manual_seed(4), shuffle=True))
+        served = list(device_batches(windows, "cpu", 16, generator=torch.Generator().manual_seed(4), shuffle=True,
+                                     pack=pack))
+        assert len(host) == len(served)
+        for h, (d, plan) in zip(host, served, strict=True):
+            for name in ("q", "r", "qry", "target", "mask", "score_mask", "student", "length", "true_mastery"):
+                assert torch.equal(getattr(h, name), getattr(d, name)), name
+            if not pack:
+                assert plan is None
+                continue
+            ref = packing_for(h)
+            assert (plan.rows, plan.width) == (ref.rows, ref.width)
+            for name in ("src", "dest", "starts", "segment", "position"):
+                assert torch.equal(getattr(plan, name), getattr(ref, name)), name

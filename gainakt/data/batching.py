@@ -126,3 +126,41 @@ def plan_packing(valid: torch.Tensor, width: int) -> Packing:
 def packing_for(batch: SequenceSet) -> Packing:
     """The packing plan of a (CPU) batch: its rows' valid positions (``length - 1``) into its width."""
     return plan_packing((batch.length - 1).clamp(min=1, max=batch.width), batch.width)
+
+
+def device_batches(
+    seqs: SequenceSet,
+    device: str | torch.device,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    shuffle: bool = False,
+    bucket_by_length: bool = False,
+    pack: bool = False,
+) -> Iterator[tuple[SequenceSet, Packing | None]]:
+    """Like ``iterate_batches``, with the set copied to ``device`` once and (batch, packing plan) served.
+
+    The batch order, widths and plans are computed from host copies of the lengths; per batch the
+    row indices and the plan travel to the device in one non-blocking copy from pinned memory (on
+    CUDA), so serving a batch never waits for the device.
+    """
+    device = torch.device(device)
+    lengths = seqs.length.cpu()
+    resident = seqs.to(device)
+    cuda = device.type == "cuda"
+    for index in batch_order(lengths, batch_size, generator=generator, shuffle=shuffle,
+                             bucket_by_length=bucket_by_length):
+        width = max(int(lengths[index].max()) - 1, 1)
+        plan = plan_packing((lengths[index] - 1).clamp(min=1, max=width), width) if pack else None
+        parts = [index] if plan is None else [index, plan.src, plan.dest, plan.starts, plan.segment.flatten(),
+                                              plan.position.flatten()]
+        host = torch.cat(parts)
+        moved = (host.pin_memory() if cuda else host).to(device, non_blocking=cuda)
+        pieces = torch.split(moved, [len(p) for p in parts])
+        batch = resident.select(pieces[0]).trim(width)
+        if plan is None:
+            yield batch, None
+            continue
+        src, dest, starts, segment, position = pieces[1:]
+        yield batch, Packing(src=src, dest=dest, starts=starts, segment=segment.view(plan.rows, width),
+                             position=position.view(plan.rows, width), rows=plan.rows, width=width)
