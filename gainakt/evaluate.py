@@ -202,12 +202,13 @@ def evaluate_predictions(
     """AUC/accuracy/loss over the scored targets of `seqs` only (no per-student series).
 
     This is the pass for pyKT's window protocol, where most rows score only their last target.
-    With `fast` the model skips its mastery and gain heads (only the logits are scored) and rows
-    are served in order of length, so each batch is trimmed to similar widths; the pooled metrics
-    do not depend on row order, so the result equals `fast=False` (the full forward in data order)
-    up to float rounding. `pack` packs each batch's rows into shared rows (see
-    ``gainakt.data.batching.plan_packing``). `progress` receives one line every `progress_every`
-    batches with the rows done so far.
+    With `fast` the model skips its mastery and gain heads (only the logits are scored), rows that
+    score only their last valid position run the last block and the prediction MLP for that
+    position alone (``model(..., only_at=...)``), and rows are served in order of length, so each
+    batch is trimmed to similar widths; the pooled metrics do not depend on row order, so the result
+    equals `fast=False` (the full forward in data order) up to float rounding. `pack` packs the
+    batches of the other rows (see ``gainakt.data.batching.plan_packing``). `progress` receives one
+    line every `progress_every` batches with the rows done so far.
     """
     was_training = model.training
     model.eval()
@@ -216,21 +217,28 @@ def evaluate_predictions(
     losses: list[torch.Tensor] = []
     scored: list[torch.Tensor] = []
     ctx = autocast if autocast is not None else contextlib.nullcontext()
-    batches = batch_order(seqs.length, batch_size, bucket_by_length=fast)
+    batches = _prediction_batches(seqs, batch_size, fast)
     total, done, start = len(seqs), 0, time.perf_counter()
-    for i, index in enumerate(batches):
+    for i, (index, last_only) in enumerate(batches):
         batch = seqs.select(index)
         batch = batch.trim(max(int(batch.length.max()) - 1, 1))
         b = batch.to(device)
-        plan = packing_for(batch).to(device) if pack else None
         with ctx:
-            out = model(b.q, b.r, b.qry, heads=not fast, pack=plan)
+            if last_only:
+                at = b.length - 2
+                out = model(b.q, b.r, b.qry, only_at=at)
+                rows = torch.arange(len(index), device=at.device)
+                target, score = b.target[rows, at].unsqueeze(1), b.score_mask[rows, at].unsqueeze(1)
+            else:
+                plan = packing_for(batch).to(device) if pack else None
+                out = model(b.q, b.r, b.qry, heads=not fast, pack=plan)
+                target, score = b.target, b.score_mask
         # Whole rows stay on the device (boolean indexing would sync per batch); masked at the end.
-        logits, score = out["logits"].float(), b.score_mask
-        bce = F.binary_cross_entropy_with_logits(logits, b.target, reduction="none")
+        logits = out["logits"].float()
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         losses.append((bce * score).sum().reshape(1))
         probs.append(torch.sigmoid(logits).flatten())
-        targets.append(b.target.flatten())
+        targets.append(target.flatten())
         scored.append(score.flatten())
         done += len(index)
         if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == len(batches)):
@@ -243,3 +251,23 @@ def evaluate_predictions(
     loss_sum = float(torch.cat(losses).sum()) if losses else 0.0
     auc, acc = auc_accuracy(y, p) if len(y) else (math.nan, math.nan)
     return EvalResult(loss=loss_sum / max(len(y), 1), auc=auc, accuracy=acc, n_scored=len(y))
+
+
+def _prediction_batches(seqs: SequenceSet, batch_size: int, fast: bool) -> list[tuple[torch.Tensor, bool]]:
+    """(row indices, scores only its last valid position) per batch: data order unless `fast`.
+
+    `fast` serves the rows that score more than their last position first, then the last-only rows,
+    each group in order of length.
+    """
+    if not fast:
+        return [(index, False) for index in batch_order(seqs.length, batch_size)]
+    n = len(seqs)
+    lengths = seqs.length.cpu()
+    score = seqs.score_mask.cpu()
+    last = (lengths - 2).clamp(min=0)
+    last_only = (score.sum(1) == 1) & score[torch.arange(n), last] if n else torch.zeros(0, dtype=torch.bool)
+    out: list[tuple[torch.Tensor, bool]] = []
+    for flag in (False, True):
+        rows = torch.nonzero(last_only == flag).squeeze(1)
+        out += [(rows[index], flag) for index in batch_order(lengths[rows], batch_size, bucket_by_length=True)]
+    return out

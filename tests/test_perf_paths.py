@@ -15,7 +15,7 @@ import torch
 from gainakt import train_seed
 from gainakt.data import build_window_test, build_windows, iterate_batches
 from gainakt.data.batching import packing_for, plan_packing
-from gainakt.evaluate import evaluate, evaluate_predictions
+from gainakt.evaluate import _prediction_batches, evaluate, evaluate_predictions
 from gainakt.losses import LossSchedule, compute_losses
 from gainakt.model import GainAKT2Exp
 from gainakt.simulate import simulate
@@ -119,6 +119,21 @@ def test_heads_off_gives_the_same_logits_and_no_heads(data):
     assert torch.equal(lean["logits"], full["logits"])
 
 
+def test_only_at_gives_the_full_forward_logit_at_that_position(data):
+    test = build_window_test(data, np.arange(len(data.concepts)), 40)
+    model = model_for(data).eval()
+    at = (test.length - 2).clamp(min=0)
+    full = model(test.q, test.r, test.qry)["logits"]
+    one = model(test.q, test.r, test.qry, only_at=at)
+    assert one["logits"].shape == (len(test), 1) and one["mastery"] is None
+    torch.testing.assert_close(one["logits"][:, 0], full[torch.arange(len(test)), at], rtol=1e-9, atol=1e-12)
+    some = torch.randint(0, test.width, (len(test),), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model(test.q, test.r, test.qry, only_at=some)["logits"][:, 0],
+                               full[torch.arange(len(test)), some], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="only_at"):
+        model(test.q, test.r, test.qry, only_at=at, return_streams=True)
+
+
 @pytest.mark.parametrize("pack", [False, True])
 def test_window_protocol_fast_path_equals_full_path(data, pack):
     test = build_window_test(data, np.arange(len(data.concepts)), 40)
@@ -134,8 +149,9 @@ def test_window_protocol_fast_path_equals_full_path(data, pack):
     assert fast.auc == pytest.approx(old.auc, abs=1e-6) and full.auc == pytest.approx(old.auc, abs=1e-6)
     assert fast.accuracy == pytest.approx(old.accuracy, abs=1e-6)
     assert fast.loss == pytest.approx(old.loss, rel=1e-5)
-    batches = math.ceil(len(test) / 64)
-    assert len(lines) == math.ceil(batches / 3)
+    batches = _prediction_batches(test, 64, True)
+    assert sum(len(i) for i, _ in batches) == len(test) and any(last for _, last in batches)
+    assert len(lines) == math.ceil(len(batches) / 3)
     assert lines[-1].startswith(f"window: {len(test):,}/{len(test):,} rows (100%)")
 
 
