@@ -191,7 +191,8 @@ def run_sweep(ns: argparse.Namespace, extra: list[str]) -> Path:
     else:
         spec_file = base / f"{ns.title}_spec.yaml"
         spec_file.write_text(yaml.safe_dump(spec(ns), sort_keys=False))
-        cmd = [*cli, ns.title, "--spec", str(spec_file), "--data_dir", ns.data_dir, *launch, *extra]
+        cmd = [*cli, ns.title, "--spec", str(spec_file), "--data_dir", str(Path(ns.data_dir).resolve()), *launch,
+               *extra]
     print("$ " + " ".join(cmd), flush=True)
     rc = subprocess.call(cmd, cwd=ROOT)
     found = find_sweep(base, ns.title)
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "datasets" / "assist2015_pykt"))
+    p.add_argument("--data_dir", default="../shared/datasets/assist2015_pykt")
     p.add_argument("--output_base", default="/tmp/paper_table")
     p.add_argument("--devices", default="0", help="harness --devices (cpu, 0, 0,1, ...)")
     p.add_argument("--jobs_per_device", type=int, default=None, help="seeds sharing one device")
