@@ -168,7 +168,9 @@ def point_folders(sweep_dir: Path) -> dict[str, tuple[Path, str]]:
 def describe(exp_dir: Path, sweep_dir: Path) -> str:
     """The table's title, from a point's config.json (preset, epochs, seeds, dataset)."""
     cfg = json.loads((exp_dir / "config.json").read_text())
-    return (f"Paper table ({sweep_dir.name}): {cfg['model'].get('model_preset')} preset, "
+    m = cfg["model"]
+    dims = "/".join(str(m.get(k)) for k in ("d_model", "n_heads", "num_encoder_blocks", "d_ff"))
+    return (f"Paper table ({sweep_dir.name}): {m.get('model_preset')} preset (D/H/N/F {dims}), "
             f"{cfg['training']['epochs']} epochs, seeds {cfg['seeds']['all']}, dataset {cfg['data']['dataset']} "
             f"fold {cfg['data']['fold']}")
 

@@ -218,7 +218,8 @@ def _fake_point(folder, seeds: dict[int, dict], epochs: dict[int, list[float]], 
     lines += [f"{s},{e + 1},0.7,{t}" for s, ts in epochs.items() for e, t in enumerate(ts)]
     (folder / "metrics_epoch.csv").write_text("\n".join(lines) + "\n")
     (folder / "config.json").write_text(json.dumps({
-        "model": {"model_preset": preset}, "training": {"epochs": len(next(iter(epochs.values())))},
+        "model": {"model_preset": preset, "d_model": 512, "n_heads": 8, "num_encoder_blocks": 6, "d_ff": 1024},
+        "training": {"epochs": len(next(iter(epochs.values())))},
         "seeds": {"all": sorted(seeds)}, "data": {"dataset": "assist2015", "fold": 0}}))
 
 
@@ -256,7 +257,7 @@ def test_paper_table_reads_the_points_and_judges_against_the_reference(tmp_path)
     assert "- amp: window AUC 0.7190, at or above SAKT." in text
     assert "- fp32: window AUC 0.7260, at or above simpleKT, DKVMN, SAKT." in text
     assert "9.0 ± 0.0" in rows["seconds per epoch (mean over epochs)"]
-    assert "seeds [21, 42, 63]" in text
+    assert "seeds [21, 42, 63]" in text and "paper preset (D/H/N/F 512/8/6/1024)" in text
 
 
 def test_paper_table_spec_is_the_paper_configuration_with_both_precisions():
