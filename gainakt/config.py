@@ -57,13 +57,19 @@ class ConfigValueError(ValueError):
 
 def spec(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
          lt: float | None = None, le: float | None = None, choices: tuple[Any, ...] | None = None,
-         derived: str | None = None) -> Any:
+         derived: str | None = None, before: Any = MISSING) -> Any:
     """A field with its default, help line and rule.
 
     ``derived`` names where the value comes from when the user gives none ("preset" for model
     dimensions, "ablation" for the objective flags): the command line may leave it unset.
+    ``before`` marks a field added after schema 3 was first written: the value that reproduces
+    what configs written before it did. A config.json without the key gets that value (so an
+    older folder resumes and reproduces as it ran), and while a config holds it the key stays out
+    of config_md5 (so an older configuration keeps its md5).
     """
     meta = {"help": help, "ge": ge, "gt": gt, "lt": lt, "le": le, "choices": choices, "derived": derived}
+    if before is not MISSING:
+        meta["before"] = before
     return field(default=default, metadata=meta)
 
 
@@ -240,6 +246,16 @@ def field_default(cls: type, name: str) -> Any:
     raise KeyError(f"{cls.__name__} has no field {name!r}")
 
 
+def added_later() -> dict[str, dict[str, Any]]:
+    """{section: {key: value before the key existed}} of the fields declared with ``before``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, cls in SECTION_TYPES.items():
+        for f in fields(cls):
+            if "before" in f.metadata:
+                out.setdefault(name, {})[f.name] = f.metadata["before"]
+    return out
+
+
 def section_from_dict(cls: type[_T], data: Any, *, section: str) -> _T:
     """``cls`` built from a mapping; unknown or missing keys are errors naming ``section.key``."""
     if not isinstance(data, Mapping):
@@ -248,6 +264,8 @@ def section_from_dict(cls: type[_T], data: Any, *, section: str) -> _T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigValueError(f"{section}.{unknown[0]}", "unknown key")
+    data = {**{f.name: f.metadata["before"] for f in fields(cls)  # type: ignore[arg-type]
+               if "before" in f.metadata and f.name not in data}, **data}
     missing = sorted(names - set(data))
     if missing:
         raise ConfigValueError(f"{section}.{missing[0]}", "missing")
@@ -265,12 +283,15 @@ class DataConfig(_Section):
     data_format: str = spec("auto", "format of --data_dir",
                             choices=("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015"))
     num_concepts: int | None = spec(None, "number of concepts (default: from the data: keyid2idx.json, else the "
-                                    "largest id + 1)", ge=1)
+                                    "largest id + 1)", ge=1, before=None)
     single_file_split: bool = spec(False, "train on a lone three-line file, split like pyKT (a fifth as test, "
-                                   "folds 0-4)")
+                                   "folds 0-4)", before=False)
     fold: int = spec(0, "validation fold (0-4); the other folds train", ge=0, le=4)
     seq_len: int = spec(200, "window length (pyKT maxlen)", ge=3)
     bucket_by_length: bool = spec(False, "batch windows of similar length together")
+    pack_windows: bool = spec(True, "pack each batch's windows into shared rows (block-diagonal causal attention, "
+                              "per-window positions); same batches, float-level differences; --no_pack_windows pads "
+                              "every window to the batch width", before=False)
     synthetic_students: int = spec(600, "students in the built-in synthetic dataset", ge=1)
     synthetic_skills: int = spec(20, "skills in the built-in synthetic dataset", ge=1)
     synthetic_min_len: int = spec(20, "shortest synthetic student sequence", ge=2)
@@ -326,6 +347,12 @@ class TrainingConfig(_Section):
     patience: int = spec(10, "early stopping patience in epochs without val AUC improvement (0: off)", ge=0)
     lr_scheduler: str = spec("none", "learning-rate scheduler", choices=("none", "plateau"))
     monitor_freq: int = spec(50, "log interpretability statistics every N training batches", ge=1)
+    eval_batch_size: int | None = spec(256, "rows per evaluation batch (validation and test passes; none: the "
+                                       "training batch size)", ge=1, before=None)
+    eval_fast_path: bool = spec(True, "window-protocol test pass: logits only (no mastery/gain heads), rows in "
+                                "length order; --no_eval_fast_path runs the full forward in data order", before=False)
+    fused_optimizer: bool = spec(True, "fused Adam/AdamW kernel (--no_fused_optimizer: the foreach kernel)",
+                                 before=False)
 
 
 @dataclass(frozen=True)

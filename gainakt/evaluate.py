@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gainakt.data import SequenceSet, iterate_batches
+from gainakt.data import SequenceSet, batch_order, iterate_batches
+from gainakt.data.batching import packing_for
 from gainakt.metrics import (
     CorrelationSummary,
     auc_accuracy,
@@ -107,6 +109,7 @@ def evaluate(
     autocast: contextlib.AbstractContextManager | None = None,
     semantics: bool = False,
     head_students: Iterable[int] | None = None,
+    pack: bool = False,
 ) -> EvalResult:
     """Run `model` over `seqs` in eval mode.
 
@@ -114,7 +117,8 @@ def evaluate(
     on), per-student series of mean mastery, mean gain and next-step correctness are kept, with
     per-student violation flags: mastery mean decreasing by more than 1e-6, a gain below -1e-6, a
     mastery outside [0, 1] by more than 1e-6. `head_students`: collect raw head outputs of these
-    students for --log_head_stats.
+    students for --log_head_stats. `pack`: pack each batch's rows (``plan_packing``), which changes
+    the result only by float rounding.
     """
     was_training = model.training
     model.eval()
@@ -128,7 +132,7 @@ def evaluate(
     for batch in iterate_batches(seqs, batch_size):
         b = batch.to(device)
         with ctx:
-            out = model(b.q, b.r, b.qry)
+            out = model(b.q, b.r, b.qry, pack=packing_for(batch).to(device) if pack else None)
         logits = out["logits"].float()
         score = b.score_mask
         if score.any():
@@ -179,3 +183,91 @@ def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.
             row = mask[i]
             head_parts["mastery"].append(mastery[i][row].flatten().cpu().numpy())
             head_parts["gain"].append(gains[i][row].flatten().cpu().numpy())
+
+
+@torch.no_grad()
+def evaluate_predictions(
+    model: torch.nn.Module,
+    seqs: SequenceSet,
+    *,
+    batch_size: int,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+    pack: bool = False,
+    fast: bool = True,
+    progress: Callable[[str], None] | None = None,
+    label: str = "evaluation",
+    progress_every: int = 20,
+) -> EvalResult:
+    """AUC/accuracy/loss over the scored targets of `seqs` only (no per-student series).
+
+    This is the pass for pyKT's window protocol, where most rows score only their last target.
+    With `fast` the model skips its mastery and gain heads (only the logits are scored), rows that
+    score only their last valid position run the last block and the prediction MLP for that
+    position alone (``model(..., only_at=...)``), and rows are served in order of length, so each
+    batch is trimmed to similar widths; the pooled metrics do not depend on row order, so the result
+    equals `fast=False` (the full forward in data order) up to float rounding. `pack` packs the
+    batches of the other rows (see ``gainakt.data.batching.plan_packing``). `progress` receives one
+    line every `progress_every` batches with the rows done so far.
+    """
+    was_training = model.training
+    model.eval()
+    probs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    losses: list[torch.Tensor] = []
+    scored: list[torch.Tensor] = []
+    ctx = autocast if autocast is not None else contextlib.nullcontext()
+    batches = _prediction_batches(seqs, batch_size, fast)
+    total, done, start = len(seqs), 0, time.perf_counter()
+    for i, (index, last_only) in enumerate(batches):
+        batch = seqs.select(index)
+        batch = batch.trim(max(int(batch.length.max()) - 1, 1))
+        b = batch.to(device)
+        with ctx:
+            if last_only:
+                at = b.length - 2
+                out = model(b.q, b.r, b.qry, only_at=at)
+                rows = torch.arange(len(index), device=at.device)
+                target, score = b.target[rows, at].unsqueeze(1), b.score_mask[rows, at].unsqueeze(1)
+            else:
+                plan = packing_for(batch).to(device) if pack else None
+                out = model(b.q, b.r, b.qry, heads=not fast, pack=plan)
+                target, score = b.target, b.score_mask
+        # Whole rows stay on the device (boolean indexing would sync per batch); masked at the end.
+        logits = out["logits"].float()
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        losses.append((bce * score).sum().reshape(1))
+        probs.append(torch.sigmoid(logits).flatten())
+        targets.append(target.flatten())
+        scored.append(score.flatten())
+        done += len(index)
+        if progress is not None and ((i + 1) % progress_every == 0 or i + 1 == len(batches)):
+            progress(f"{label}: {done:,}/{total:,} rows ({100.0 * done / max(total, 1):.0f}%), "
+                     f"{time.perf_counter() - start:.1f}s")
+    model.train(was_training)
+    keep = torch.cat(scored).cpu().numpy() if scored else np.zeros(0, bool)
+    y = torch.cat(targets).cpu().numpy()[keep] if targets else np.zeros(0)
+    p = torch.cat(probs).cpu().numpy()[keep] if probs else np.zeros(0)
+    loss_sum = float(torch.cat(losses).sum()) if losses else 0.0
+    auc, acc = auc_accuracy(y, p) if len(y) else (math.nan, math.nan)
+    return EvalResult(loss=loss_sum / max(len(y), 1), auc=auc, accuracy=acc, n_scored=len(y))
+
+
+def _prediction_batches(seqs: SequenceSet, batch_size: int, fast: bool) -> list[tuple[torch.Tensor, bool]]:
+    """(row indices, scores only its last valid position) per batch: data order unless `fast`.
+
+    `fast` serves the rows that score more than their last position first, then the last-only rows,
+    each group in order of length.
+    """
+    if not fast:
+        return [(index, False) for index in batch_order(seqs.length, batch_size)]
+    n = len(seqs)
+    lengths = seqs.length.cpu()
+    score = seqs.score_mask.cpu()
+    last = (lengths - 2).clamp(min=0)
+    last_only = (score.sum(1) == 1) & score[torch.arange(n), last] if n else torch.zeros(0, dtype=torch.bool)
+    out: list[tuple[torch.Tensor, bool]] = []
+    for flag in (False, True):
+        rows = torch.nonzero(last_only == flag).squeeze(1)
+        out += [(rows[index], flag) for index in batch_order(lengths[rows], batch_size, bucket_by_length=True)]
+    return out

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gainakt.data.batching import Packing
+
 __all__ = ["GainAKT2Exp", "EncoderBlock", "TwoStreamAttention", "accumulate_mastery"]
 
 
@@ -104,21 +106,29 @@ class TwoStreamAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def forward(self, context: Tensor, value: Tensor) -> Tensor:
-        """Return the attention output [B, T, D] (after out-projection and dropout)."""
+    def forward(self, context: Tensor, value: Tensor, mask: Tensor | None = None,
+                at: Tensor | None = None) -> Tensor:
+        """Return the attention output [B, T, D] (after out-projection and dropout).
+
+        ``mask`` (boolean [B, 1, T, T], True = may attend) replaces the causal mask for packed rows.
+        ``at`` (long [B]): compute only the query at position ``at[i]`` of row i; returns [B, 1, D].
+        """
         b, t, d = context.shape
         h = self.n_heads
 
         def heads(x: Tensor) -> Tensor:
-            return x.view(b, t, h, d // h).transpose(1, 2)
+            return x.view(b, x.shape[1], h, d // h).transpose(1, 2)
 
+        query = context if at is None else context[torch.arange(b, device=at.device), at].unsqueeze(1)
+        if at is not None:  # the one query sees positions 0..at[i]
+            mask = (torch.arange(t, device=at.device).unsqueeze(0) <= at.unsqueeze(1)).view(b, 1, 1, t)
         # is_causal: position t sees 0..t, itself included. No leakage: the prediction made at t is
         # about the interaction at t+1.
         att = F.scaled_dot_product_attention(
-            heads(self.q_proj(context)), heads(self.k_proj(context)), heads(self.v_proj(value)),
-            dropout_p=0.0, is_causal=True,
+            heads(self.q_proj(query)), heads(self.k_proj(context)), heads(self.v_proj(value)),
+            attn_mask=mask, dropout_p=0.0, is_causal=mask is None,
         )
-        att = att.transpose(1, 2).reshape(b, t, d)
+        att = att.transpose(1, 2).reshape(b, query.shape[1], d)
         return dropout(self.out_proj(att), self.p, self.training)
 
 
@@ -138,9 +148,13 @@ class EncoderBlock(nn.Module):
         self.ffn_in = nn.Linear(d_model, d_ff)
         self.ffn_out = nn.Linear(d_ff, d_model)
 
-    def forward(self, context: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Return the updated (context, value) streams."""
-        a = self.attention(context, value)
+    def forward(self, context: Tensor, value: Tensor, mask: Tensor | None = None,
+                at: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Return the updated (context, value) streams (``mask``, ``at``: see TwoStreamAttention)."""
+        a = self.attention(context, value, mask, at)
+        if at is not None:  # only position at[i] of each row goes on
+            rows = torch.arange(context.shape[0], device=at.device)
+            context, value = context[rows, at].unsqueeze(1), value[rows, at].unsqueeze(1)
         value = self.norm_value(value + a)
         mid = self.norm_context_attn(context + a)
         ffn = self.ffn_out(relu_dropout(self.ffn_in(mid), self.p, self.training))
@@ -228,12 +242,24 @@ class GainAKT2Exp(nn.Module):
                 self.mastery_norm = nn.Identity()
                 self.gain_norm = nn.Identity()
 
-    def forward(self, q: Tensor, r: Tensor, qry: Tensor, *, return_streams: bool = False) -> dict:
+    def forward(self, q: Tensor, r: Tensor, qry: Tensor, *, return_streams: bool = False, heads: bool = True,
+                pack: Packing | None = None, only_at: Tensor | None = None) -> dict:
         """Run the model on a batch.
 
         Args:
             q: [B, T] concept answered at t. r: [B, T] response at t (0/1, any dtype).
             qry: [B, T] concept asked at t+1 (the prediction target's concept).
+            heads: compute the mastery and gain heads (False: both are None; the logits are the
+                same). Evaluation passes that score only predictions skip the [B, T, C] heads.
+            pack: a plan from ``gainakt.data.batching.plan_packing``: the rows' valid positions
+                are packed into shared rows with a block-diagonal causal mask and per-window
+                positions, and every output is unpacked to [B, T]. Valid positions equal the
+                unpacked computation up to float rounding; padding positions read 0 logits
+                and gains.
+            only_at: long [B]: only the prediction at position ``only_at[i]`` of row i is wanted
+                (pyKT's window protocol scores one position per row). The last block and the
+                prediction MLP run for that position only; ``logits``/``predictions`` are [B, 1],
+                there are no heads, and ``pack``/``return_streams`` cannot be combined with it.
         Returns a dict with ``predictions`` [B, T] (probability of a correct answer at t+1),
         ``logits`` [B, T], ``mastery`` [B, T, C] float32 or None, ``gains`` [B, T, C] float32 or None,
         and, with ``return_streams``, the final ``context`` and ``value`` streams [B, T, D].
@@ -243,26 +269,60 @@ class GainAKT2Exp(nn.Module):
                 f"q, r, qry must share one [B, T] shape, got {tuple(q.shape)}, {tuple(r.shape)}, "
                 f"{tuple(qry.shape)}"
             )
-        t = q.shape[1]
+        b, t = q.shape
         if t > self.max_len:
             raise ValueError(f"sequence length {t} exceeds max_len {self.max_len}")
         tokens = q.long() + self.num_c * r.long()
-        pos = self.pos_embedding.weight[:t]
+        qry = qry.long()
+        mask = None
+        if pack is None:
+            pos: Tensor = self.pos_embedding.weight[:t]
+        else:
+            if pack.width != t or pack.dest.numel() != b * t:
+                raise ValueError(f"packing plan is for [{pack.dest.numel() // pack.width}, {pack.width}], "
+                                 f"batch is [{b}, {t}]")
+            tokens, qry = _pack(tokens, pack), _pack(qry, pack)
+            pos, mask = self.pos_embedding(pack.position), pack.attention_mask()
+        if only_at is not None and (pack is not None or return_streams):
+            raise ValueError("only_at cannot be combined with pack or return_streams")
         context = self.context_embedding(tokens) + pos
         value = self.value_embedding(tokens) + pos
-        for block in self.blocks:
-            context, value = block(context, value)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            context, value = block(context, value, mask, only_at if i == last else None)
+        if only_at is not None:
+            qry = qry[torch.arange(b, device=only_at.device), only_at].unsqueeze(1)
+            heads = False
 
-        logits = self.prediction(context, value, qry.long(), self.concept_embedding.weight)
-        out: dict = {"predictions": torch.sigmoid(logits), "logits": logits, "mastery": None, "gains": None}
-
-        if self.heads_enabled:
+        logits = self.prediction(context, value, qry, self.concept_embedding.weight)
+        mastery = gains = None
+        if self.heads_enabled and heads:
             gains = F.relu(self.gain_head(self.gain_norm(value)).float())
             # Only step 0 of the mastery head enters the recursion, so only step 0 is computed.
-            initial = torch.sigmoid(self.mastery_head(self.mastery_norm(context[:, 0])).float())
-            out["gains"] = gains
-            out["mastery"] = accumulate_mastery(initial, gains, self.gain_scale)
+            first = context[:, 0] if pack is None else context.reshape(-1, self.d_model)[pack.starts]
+            initial = torch.sigmoid(self.mastery_head(self.mastery_norm(first)).float())
+            gains = gains if pack is None else _unpack(gains, pack, b)
+            mastery = accumulate_mastery(initial, gains, self.gain_scale)
+        if pack is not None:
+            logits = _unpack(logits, pack, b)
+            if return_streams:
+                context, value = _unpack(context, pack, b), _unpack(value, pack, b)
+        out: dict = {"predictions": torch.sigmoid(logits), "logits": logits, "mastery": mastery, "gains": gains}
         if return_streams:
             out["context"] = context
             out["value"] = value
         return out
+
+
+def _pack(x: Tensor, pack: Packing) -> Tensor:
+    """[B, T, ...] -> [R, W, ...]; empty slots read zeros."""
+    flat = x.reshape(-1, *x.shape[2:])
+    flat = torch.cat([flat, flat.new_zeros((1, *x.shape[2:]))])
+    return flat.index_select(0, pack.src).view(pack.rows, pack.width, *x.shape[2:])
+
+
+def _unpack(x: Tensor, pack: Packing, batch: int) -> Tensor:
+    """[R, W, ...] -> [B, T, ...]; padding positions read zeros."""
+    flat = x.reshape(-1, *x.shape[2:])
+    flat = torch.cat([flat, flat.new_zeros((1, *x.shape[2:]))])
+    return flat.index_select(0, pack.dest).view(batch, pack.width, *x.shape[2:])

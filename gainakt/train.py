@@ -25,9 +25,9 @@ from gainakt.data import (
     SequenceSet,
     build_window_test,
     build_windows,
-    iterate_batches,
     split_students,
 )
+from gainakt.data.batching import device_batches
 from gainakt.determinism import (
     configure_determinism,
     restore_rng_state,
@@ -35,7 +35,7 @@ from gainakt.determinism import (
     rng_state_summary,
     seed_everything,
 )
-from gainakt.evaluate import EvalResult, Semantics, evaluate
+from gainakt.evaluate import EvalResult, Semantics, evaluate, evaluate_predictions
 from gainakt.losses import LossSchedule, LossSettings, compute_losses
 from gainakt.metrics import auc_accuracy, stratified_sample
 from gainakt.model import GainAKT2Exp
@@ -80,6 +80,7 @@ class SeedResult:
     amp: dict[str, Any] = field(default_factory=dict)
     determinism: dict[str, Any] = field(default_factory=dict)
     seconds_per_epoch: float | None = None
+    eval_seconds: dict[str, float] = field(default_factory=dict)  # final evaluation passes, wall time
     rng_final: dict[str, Any] | None = None
     # A few validation students' trajectories under the best model (for the mastery plot).
     examples: list[dict] = field(default_factory=list)
@@ -134,7 +135,8 @@ def amp_settings(config: TrainConfig | Mapping[str, Any], device: torch.device) 
 def make_optimizer(config: TrainConfig | Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
     t = as_train_config(config).training
     cls = torch.optim.AdamW if t.optimizer == "AdamW" else torch.optim.Adam
-    return cls(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
+    # fused: one kernel for the whole update (CUDA and CPU); False keeps PyTorch's foreach default.
+    return cls(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay, fused=t.fused_optimizer or None)
 
 
 def student_sample(seqs: SequenceSet, k: int, seed: int) -> np.ndarray:
@@ -326,9 +328,11 @@ def train_seed(
 
     # Final evaluation of the best model on every validation and test student.
     run.model.load_state_dict(best_state_of(sink, run.model))
-    bs = cfg.training.batch_size
-    result.final, final_val = final_metrics(run.model, d.valid, d.test, d.test_window, bs, run.device,
-                                            run.autocast)
+    result.final, final_val = final_metrics(run.model, d.valid, d.test, d.test_window, cfg.training.eval_batch_size or cfg.training.batch_size,
+                                            run.device, run.autocast, pack=cfg.data.pack_windows,
+                                            fast=cfg.training.eval_fast_path,
+                                            progress=lambda m: sink.log(f"seed {seed}: {m}"))
+    result.eval_seconds = result.final.pop("eval_seconds")  # timings stay out of the results
     result.rng_final = rng_state_summary(rng_state(run.order))
     result.examples = trajectory_examples(final_val, d.sem_students)
     sink.log(
@@ -379,17 +383,18 @@ def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int
     t = run.cfg.training
     monitor_freq = max(1, t.monitor_freq)
     run.model.train()
-    train_probs, train_targets = [], []  # kept on the device: no sync per batch
-    batches = iterate_batches(train_set, t.batch_size, generator=run.order, shuffle=True,
-                              bucket_by_length=run.cfg.data.bucket_by_length)
-    for b_i, batch in enumerate(batches):
-        b = batch.to(run.device)
+    train_probs, train_targets, train_masks = [], [], []  # kept on the device: no sync per batch
+    bad = StepHealth(run.device)
+    batches = device_batches(train_set, run.device, t.batch_size, generator=run.order, shuffle=True,
+                             bucket_by_length=run.cfg.data.bucket_by_length, pack=run.cfg.data.pack_windows)
+    for b_i, (b, plan) in enumerate(batches):
         with run.autocast():
-            out = run.model(b.q, b.r, b.qry)
+            out = run.model(b.q, b.r, b.qry, pack=plan)
         terms = compute_losses(out, b, weights)
         loss = terms["total"]
-        if not torch.isfinite(loss):
-            return f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b_i}", math.nan
+        bad.observe(loss, b_i)
+        if (b_i + 1) % monitor_freq == 0 and bad.failed():
+            break
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
@@ -399,15 +404,45 @@ def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int
         run.scaler.update()
         run.schedule.observe_batch(terms)
         with torch.no_grad():
-            train_probs.append(torch.sigmoid(out["logits"].detach().float()[b.mask]))
-            train_targets.append(b.target[b.mask])
+            train_probs.append(torch.sigmoid(out["logits"].detach().float()).flatten())
+            train_targets.append(b.target.flatten())
+            train_masks.append(b.mask.flatten())
         if (b_i + 1) % monitor_freq == 0:
             sink.log(
                 f"seed {run.seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss.detach()):.4f} "
                 f"bce {float(terms['bce']):.4f} mastery_var {float(terms.get('mastery_variance', math.nan)):.5f}"
             )
-    train_auc, _ = auc_accuracy(torch.cat(train_targets).cpu().numpy(), torch.cat(train_probs).cpu().numpy())
+    if bad.failed():
+        return f"non-finite loss ({bad.value()}) at epoch {epoch + 1}, batch {bad.batch()}", math.nan
+    seen = torch.cat(train_masks).cpu().numpy()
+    train_auc, _ = auc_accuracy(torch.cat(train_targets).cpu().numpy()[seen], torch.cat(train_probs).cpu().numpy()[seen])
     return None, train_auc
+
+
+class StepHealth:
+    """Non-finite losses noticed without a host sync per step: the first bad batch stays on the device.
+
+    ``failed()`` syncs; the training loop calls it at its logging points and at the end of the epoch,
+    so a failing epoch stops there instead of at the bad batch (its steps are lost with it anyway).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def observe(self, loss: torch.Tensor, batch: int) -> None:
+        new = ~torch.isfinite(loss.detach()) & (self.first < 0)
+        self.first = torch.where(new, torch.full_like(self.first, batch), self.first)
+        self.loss = torch.where(new, loss.detach().float(), self.loss)
+
+    def failed(self) -> bool:
+        return bool(self.first >= 0)
+
+    def batch(self) -> int:
+        return int(self.first)
+
+    def value(self) -> float:
+        return float(self.loss)
 
 
 def _validate_epoch(run: _Run, d: _Data, epoch: int, train_auc: float,
@@ -417,9 +452,11 @@ def _validate_epoch(run: _Run, d: _Data, epoch: int, train_auc: float,
     means = {k: v for k, v in schedule.observed_means().items() if v is not None}
     # One pass over the validation windows; the semantic sample and the global alignment pass are
     # student subsets of it.
-    val = evaluate(run.model, d.valid, batch_size=run.cfg.training.batch_size, device=run.device,
+    val = evaluate(run.model, d.valid, batch_size=run.cfg.training.eval_batch_size or run.cfg.training.batch_size,
+                   device=run.device,
                    autocast=run.autocast(), semantics=True,
-                   head_students=d.sem_students if run.cfg.sampling.log_head_stats else None)
+                   head_students=d.sem_students if run.cfg.sampling.log_head_stats else None,
+                   pack=run.cfg.data.pack_windows)
     sem = val.semantics(d.sem_students)
     glob = val.semantics(d.global_students) if d.global_students is not None else None
     shares = schedule.observed_loss_shares()
@@ -524,19 +561,33 @@ def epoch_row(seed: int, epoch: int, means: dict, train_auc: float, val: EvalRes
     return row
 
 
-def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast) -> tuple[dict[str, Any], EvalResult]:
-    """Best model on all validation students and on the test set (non-window and window AUC)."""
+def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast, *, pack: bool = False,
+                  fast: bool = False, progress=None) -> tuple[dict[str, Any], EvalResult]:
+    """Best model on all validation students and on the test set (non-window and window AUC).
+
+    ``eval_seconds`` records the wall time of each pass; the window-protocol pass reports its progress.
+    """
     out: dict[str, Any] = {}
-    val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    val = evaluate(model, valid_set, batch_size=bs, device=device, autocast=autocast(), semantics=True, pack=pack)
+    seconds["val"] = time.perf_counter() - t0
     out.update(_prefixed("val", val))
     if test_set is not None and len(test_set):
-        test = evaluate(model, test_set, batch_size=bs, device=device, autocast=autocast(), semantics=True)
+        t0 = time.perf_counter()
+        test = evaluate(model, test_set, batch_size=bs, device=device, autocast=autocast(), semantics=True,
+                        pack=pack)
+        seconds["test"] = time.perf_counter() - t0
         out.update(_prefixed("test", test))
     if test_window is not None and len(test_window):
-        win = evaluate(model, test_window, batch_size=bs, device=device, autocast=autocast())
+        t0 = time.perf_counter()
+        win = evaluate_predictions(model, test_window, batch_size=bs, device=device, autocast=autocast(),
+                                   pack=pack, fast=fast, progress=progress, label="test window-protocol evaluation")
+        seconds["test_window"] = time.perf_counter() - t0
         out["test_window_auc"] = win.auc
         out["test_window_accuracy"] = win.accuracy
         out["test_window_n_scored"] = win.n_scored
+    out["eval_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     return out, val
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig
+from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig, added_later
 from harness.config.params import BY_NAME, MODEL_PRESETS, PARAMS, SECTION_ORDER
 from harness.config.schema import (
     ExperimentParams,
@@ -38,13 +38,6 @@ KNOWN_SCHEMAS = (2, 3)
 VOLATILE_SECTIONS = ("runtime", "paths", "reproduction", "config_md5", "missing_params", "schema_version")
 VOLATILE_EXPERIMENT_KEYS = ("id", "short_title", "experiment_suffix", "purpose", "created")
 
-# Parameters added after schema 3 was first written, with the value that reproduces the earlier
-# behaviour. While a config holds that value the leaf is left out of config_md5, so a configuration
-# that does not use the new parameter keeps the md5 it always had (tested against a folder made
-# before). Set to anything else, it is hashed like every other parameter.
-ADDED_LATER: dict[str, dict[str, Any]] = {
-    "data": {"num_concepts": None, "single_file_split": False},
-}
 # Descriptions of what was read, derived from the hashed files (data_checksum.sha256) by the code.
 DESCRIPTIVE_LEAVES: dict[str, tuple[str, ...]] = {
     "data_checksum": ("split", "split_rule", "num_concepts_source"),
@@ -174,7 +167,9 @@ def hashed_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(view.get("experiment"), dict):
         for key in VOLATILE_EXPERIMENT_KEYS:
             view["experiment"].pop(key, None)
-    for section, defaults in ADDED_LATER.items():
+    # Fields added after schema 3 (declared with `before`) stay out of the hash while they hold the
+    # value that reproduces earlier configs, so those keep the md5 they always had.
+    for section, defaults in added_later().items():
         part = view.get(section)
         if isinstance(part, dict):
             for key, default in defaults.items():
@@ -497,6 +492,12 @@ def params_from_file(data: Mapping[str, Any], source: str,
                 take(k, v, key)
         else:
             take(key, value, None)
+    if "schema_version" in data:  # a run's config.json: parameters it predates keep their earlier value
+        for section, leaves in added_later().items():
+            for name, before in leaves.items():
+                if name not in out:
+                    out[name] = before
+                    where[name] = f"{source}: {section}.{name} (absent: the value before it existed)"
     return out
 
 

@@ -227,6 +227,18 @@ def write_rng(exp_dir: Path, seed: int, result: dict | None, determinism: dict) 
     })
 
 
+def write_timings(exp_dir: Path, seed: int, result: dict | None) -> None:
+    """artifacts/timings_seed<N>.json: wall times of the seed (kept out of results.json, see the module doc)."""
+    if not result:
+        return
+    atomic_write_json(exp_dir / "artifacts" / f"timings_seed{seed}.json", {
+        "seed": seed,
+        "seconds_per_epoch_mean": result.get("seconds_per_epoch"),
+        "epoch_seconds": [row.get("epoch_seconds") for row in result.get("history", [])],
+        "final_eval_seconds": result.get("eval_seconds") or {},
+    })
+
+
 def write_results(exp_dir: Path, results: dict) -> None:
     atomic_write_json(exp_dir / "results.json", results)
     if results["multi_seed"]:

@@ -466,6 +466,7 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
             artifacts.write_trajectory(exp_dir, seed, trajectories[seed])
             artifacts.write_head_stats(exp_dir, seed, trajectories[seed])
         artifacts.write_rng(exp_dir, seed, result, (result or {}).get("determinism", {}))
+        artifacts.write_timings(exp_dir, seed, result)
     gpu_names = {k[3:]: v.split(" | ")[0] for k, v in env_pairs if k.startswith("gpu") and k[3:].isdigit()}
     atomic_write_text(exp_dir / "SEED_INFO.md", artifacts.seed_info_md(cfg, results, seed_devices, gpu_names))
     from harness.folder.plots import write_plots

@@ -1,0 +1,295 @@
+"""Fast paths: window packing, logits-only window-protocol evaluation, deferred non-finite checks.
+
+Each fast path must give the reference-like path's numbers up to float rounding, and each one that
+can change numbers is a recorded config field (so it enters config_md5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gainakt import train_seed
+from gainakt.data import build_window_test, build_windows, iterate_batches
+from gainakt.data.batching import packing_for, plan_packing
+from gainakt.evaluate import _prediction_batches, evaluate, evaluate_predictions
+from gainakt.losses import LossSchedule, compute_losses
+from gainakt.model import GainAKT2Exp
+from gainakt.simulate import simulate
+from gainakt.train import MemorySink, StepHealth, loss_settings, make_optimizer
+from harness.cli.main import build_parser
+from harness.config.build import config_md5
+from harness.run.launcher import resolve_run
+
+TINY = ("--model_preset", "small", "--d_model", "16", "--n_heads", "2", "--n_blocks", "1", "--d_ff", "16",
+        "--batch_size", "16", "--max_semantic_students", "10", "--alignment_global_students", "20",
+        "--warmup_constraint_epochs", "1", "--alignment_warmup_epochs", "1")
+
+
+def config(*argv: str) -> dict:
+    ns = build_parser().parse_args(["run", "t", "--devices", "cpu", "--no_amp", *argv])
+    return resolve_run(ns, "t").config
+
+
+@pytest.fixture(scope="module")
+def data():
+    # Lengths 5..90 with max_len 40: full windows, remainders and short students in every batch.
+    return simulate(num_students=60, num_skills=12, min_len=5, max_len=90, seed=11)
+
+
+def model_for(data, **kw) -> GainAKT2Exp:
+    torch.manual_seed(0)
+    args = dict(num_c=data.num_c, d_model=32, n_heads=4, n_blocks=2, d_ff=48, dropout=0.0, max_len=40)
+    args.update(kw)
+    return GainAKT2Exp(**args).double()
+
+
+def test_plan_places_every_valid_position_once_with_windows_whole():
+    valid = torch.tensor([7, 3, 10, 1, 4, 10])
+    plan = plan_packing(valid, 10)
+    assert plan.rows == 4  # first-fit decreasing: [10], [10], [7, 3], [4, 1]
+    placed = plan.src[plan.src < 6 * 10]
+    assert sorted(placed.tolist()) == sorted(i * 10 + t for i, n in enumerate(valid.tolist()) for t in range(n))
+    for i, n in enumerate(valid.tolist()):
+        slots = plan.dest.view(6, 10)[i, :n]
+        assert torch.equal(slots, slots[0] + torch.arange(n))  # contiguous, in order, in one row
+        assert len({int(s) // 10 for s in slots}) == 1
+        assert plan.position.flatten()[slots].tolist() == list(range(n))
+        assert bool((plan.dest.view(6, 10)[i, n:] == plan.rows * 10).all())
+    mask = plan.attention_mask()[:, 0]
+    seg = plan.segment
+    for r in range(plan.rows):
+        for a in range(10):
+            for b in range(10):
+                assert bool(mask[r, a, b]) == (b <= a and bool(seg[r, a] == seg[r, b]))
+    with pytest.raises(ValueError, match="valid positions"):
+        plan_packing(torch.tensor([11]), 10)
+
+
+@pytest.mark.parametrize("head_normalization", [False, True])
+def test_packed_forward_equals_unpacked_on_valid_positions(data, head_normalization):
+    windows = build_windows(data, np.arange(len(data.concepts)), 40)
+    model = model_for(data, head_normalization=head_normalization).eval()
+    compared = 0
+    for batch in iterate_batches(windows, 16, generator=torch.Generator().manual_seed(1), shuffle=True):
+        plan = packing_for(batch)
+        assert plan.rows < len(batch)  # the data leaves room to pack
+        ref = model(batch.q, batch.r, batch.qry, return_streams=True)
+        out = model(batch.q, batch.r, batch.qry, pack=plan, return_streams=True)
+        m = batch.mask
+        for key in ("logits", "predictions", "mastery", "gains", "context", "value"):
+            torch.testing.assert_close(out[key][m], ref[key][m], rtol=1e-9, atol=1e-10)
+        assert bool((out["logits"][~m] == 0).all())
+        compared += int(m.sum())
+    assert compared == int(windows.mask.sum())
+
+
+def test_packed_losses_and_gradients_equal_unpacked(data):
+    cfg = config(*TINY)
+    schedule = LossSchedule(loss_settings(cfg), 4, gain_scale=0.1)
+    schedule.begin_epoch(1)
+    schedule.end_epoch(1, mastery_corr_reference=0.1, loss_shares={"alignment": 0.0})
+    weights = schedule.begin_epoch(2)
+    windows = build_windows(data, np.arange(len(data.concepts)), 40)
+    batch = next(iter(iterate_batches(windows, 24, generator=torch.Generator().manual_seed(2), shuffle=True)))
+    grads = []
+    for plan in (None, packing_for(batch)):
+        model = model_for(data).train()  # dropout 0: the two layouts compute the same function
+        terms = compute_losses(model(batch.q, batch.r, batch.qry, pack=plan), batch, weights)
+        terms["total"].backward()
+        grads.append((terms, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (ref_terms, ref_grads), (terms, g) = grads
+    assert ref_terms.keys() == terms.keys() and math.isfinite(float(ref_terms["total"].detach()))
+    for k in ref_terms:
+        torch.testing.assert_close(terms[k].double(), ref_terms[k].double(), rtol=1e-7, atol=1e-9)
+    assert ref_grads.keys() == g.keys()
+    for n in ref_grads:
+        torch.testing.assert_close(g[n], ref_grads[n], rtol=1e-6, atol=1e-9)
+
+
+def test_heads_off_gives_the_same_logits_and_no_heads(data):
+    windows = build_windows(data, np.arange(20), 40)
+    model = model_for(data).eval()
+    full = model(windows.q, windows.r, windows.qry)
+    lean = model(windows.q, windows.r, windows.qry, heads=False)
+    assert lean["mastery"] is None and lean["gains"] is None
+    assert torch.equal(lean["logits"], full["logits"])
+
+
+def test_only_at_gives_the_full_forward_logit_at_that_position(data):
+    test = build_window_test(data, np.arange(len(data.concepts)), 40)
+    model = model_for(data).eval()
+    at = (test.length - 2).clamp(min=0)
+    full = model(test.q, test.r, test.qry)["logits"]
+    one = model(test.q, test.r, test.qry, only_at=at)
+    assert one["logits"].shape == (len(test), 1) and one["mastery"] is None
+    torch.testing.assert_close(one["logits"][:, 0], full[torch.arange(len(test)), at], rtol=1e-9, atol=1e-12)
+    some = torch.randint(0, test.width, (len(test),), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model(test.q, test.r, test.qry, only_at=some)["logits"][:, 0],
+                               full[torch.arange(len(test)), some], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="only_at"):
+        model(test.q, test.r, test.qry, only_at=at, return_streams=True)
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_window_protocol_fast_path_equals_full_path(data, pack):
+    test = build_window_test(data, np.arange(len(data.concepts)), 40)
+    assert int((test.score_mask.sum(1) == 1).sum()) > 50  # many last-only rows
+    model = model_for(data).float().eval()
+    kw = dict(batch_size=16, device=torch.device("cpu"))
+    old = evaluate(model, test, **kw)  # the semantics-capable pass, data order, full forward
+    full = evaluate_predictions(model, test, fast=False, **kw)
+    lines: list[str] = []
+    fast = evaluate_predictions(model, test, fast=True, pack=pack, progress=lines.append, progress_every=3,
+                                label="window", **{**kw, "batch_size": 64})
+    assert fast.n_scored == full.n_scored == old.n_scored == test.num_targets
+    assert fast.auc == pytest.approx(old.auc, abs=1e-6) and full.auc == pytest.approx(old.auc, abs=1e-6)
+    assert fast.accuracy == pytest.approx(old.accuracy, abs=1e-6)
+    assert fast.loss == pytest.approx(old.loss, rel=1e-5)
+    batches = _prediction_batches(test, 64, True)
+    assert sum(len(i) for i, _ in batches) == len(test) and any(last for _, last in batches)
+    assert len(lines) == math.ceil(len(batches) / 3)
+    assert lines[-1].startswith(f"window: {len(test):,}/{len(test):,} rows (100%)")
+
+
+def test_step_health_keeps_the_first_non_finite_batch_without_stopping():
+    health = StepHealth(torch.device("cpu"))
+    for i, loss in enumerate([1.0, 2.0, float("inf"), float("nan"), 3.0]):
+        health.observe(torch.tensor(loss), i)
+        assert health.failed() == (i >= 2)
+    assert health.batch() == 2 and health.value() == math.inf
+
+
+def test_fast_paths_are_recorded_config_fields():
+    base = config(*TINY)
+    assert base["data"]["pack_windows"] is True and base["training"]["eval_fast_path"] is True
+    assert base["training"]["fused_optimizer"] is True and base["training"]["eval_batch_size"] == 256
+    for flag in ("--no_pack_windows", "--no_eval_fast_path", "--no_fused_optimizer"):
+        assert config_md5(config(*TINY, flag)) != config_md5(base), flag
+    assert config_md5(config(*TINY, "--eval_batch_size", "64")) != config_md5(base)
+    model = torch.nn.Linear(2, 2)
+    assert make_optimizer(base, model).defaults["fused"] is True
+    assert not make_optimizer(config(*TINY, "--no_fused_optimizer"), model).defaults["fused"]
+
+
+def test_training_packed_equals_unpacked_without_dropout():
+    data = simulate(num_students=70, num_skills=8, min_len=5, max_len=70, seed=5)
+    runs = {}
+    for flag in ("--pack_windows", "--no_pack_windows"):
+        cfg = config(*TINY, "--dropout", "0", "--epochs", "2", "--max_len", "30", "--no_fused_optimizer", flag)
+        sink = MemorySink()
+        runs[flag] = (train_seed(cfg, data, "cpu", sink, seed=3), sink)
+    (packed, sink), (plain, _) = runs["--pack_windows"], runs["--no_pack_windows"]
+    assert packed.status == plain.status == "completed"
+    for a, b in zip(packed.history, plain.history, strict=True):
+        for key in ("train_loss", "train_auc", "val_loss", "val_auc"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+    for key in ("val_auc", "test_auc", "test_window_auc"):
+        assert packed.final[key] == pytest.approx(plain.final[key], abs=1e-4), key
+    assert "eval_seconds" not in packed.final
+    assert set(packed.eval_seconds) == {"val", "test", "test_window"}
+    assert any("test window-protocol evaluation" in m and "rows (100%)" in m for m in sink.messages)
+
+
+# --- benchmarks/paper_table.py: the table is built from the points' own folders -------------------
+
+def _paper_table():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_table.py"
+    spec = importlib.util.spec_from_file_location("paper_table", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_point(folder, seeds: dict[int, dict], epochs: dict[int, list[float]], preset: str = "paper"):
+    import json
+
+    folder.mkdir(parents=True)
+    per_seed = {str(s): {"seed": s, **v} for s, v in seeds.items()}
+    (folder / "results.json").write_text(json.dumps({"per_seed": per_seed}))
+    lines = ["seed,epoch,val_auc,epoch_seconds"]
+    lines += [f"{s},{e + 1},0.7,{t}" for s, ts in epochs.items() for e, t in enumerate(ts)]
+    (folder / "metrics_epoch.csv").write_text("\n".join(lines) + "\n")
+    (folder / "config.json").write_text(json.dumps({
+        "model": {"model_preset": preset, "d_model": 512, "n_heads": 8, "num_encoder_blocks": 6, "d_ff": 1024},
+        "training": {"epochs": len(next(iter(epochs.values())))},
+        "seeds": {"all": sorted(seeds)}, "data": {"dataset": "assist2015", "fold": 0}}))
+
+
+def _seed(val: float, test: float, window: float, epoch: int, status: str = "completed") -> dict:
+    return {"status": status, "best_val_auc": val, "best_epoch": epoch, "test_auc": test, "test_window_auc": window,
+            "test_accuracy": 0.7475, "test_mastery_correlation": 0.2, "test_gain_correlation": 0.3}
+
+
+def test_paper_table_reads_the_points_and_judges_against_the_reference(tmp_path):
+    import json
+
+    pt = _paper_table()
+    sweep = tmp_path / "20261130_000000_sweep_paper_table"
+    _fake_point(sweep / "p_amp", {21: _seed(0.7254, 0.7190, 0.7185, 3), 42: _seed(0.7258, 0.7200, 0.7195, 4),
+                                  63: {"status": "failed", "reason": "boom"}},
+                {21: [10.0, 8.0], 42: [9.0, 9.0], 63: [100.0]})
+    _fake_point(sweep / "p_fp32", {21: _seed(0.7240, 0.7180, 0.7260, 3)}, {21: [12.0, 12.0]})
+    (sweep / "sweep.json").write_text(json.dumps({"status": "completed", "points": [
+        {"name": "amp", "experiment_id": "p_amp"}, {"name": "fp32", "experiment_id": "p_fp32"}]}))
+    assert pt.find_sweep(tmp_path, "paper_table") == sweep and pt.find_sweep(tmp_path, "other") is None
+    points = pt.point_folders(sweep)
+    assert points == {"amp": (sweep / "p_amp", "amp"), "fp32": (sweep / "p_fp32", "fp32")}
+    values = pt.seed_values(sweep / "p_amp")
+    assert values["_seeds"] == [21.0, 42.0]  # the failed seed is left out, also from the epoch times
+    assert values["epoch_seconds"] == [9.0, 9.0]
+    text = pt.build_table(points, title=pt.describe(sweep / "p_amp", sweep))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    # amp: mean 0.7256 ± sample std 0.000283, +0.0001 from 0.7255: within 0.002 and at or above
+    assert "0.7256 ± 0.0003 | +0.0001: within ±0.002, at or above" in rows["best val AUC (fold 0)"]
+    # fp32 (one seed, no std): 0.7240 is 0.0015 below, outside the strict 0.0002
+    assert "0.7240 | -0.0015: outside ±0.0002 |" in rows["best val AUC (fold 0)"]
+    assert rows["best val AUC (fold 0)"].endswith("0.7255 ± 0.0002 |")
+    assert "0.7195 ± 0.0007 | -0.0001: within ±0.002 |" in rows["test AUC, non-window (every interaction)"]
+    assert "amp (amp, n=2)" in text and "fp32 (fp32, n=1)" in text
+    assert "- amp: window AUC 0.7190, at or above SAKT." in text
+    assert "- fp32: window AUC 0.7260, at or above simpleKT, DKVMN, SAKT." in text
+    assert "9.0 ± 0.0" in rows["seconds per epoch (mean over epochs)"]
+    assert "seeds [21, 42, 63]" in text and "paper preset (D/H/N/F 512/8/6/1024)" in text
+
+
+def test_paper_table_spec_is_the_paper_configuration_with_both_precisions():
+    import argparse
+
+    import yaml
+
+    pt = _paper_table()
+    spec = pt.spec(argparse.Namespace(epochs=12, preset="paper", seeds=[21, 42, 63, 84, 105]))
+    doc = yaml.safe_load(yaml.safe_dump(spec))
+    assert doc["base"]["flags"] == {"dataset": "assist2015", "fold": 0, "epochs": 12, "model_preset": "paper"}
+    assert doc["points"] == {"amp": {"flags": {"mixed_precision": True}},
+                             "fp32": {"flags": {"mixed_precision": False}}}
+    assert doc["seeds"] == [21, 42, 63, 84, 105]
+
+
+def test_device_batches_serve_the_same_batches_and_plans_as_the_host_path(data):
+    from gainakt.data.batching import device_batches
+
+    windows = build_windows(data, np.arange(len(data.concepts)), 40)
+    for pack in (False, True):
+        host = list(iterate_batches(windows, 16, generator=torch.Generator().manual_seed(4), shuffle=True))
+        served = list(device_batches(windows, "cpu", 16, generator=torch.Generator().manual_seed(4), shuffle=True,
+                                     pack=pack))
+        assert len(host) == len(served)
+        for h, (d, plan) in zip(host, served, strict=True):
+            for name in ("q", "r", "qry", "target", "mask", "score_mask", "student", "length", "true_mastery"):
+                assert torch.equal(getattr(h, name), getattr(d, name)), name
+            if not pack:
+                assert plan is None
+                continue
+            ref = packing_for(h)
+            assert (plan.rows, plan.width) == (ref.rows, ref.width)
+            for name in ("src", "dest", "starts", "segment", "position"):
+                assert torch.equal(getattr(plan, name), getattr(ref, name)), name
