@@ -41,7 +41,8 @@ SUMMARIES = (
     ("qgain", "qgain_correlation"),
     ("qgain_partial", "qgain_partial_correlation"),
     ("qgain_auc_student", "qgain_auc_student"),
-    ("true_mastery", "true_mastery_correlation"),  # simulator only (NaN otherwise)
+    ("true_mastery", "true_mastery_correlation"),  # simulator only (None otherwise)
+    ("true_mean_mastery", "true_mean_mastery_correlation"),  # simulator only: the guide's series vs truth
 )
 GUIDE_VIOLATIONS = ("monotonicity_violation_rate", "negative_gain_rate", "bounds_violation_rate")
 WHOLE_STUDENT = ("monotonicity_violation_rate_whole_student", "boundary_drop_rate", "boundary_drop_mean",
@@ -145,6 +146,7 @@ def semantics_of(rows: list[StudentSeries]) -> Semantics:
     has_truth = any(r.true_mastery for r in rows)
     if has_truth:
         summaries["true_mastery"] = true_mastery_correlation(j["pred_mastery"], j["true_mastery"])
+        summaries["true_mean_mastery"] = per_student_correlation(j["mastery"], j["true_mastery"])
     pooled: dict[str, float | int] = {}
     for stem, score, y in (("qmastery", "pred_mastery", "target"), ("qgain", "qgain", "qgain_target")):
         ys = np.concatenate(j[y]) if rows else np.zeros(0)

@@ -438,6 +438,8 @@ def _check_results_top(ctx: dict[str, Any]) -> tuple[bool, str]:
     if not isinstance(primary, dict):
         return False, "results.json has no per_seed entry for the primary seed"
     for top, key in TOP_LEVEL_KEYS.items():
+        if f"{key}_val_all" in primary:  # the correlations' name since issue 12 (older folders: plain)
+            key = f"{key}_val_all"
         if not _same(res.get(top), primary.get(key)):
             problems.append(f"results.json {top} {res.get(top)} but per_seed[{seeds[0]}].{key} {primary.get(key)}")
     if res.get("multi_seed") != (len(seeds) > 1):
