@@ -901,7 +901,7 @@ def first_active_epochs(s: LossSettings) -> dict[str, int]:
     """1-based first epoch at which each requested scheduled term can be non-zero (as begin_epoch).
 
     lag: ``e1 >= warmup_constraint_epochs + 2``; retention: ``e1 > warmup_constraint_epochs`` and a
-    peak recorded at the end of an earlier such epoch, so ``warmup_constraint_epochs + 2``;
+    peak correlation recorded at the end of an earlier epoch, so ``max(2, warmup_constraint_epochs + 1)``;
     alignment: epoch 1 (scaled by ``min(1, e1 / alignment_warmup_epochs)``).
     """
     out: dict[str, int] = {}
@@ -910,7 +910,7 @@ def first_active_epochs(s: LossSettings) -> dict[str, int]:
     if s.enable_lag_gain_loss and s.lag_max_lag > 0 and s.lag_gain_weight > 0:
         out["lag"] = max(1, s.warmup_constraint_epochs + 2)
     if s.enable_retention_loss and s.retention_weight > 0:
-        out["retention"] = max(2, s.warmup_constraint_epochs + 2)
+        out["retention"] = max(2, s.warmup_constraint_epochs + 1)
     return out
 
 
