@@ -201,7 +201,7 @@ class EvalResult:
 
     def collapsed(self) -> bool:
         """Predictions collapsed: accuracy equals the majority-class rate and AUC < 0.6."""
-        return (math.isfinite(self.accuracy) and abs(self.accuracy - self.majority_rate) < 1e-12
+        return (math.isfinite(self.accuracy) and abs(self.accuracy - self.majority_rate) < 1e-9
                 and not self.auc >= 0.6)
 
     def head_stats(self) -> dict[str, Any] | None:
@@ -258,10 +258,18 @@ def evaluate(
     auc, acc = auc_accuracy(y, p) if len(y) else (math.nan, math.nan)
     result = EvalResult(loss=loss_sum / max(loss_n, 1), auc=auc, accuracy=acc, n_scored=len(y),
                         students=dict(sorted(students.items())),
-                        majority_rate=float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan)
+                        majority_rate=_majority_rate(y))
     if head_set is not None and head_parts["mastery"]:
         result.head_values = {k: np.concatenate(v) for k, v in head_parts.items()}
     return result
+
+
+def _majority_rate(y: np.ndarray) -> float:
+    """Share of the more frequent class (the accuracy of always predicting it)."""
+    if not len(y):
+        return math.nan
+    pos = int((np.asarray(y) >= 0.5).sum())
+    return max(pos, len(y) - pos) / len(y)
 
 
 def _next_practice(b: SequenceSet) -> tuple[torch.Tensor, torch.Tensor]:

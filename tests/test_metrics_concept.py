@@ -245,3 +245,22 @@ def test_first_active_epochs_match_the_schedule(warmup: int) -> None:
                 first.setdefault(term, epoch + 1)
         schedule.end_epoch(epoch, mastery_corr_reference=0.3, loss_shares={"alignment": 0.01})
     assert first == first_active_epochs(settings)
+
+
+def test_constant_predictions_are_reported_as_collapsed() -> None:
+    rng = np.random.default_rng(6)
+    concepts = [rng.integers(0, 3, 30) for _ in range(10)]
+    responses = [(rng.random(30) < 0.8).astype(np.int64) for _ in range(10)]
+    seqs = build_windows(dataset(concepts, responses, 3), np.arange(10), 200)
+    res = evaluate(FakeModel(ramp(3)), seqs, batch_size=4, device=torch.device("cpu"))  # logits 0: p = 0.5
+    assert res.accuracy == pytest.approx(res.majority_rate) and res.collapsed()
+
+    class Oracle(FakeModel):
+        def forward(self, q, r, qry):
+            out = super().forward(q, r, qry)
+            target = torch.zeros_like(out["logits"])
+            target[:, :-1] = r[:, 1:].float()  # the answer at t+1 (the last column is padding-safe)
+            out["logits"] = 4 * target - 2
+            return out
+
+    assert not evaluate(Oracle(ramp(3)), seqs, batch_size=4, device=torch.device("cpu")).collapsed()
