@@ -116,25 +116,33 @@ def pearson_or_none(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.clip((dx @ dy) / math.sqrt(sxx * syy), -1.0, 1.0))
 
 
-def partial_correlation_or_none(x: np.ndarray, y: np.ndarray, control: np.ndarray) -> float | None:
-    """Pearson r of ``x`` and ``y`` after removing a linear fit on ``control`` from each (or None).
+TIME_CONTROL_DEGREE = 3  # the time control removes a cubic in the step index (a clamped ramp bends)
 
-    The residuals of the least-squares fits ``x ~ 1 + control`` and ``y ~ 1 + control`` are
-    correlated; this is the first-order partial correlation. None when undefined (see
-    ``pearson_or_none``) - e.g. when ``x`` is an exact linear function of ``control``.
+
+def partial_correlation_or_none(x: np.ndarray, y: np.ndarray, control: np.ndarray,
+                                degree: int = TIME_CONTROL_DEGREE) -> float | None:
+    """Pearson r of ``x`` and ``y`` after removing a polynomial in ``control`` from each (or None).
+
+    The residuals of the least-squares fits ``x ~ sum_k a_k s^k`` and ``y ~ sum_k b_k s^k``
+    (k = 0..degree, ``s = control / max|control|``) are correlated; with ``degree=1`` this is the
+    textbook first-order partial correlation. The default cubic also removes a ramp that
+    saturates (mastery is clamped at 1). None when undefined (see ``pearson_or_none``), e.g. when
+    ``x`` is itself such a polynomial of ``control``, or with fewer than ``degree + 3`` points.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     c = np.asarray(control, dtype=np.float64).ravel()
     keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(c)
     x, y, c = x[keep], y[keep], c[keep]
-    if x.size < 4:
+    if x.size < degree + 3:
         return None
-    design = np.column_stack([np.ones_like(c), c])
-    coef, *_ = np.linalg.lstsq(design, np.column_stack([x, y]), rcond=None)
-    resid = np.column_stack([x, y]) - design @ coef
+    s = c / max(float(np.abs(c).max()), 1e-12)
+    design = np.column_stack([s**k for k in range(degree + 1)])
+    xy = np.column_stack([x, y])
+    coef, *_ = np.linalg.lstsq(design, xy, rcond=None)
+    resid = xy - design @ coef
     # A residual that is round-off of a series explained by the control counts as constant.
-    scale = np.maximum(np.abs(np.column_stack([x, y])).max(axis=0), 1.0)
+    scale = np.maximum(np.abs(xy).max(axis=0), 1.0)
     if (np.abs(resid).max(axis=0) <= 1e-9 * scale).any():
         return None
     return pearson_or_none(resid[:, 0], resid[:, 1])
