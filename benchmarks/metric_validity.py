@@ -1,6 +1,10 @@
 """Do the interpretability metrics measure mastery? Summarise one finished run folder.
 
-    python benchmarks/metric_validity.py <experiment folder> [--out benchmarks/results/<name>.json]
+    python benchmarks/metric_validity.py <experiment folder> [--reevaluate] [--data_dir DIR]
+        [--out benchmarks/results/<name>.json]
+
+--reevaluate loads the primary seed's best checkpoint and recomputes the final metrics with the
+code checked out now (instead of reading results.json `final`).
 
 Prints (and writes as JSON):
 * the best model's guide and concept-level metrics over all validation and test students, with
@@ -17,6 +21,7 @@ Prints (and writes as JSON):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -24,10 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from gainakt.data import split_students
+from gainakt.data import build_window_test, build_windows, split_students
 from gainakt.metrics import pearson_or_none, per_student_auc, per_student_correlation
 from gainakt.simulate import simulate
+from gainakt.train import build_model, final_metrics
+from harness.folder.checkpoints import checkpoint_name, load_checkpoint
+from harness.run.datasets import load_for_config
 
 METRICS = ("mastery_correlation", "gain_correlation", "qmastery_correlation", "qmastery_partial_correlation",
            "qmastery_auc_student", "qmastery_auc_pooled", "qgain_correlation", "qgain_partial_correlation",
@@ -89,10 +98,26 @@ def across_epochs(rows: list[dict[str, str]]) -> dict[str, float | None]:
                                                          "qmastery_partial_correlation", "qmastery_auc_student")}
 
 
+def reevaluate(folder: Path, cfg: dict[str, Any], seed: int, multi: bool, data_dir: str | None) -> dict[str, Any]:
+    """The best checkpoint's final metrics (all validation / test students) under the current code."""
+    ds = load_for_config(cfg, data_dir)
+    max_len = cfg["data"]["seq_len"]
+    _, valid, test = split_students(ds, cfg["data"]["fold"])
+    model = build_model(cfg, ds.num_c)
+    model.load_state_dict(load_checkpoint(folder / checkpoint_name("best", seed, multi))["model"])
+    test_set = build_windows(ds, test, max_len) if len(test) else None
+    test_window = build_window_test(ds, test, max_len) if len(test) else None
+    final, _ = final_metrics(model, build_windows(ds, valid, max_len), test_set, test_window,
+                             cfg["training"]["batch_size"], torch.device("cpu"), lambda: contextlib.nullcontext())
+    return final
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--reevaluate", action="store_true", help="recompute `final` from the best checkpoint")
+    ap.add_argument("--data_dir", default=None, help="dataset folder for real data (default: as recorded)")
     a = ap.parse_args()
     cfg = json.loads((a.folder / "config.json").read_text())
     results = json.loads((a.folder / "results.json").read_text())
@@ -104,8 +129,11 @@ def main() -> None:
         "folder": a.folder.name, "dataset": cfg["data"]["dataset"], "seed": seed,
         "best_epoch": block["best_epoch"], "best_val_auc": block["best_val_auc"],
         "test_auc": block.get("test_auc"), "epochs": len(rows),
-        "final": final_table(block["final"]), "warnings": results.get("warnings", []),
+        "warnings": results.get("warnings", []), "reevaluated": a.reevaluate,
     }
+    final = (reevaluate(a.folder, cfg, seed, results["multi_seed"], a.data_dir) if a.reevaluate
+             else block["final"])
+    report["final"] = final_table(final)
     if cfg["data"]["dataset"] == "synthetic":
         report["oracle_val"] = oracle(cfg)
         report["epochs_vs_true_mastery_correlation"] = across_epochs(rows)
