@@ -59,3 +59,9 @@ def test_two_new_folders_compare_the_concept_level_metrics(tmp_path_factory, tmp
     cmp = compare_experiments(new, copy)
     assert cmp["per_seed"]["21"]["qmastery_correlation"]["abs_diff"] == 0.0
     assert cmp["per_seed"]["21"]["qmastery_correlation"]["within"] is True
+
+
+def test_stdout_log_warns_about_loss_terms_that_stay_off(tmp_path_factory):
+    log = (runs.base_run(tmp_path_factory) / "stdout.log").read_text()  # 3 epochs, default warm-ups
+    assert " - WARNING - lag loss is requested but inactive in all 3 epochs: it starts at epoch 10" in log
+    assert " - WARNING - retention loss is requested but inactive in all 3 epochs: it starts at epoch 9" in log
