@@ -69,7 +69,7 @@ def test_no_name_holds_two_different_numbers(run) -> None:
         for k, v in best.items():
             names.setdefault(k, []).append(v)
         clashes = {k: vs for k, vs in names.items()
-                   if k not in ("seed", "seeds", "epoch") and len({_norm(v) for v in vs}) > 1}
+                   if len({_norm(v) for v in vs}) > 1}
         assert clashes == {}
 
 

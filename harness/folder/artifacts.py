@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gainakt.losses import schedule_warnings
+from gainakt.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, TIME_CONTROL_DEGREE
 from gainakt.train import EPOCH_COLUMNS, loss_settings
 from harness.folder.experiment import atomic_write_json, atomic_write_text, dumps_json
 
@@ -139,7 +140,18 @@ def build_results(cfg: dict, outcomes: dict[int, dict]) -> dict[str, Any]:
         "test_window_auc": primary.get("test_window_auc"),
         "per_seed": per_seed,
         "warnings": [w for s in seeds for w in per_seed[str(s)].get("warnings") or []],
+        "intervals": INTERVALS,
     }
+
+
+# How every *_ci_low/*_ci_high of a mean over students was computed (docs/metrics.md).
+INTERVALS = {
+    "method": "bootstrap over students, scipy.stats.bootstrap BCa",
+    "confidence": CONFIDENCE,
+    "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+    "bootstrap_seed": BOOTSTRAP_SEED,
+    "time_control": f"polynomial of degree {TIME_CONTROL_DEGREE} in the within-window step index",
+}
 
 
 def _val_all(row: dict, name: str) -> Any:
