@@ -149,14 +149,22 @@ def partial_correlation_or_none(x: np.ndarray, y: np.ndarray, control: np.ndarra
 
 
 def auc_or_none(y_true: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC AUC of ``score`` as a predictor of binary ``y_true``, or None with only one class."""
+    """ROC AUC of ``score`` as a predictor of binary ``y_true``, or None with only one class.
+
+    Computed as the Mann-Whitney statistic ``(R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg)`` with
+    average ranks for ties (scipy.stats.rankdata): the same value as sklearn's roc_auc_score
+    without its per-call input validation, which dominated per-student use.
+    """
     y = np.asarray(y_true, dtype=np.float64).ravel()
     p = np.asarray(score, dtype=np.float64).ravel()
     keep = np.isfinite(y) & np.isfinite(p)
-    y, p = y[keep], p[keep]
-    if np.unique(y).size < 2:
+    pos = y[keep] >= 0.5
+    n_pos = int(pos.sum())
+    n_neg = pos.size - n_pos
+    if n_pos == 0 or n_neg == 0:
         return None
-    return float(roc_auc_score(y, p))
+    ranks = stats.rankdata(p[keep])
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def fisher_ci(r: float, n: int) -> tuple[float, float]:

@@ -266,3 +266,17 @@ def test_constant_predictions_are_reported_as_collapsed() -> None:
             return out
 
     assert not evaluate(Oracle(ramp(3)), seqs, batch_size=4, device=torch.device("cpu")).collapsed()
+
+
+def test_per_student_auc_equals_sklearn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from gainakt.metrics import auc_or_none
+
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        y = rng.integers(0, 2, 40)
+        p = np.round(rng.random(40), 1)  # many ties
+        if 0 < y.sum() < 40:
+            assert auc_or_none(y, p) == pytest.approx(roc_auc_score(y, p))
+    assert auc_or_none(np.ones(5), np.arange(5.0)) is None
