@@ -4,7 +4,9 @@
         [--out benchmarks/results/<name>.json]
 
 --reevaluate loads the primary seed's best checkpoint and recomputes the final metrics with the
-code checked out now (instead of reading results.json `final`).
+code checked out now (instead of reading results.json `final`); it skips the pyKT window-protocol
+test pass (not an interpretability metric) and also works on a folder whose run has not finished
+(no results.json yet: the best checkpoint so far).
 
 Prints (and writes as JSON):
 * the best model's guide and concept-level metrics over all validation and test students, with
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gainakt.data import build_window_test, build_windows, split_students
+from gainakt.data import build_windows, split_students
 from gainakt.metrics import pearson_or_none, per_student_auc, per_student_correlation
 from gainakt.simulate import simulate
 from gainakt.train import build_model, final_metrics
@@ -106,10 +108,21 @@ def reevaluate(folder: Path, cfg: dict[str, Any], seed: int, multi: bool, data_d
     model = build_model(cfg, ds.num_c)
     model.load_state_dict(load_checkpoint(folder / checkpoint_name("best", seed, multi))["model"])
     test_set = build_windows(ds, test, max_len) if len(test) else None
-    test_window = build_window_test(ds, test, max_len) if len(test) else None
-    final, _ = final_metrics(model, build_windows(ds, valid, max_len), test_set, test_window,
+    final, _ = final_metrics(model, build_windows(ds, valid, max_len), test_set, None,
                              cfg["training"]["batch_size"], torch.device("cpu"), lambda: contextlib.nullcontext())
     return final
+
+
+def seed_block(folder: Path, cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results.json, the primary seed's block); for an unfinished run, what the best checkpoint says."""
+    path = folder / "results.json"
+    if path.is_file():
+        results = json.loads(path.read_text())
+        return results, results["per_seed"][str(results["primary_seed"])]
+    seeds = cfg["seeds"]["all"]
+    ckpt = load_checkpoint(folder / checkpoint_name("best", seeds[0], len(seeds) > 1))
+    results = {"primary_seed": seeds[0], "multi_seed": len(seeds) > 1, "warnings": [], "unfinished": True}
+    return results, {"best_epoch": ckpt["epoch"] + 1, "best_val_auc": ckpt["best_val_auc"], "final": {}}
 
 
 def main() -> None:
@@ -120,16 +133,16 @@ def main() -> None:
     ap.add_argument("--data_dir", default=None, help="dataset folder for real data (default: as recorded)")
     a = ap.parse_args()
     cfg = json.loads((a.folder / "config.json").read_text())
-    results = json.loads((a.folder / "results.json").read_text())
+    results, block = seed_block(a.folder, cfg)
     seed = results["primary_seed"]
-    block = results["per_seed"][str(seed)]
     with open(a.folder / "metrics_epoch.csv") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["seed"]) == seed]
+        rows = [r for r in csv.DictReader(fh) if int(r["seed"]) == seed and int(r["epoch"]) <= block["best_epoch"]]
     report: dict[str, Any] = {
         "folder": a.folder.name, "dataset": cfg["data"]["dataset"], "seed": seed,
         "best_epoch": block["best_epoch"], "best_val_auc": block["best_val_auc"],
         "test_auc": block.get("test_auc"), "epochs": len(rows),
         "warnings": results.get("warnings", []), "reevaluated": a.reevaluate,
+        "run_unfinished": results.get("unfinished", False),
     }
     final = (reevaluate(a.folder, cfg, seed, results["multi_seed"], a.data_dir) if a.reevaluate
              else block["final"])
