@@ -40,10 +40,11 @@ from gainakt.train import build_model, final_metrics
 from harness.folder.checkpoints import checkpoint_name, load_checkpoint
 from harness.run.datasets import load_for_config
 
-METRICS = ("mastery_correlation", "gain_correlation", "qmastery_correlation", "qmastery_partial_correlation",
+METRICS = ("auc", "accuracy", "majority_rate", "mastery_correlation", "gain_correlation", "qmastery_correlation", "qmastery_partial_correlation",
            "qmastery_auc_student", "qmastery_auc_pooled", "qgain_correlation", "qgain_partial_correlation",
            "true_mastery_correlation", "true_mean_mastery_correlation", "monotonicity_violation_rate",
-           "monotonicity_violation_rate_whole_student", "boundary_drop_mean", "boundary_drop_rate")
+           "monotonicity_violation_rate_whole_student", "boundary_drop_mean", "boundary_drop_rate", "boundaries",
+           "multiwindow_students")
 STEMS = {"mastery_correlation": "mastery", "gain_correlation": "gain", "qmastery_correlation": "qmastery",
          "qmastery_partial_correlation": "qmastery_partial", "qmastery_auc_student": "qmastery_auc_student",
          "qgain_correlation": "qgain", "qgain_partial_correlation": "qgain_partial",
