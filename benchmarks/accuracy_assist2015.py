@@ -42,8 +42,8 @@ def summarise(exp: Path) -> dict:
         "test_accuracy": seed.get("test_accuracy"),
         "test_mastery_correlation": seed.get("test_mastery_correlation"),
         "test_gain_correlation": seed.get("test_gain_correlation"),
-        "val_mastery_correlation": seed.get("mastery_correlation"),
-        "val_gain_correlation": seed.get("gain_correlation"),
+        "val_mastery_correlation": seed.get("mastery_correlation_val_all", seed.get("mastery_correlation")),
+        "val_gain_correlation": seed.get("gain_correlation_val_all", seed.get("gain_correlation")),
         "seconds_per_epoch_mean": sum(secs) / len(secs) if secs else None,
         "seconds_per_epoch_first": secs[0] if secs else None,
     }

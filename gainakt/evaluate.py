@@ -22,24 +22,65 @@ import torch.nn.functional as F
 from gainakt.data import SequenceSet, batch_order, iterate_batches
 from gainakt.data.batching import packing_for
 from gainakt.metrics import (
+    TOLERANCE,
     CorrelationSummary,
     auc_accuracy,
+    auc_or_none,
     head_statistics,
+    per_student_auc,
     per_student_correlation,
     true_mastery_correlation,
     violation_flags,
 )
 
+# Summaries over students: (stem of the CI/n columns, name of the value column).
+SUMMARIES = (
+    ("mastery", "mastery_correlation"),  # guide
+    ("gain", "gain_correlation"),  # guide
+    ("qmastery", "qmastery_correlation"),
+    ("qmastery_partial", "qmastery_partial_correlation"),
+    ("qmastery_auc_student", "qmastery_auc_student"),
+    ("qgain", "qgain_correlation"),
+    ("qgain_partial", "qgain_partial_correlation"),
+    ("qgain_auc_student", "qgain_auc_student"),
+    ("true_mastery", "true_mastery_correlation"),  # simulator only (None otherwise)
+    ("true_mean_mastery", "true_mean_mastery_correlation"),  # simulator only: the guide's series vs truth
+)
+GUIDE_VIOLATIONS = ("monotonicity_violation_rate", "negative_gain_rate", "bounds_violation_rate")
+WHOLE_STUDENT = ("monotonicity_violation_rate_whole_student", "boundary_drop_rate", "boundary_drop_mean",
+                 "boundaries", "multiwindow_students")
+POOLED = ("qmastery_auc_pooled", "qmastery_auc_pooled_n", "qgain_auc_pooled", "qgain_auc_pooled_n")
+
+
+def _summary_columns() -> tuple[str, ...]:
+    cols: list[str] = []
+    for stem, value in SUMMARIES:
+        cols += [value, f"{stem}_ci_low", f"{stem}_ci_high", f"{stem}_n"]
+    return tuple(cols)
+
+
+# Every column a Semantics contributes (metrics_epoch.csv: validation sample; final: val_*/test_*).
+SEMANTIC_COLUMNS = (*_summary_columns(), *POOLED, *GUIDE_VIOLATIONS, *WHOLE_STUDENT, "semantic_students")
+
 
 @dataclass
 class StudentSeries:
-    """One student's valid positions (windows concatenated in order) and violation flags."""
+    """One student's valid positions, one array per window in window order, and violation flags.
+
+    Positions t are those with ``mask`` (t and t+1 real); ``step`` is t inside its window.
+    The q* lists hold, for each position t whose practised concept q_t is asked again later in
+    the same window, the gain of q_t at t, the response at that next occurrence, and t.
+    """
 
     mastery: list[np.ndarray] = field(default_factory=list)  # mean over concepts at t
     gain: list[np.ndarray] = field(default_factory=list)  # mean over concepts at t
     target: list[np.ndarray] = field(default_factory=list)  # correctness at t+1
     pred_mastery: list[np.ndarray] = field(default_factory=list)  # mastery of the concept asked at t+1
+    step: list[np.ndarray] = field(default_factory=list)  # t inside its window
     true_mastery: list[np.ndarray] = field(default_factory=list)  # simulator only
+    qgain: list[np.ndarray] = field(default_factory=list)  # g_t[q_t]
+    qgain_target: list[np.ndarray] = field(default_factory=list)  # response at the next q_t
+    qgain_step: list[np.ndarray] = field(default_factory=list)
     monotonicity_violation: bool = False
     negative_gain: bool = False
     bounds_violation: bool = False
@@ -48,16 +89,96 @@ class StudentSeries:
         parts = getattr(self, name)
         return np.concatenate(parts) if parts else np.zeros(0)
 
+    def boundary_drops(self) -> np.ndarray:
+        """Mean mastery at the last position of each window minus at the first of the next one."""
+        m = [p for p in self.mastery if p.size]
+        return np.array([a[-1] - b[0] for a, b in zip(m[:-1], m[1:], strict=True)], dtype=np.float64)
+
+    def example(self) -> dict[str, Any]:
+        """The joined series for a plot, with the index where each window starts."""
+        row: dict[str, Any] = {}
+        for name in ("mastery", "gain", "target", "pred_mastery", "true_mastery"):
+            row[name] = [round(float(x), 6) for x in self.joined(name)]
+        sizes = [len(p) for p in self.mastery]
+        row["window_starts"] = [int(x) for x in np.cumsum([0, *sizes[:-1]])]
+        return row
+
 
 @dataclass
 class Semantics:
-    """Interpretability metrics over a set of students."""
+    """Interpretability metrics over a set of students (see docs/metrics.md)."""
 
     mastery: CorrelationSummary
     gain: CorrelationSummary
     violations: dict[str, float]
     true_mastery: CorrelationSummary | None
     students: int
+    summaries: dict[str, CorrelationSummary] = field(default_factory=dict)  # keyed by SUMMARIES stem
+    pooled: dict[str, float | int] = field(default_factory=dict)
+    whole_student: dict[str, float | int] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, float | int | None]:
+        """Every value under its SEMANTIC_COLUMNS name; None where undefined for these students."""
+        out: dict[str, float | int | None] = {}
+        for stem, value in SUMMARIES:
+            s = self.summaries.get(stem) or CorrelationSummary(math.nan, 0, math.nan, math.nan)
+            out.update({value: s.mean, f"{stem}_ci_low": s.ci_low, f"{stem}_ci_high": s.ci_high,
+                        f"{stem}_n": s.n})
+        out.update(self.pooled)
+        out.update(self.violations)
+        out.update(self.whole_student)
+        out["semantic_students"] = self.students
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
+
+
+def semantics_of(rows: list[StudentSeries]) -> Semantics:
+    """All interpretability metrics of these students (each a list of windows)."""
+    j = {name: [r.joined(name) for r in rows] for name in (
+        "mastery", "gain", "target", "pred_mastery", "step", "true_mastery", "qgain", "qgain_target", "qgain_step")}
+    summaries = {
+        "mastery": per_student_correlation(j["mastery"], j["target"]),
+        "gain": per_student_correlation(j["gain"], j["target"]),
+        "qmastery": per_student_correlation(j["pred_mastery"], j["target"]),
+        "qmastery_partial": per_student_correlation(j["pred_mastery"], j["target"], j["step"]),
+        "qmastery_auc_student": per_student_auc(j["target"], j["pred_mastery"]),
+        "qgain": per_student_correlation(j["qgain"], j["qgain_target"]),
+        "qgain_partial": per_student_correlation(j["qgain"], j["qgain_target"], j["qgain_step"]),
+        "qgain_auc_student": per_student_auc(j["qgain_target"], j["qgain"]),
+    }
+    has_truth = any(r.true_mastery for r in rows)
+    if has_truth:
+        summaries["true_mastery"] = true_mastery_correlation(j["pred_mastery"], j["true_mastery"])
+        summaries["true_mean_mastery"] = per_student_correlation(j["mastery"], j["true_mastery"])
+    pooled: dict[str, float | int] = {}
+    for stem, score, y in (("qmastery", "pred_mastery", "target"), ("qgain", "qgain", "qgain_target")):
+        ys = np.concatenate(j[y]) if rows else np.zeros(0)
+        pooled[f"{stem}_auc_pooled"] = auc_or_none(ys, np.concatenate(j[score]) if rows else ys) or math.nan
+        pooled[f"{stem}_auc_pooled_n"] = int(ys.size)
+    n = max(len(rows), 1)
+    return Semantics(
+        mastery=summaries["mastery"], gain=summaries["gain"],
+        violations={
+            "monotonicity_violation_rate": sum(r.monotonicity_violation for r in rows) / n,
+            "negative_gain_rate": sum(r.negative_gain for r in rows) / n,
+            "bounds_violation_rate": sum(r.bounds_violation for r in rows) / n,
+        },
+        true_mastery=summaries.get("true_mastery"), students=len(rows), summaries=summaries, pooled=pooled,
+        whole_student=whole_student_violations(rows),
+    )
+
+
+def whole_student_violations(rows: list[StudentSeries]) -> dict[str, float | int]:
+    """Monotonicity over each student's joined windows: a drop at a window boundary counts."""
+    drops = [r.boundary_drops() for r in rows]
+    all_drops = np.concatenate(drops) if drops else np.zeros(0)
+    whole = sum(r.monotonicity_violation or bool((d > TOLERANCE).any()) for r, d in zip(rows, drops, strict=True))
+    return {
+        "monotonicity_violation_rate_whole_student": whole / max(len(rows), 1),
+        "boundary_drop_rate": float((all_drops > TOLERANCE).mean()) if all_drops.size else math.nan,
+        "boundary_drop_mean": float(all_drops.mean()) if all_drops.size else math.nan,
+        "boundaries": int(all_drops.size),
+        "multiwindow_students": sum(int(d.size > 0) for d in drops),
+    }
 
 
 @dataclass
@@ -70,6 +191,7 @@ class EvalResult:
     n_scored: int
     students: dict[int, StudentSeries] = field(default_factory=dict)
     head_values: dict[str, np.ndarray] | None = None
+    majority_rate: float = math.nan  # share of the more frequent class among scored targets
 
     def semantics(self, subset: Iterable[int] | None = None) -> Semantics | None:
         """Interpretability metrics over `subset` of students (all when None); None without heads."""
@@ -77,21 +199,12 @@ class EvalResult:
             return None
         chosen = self.students if subset is None else {int(s): self.students[int(s)] for s in subset
                                                        if int(s) in self.students}
-        rows = list(chosen.values())
-        n = max(len(rows), 1)
-        has_truth = any(r.true_mastery for r in rows)
-        return Semantics(
-            mastery=per_student_correlation([r.joined("mastery") for r in rows], [r.joined("target") for r in rows]),
-            gain=per_student_correlation([r.joined("gain") for r in rows], [r.joined("target") for r in rows]),
-            violations={
-                "monotonicity_violation_rate": sum(r.monotonicity_violation for r in rows) / n,
-                "negative_gain_rate": sum(r.negative_gain for r in rows) / n,
-                "bounds_violation_rate": sum(r.bounds_violation for r in rows) / n,
-            },
-            true_mastery=true_mastery_correlation([r.joined("pred_mastery") for r in rows],
-                                                  [r.joined("true_mastery") for r in rows]) if has_truth else None,
-            students=len(rows),
-        )
+        return semantics_of(list(chosen.values()))
+
+    def collapsed(self) -> bool:
+        """Predictions collapsed: accuracy equals the majority-class rate and AUC < 0.6."""
+        return (math.isfinite(self.accuracy) and abs(self.accuracy - self.majority_rate) < 1e-9
+                and not self.auc >= 0.6)
 
     def head_stats(self) -> dict[str, Any] | None:
         if not self.head_values:
@@ -148,32 +261,63 @@ def evaluate(
     y, p = (np.concatenate(targets), np.concatenate(probs)) if targets else (np.zeros(0), np.zeros(0))
     auc, acc = auc_accuracy(y, p) if len(y) else (math.nan, math.nan)
     result = EvalResult(loss=loss_sum / max(loss_n, 1), auc=auc, accuracy=acc, n_scored=len(y),
-                        students=dict(sorted(students.items())))
+                        students=dict(sorted(students.items())),
+                        majority_rate=_majority_rate(y))
     if head_set is not None and head_parts["mastery"]:
         result.head_values = {k: np.concatenate(v) for k, v in head_parts.items()}
     return result
+
+
+def _majority_rate(y: np.ndarray) -> float:
+    """Share of the more frequent class (the accuracy of always predicting it)."""
+    if not len(y):
+        return math.nan
+    pos = int((np.asarray(y) >= 0.5).sum())
+    return max(pos, len(y) - pos) / len(y)
+
+
+def _next_practice(b: SequenceSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each t: whether concept q_t is answered again later in the window, and that response.
+
+    Interaction u of the row has concept ``c_u`` (q for u < T, qry[T-1] for u = T) and response
+    ``y_u``; the next occurrence of q_t is the smallest real u > t with c_u == q_t.
+    """
+    width = b.q.shape[1]
+    later_c = b.qry  # c_{u'+1} for u' = 0..T-1
+    match = later_c.unsqueeze(1) == b.q.unsqueeze(2)  # [B, t, u']
+    u = torch.arange(width, device=b.q.device)
+    match &= (u.unsqueeze(0) >= u.unsqueeze(1)).unsqueeze(0) & b.mask.unsqueeze(1)
+    first = torch.where(match, u, width).min(-1).values
+    has = first < width
+    return has, b.target.gather(-1, first.clamp(max=width - 1))
 
 
 def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.Tensor, gains: torch.Tensor,
              head_set: set[int] | None, head_parts: dict[str, list[np.ndarray]]) -> None:
     """Per-row reductions on the device, then one transfer; the Python loop is over rows only."""
     mask = b.mask
-    mean_m = mastery.mean(-1)
-    qry_m = mastery.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1)
+    has_next, next_y = _next_practice(b)
     host = {
-        "mastery": mean_m.cpu().numpy(), "gain": gains.mean(-1).cpu().numpy(), "target": b.target.cpu().numpy(),
-        "pred_mastery": qry_m.cpu().numpy(),
+        "mastery": mastery.mean(-1), "gain": gains.mean(-1), "target": b.target,
+        "pred_mastery": mastery.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1),
+        "step": torch.arange(mask.shape[1], device=mask.device).expand_as(mask),
     }
+    practice = {"qgain": gains.gather(-1, b.q.unsqueeze(-1)).squeeze(-1), "qgain_target": next_y,
+                "qgain_step": host["step"]}
+    host_np = {k: v.cpu().numpy() for k, v in host.items()}
+    practice_np = {k: v.cpu().numpy() for k, v in practice.items()}
     true_m = b.true_mastery.cpu().numpy() if b.true_mastery is not None else None
-    mask_np = mask.cpu().numpy()
+    mask_np, has_np = mask.cpu().numpy(), has_next.cpu().numpy()
     flags = violation_flags(mastery, gains, mask).cpu().numpy()
     for i, s in enumerate(b.student.cpu().numpy().tolist()):
         valid = mask_np[i]
         if not valid.any():
             continue
         rec = students[s]
-        for name, arr in host.items():
+        for name, arr in host_np.items():
             getattr(rec, name).append(arr[i][valid])
+        for name, arr in practice_np.items():
+            getattr(rec, name).append(arr[i][has_np[i]])
         if true_m is not None:
             rec.true_mastery.append(true_m[i][valid])
         rec.monotonicity_violation |= bool(flags[i, 0])

@@ -884,3 +884,38 @@ class LossSchedule:
             setattr(self, key, list(value) if key == "reference_history" else value)
         self._weights = None
         self._acc = _Accumulator()
+
+
+def first_active_epochs(s: LossSettings) -> dict[str, int]:
+    """1-based first epoch at which each requested scheduled term can be non-zero (as begin_epoch).
+
+    lag: ``e1 >= warmup_constraint_epochs + 2``; retention: ``e1 > warmup_constraint_epochs`` and a
+    peak correlation recorded at the end of an earlier epoch, so ``max(2, warmup_constraint_epochs + 1)``;
+    alignment: epoch 1 (scaled by ``min(1, e1 / alignment_warmup_epochs)``).
+    """
+    out: dict[str, int] = {}
+    if s.enable_alignment_loss and s.alignment_weight > 0:
+        out["alignment"] = 1
+    if s.enable_lag_gain_loss and s.lag_max_lag > 0 and s.lag_gain_weight > 0:
+        out["lag"] = max(1, s.warmup_constraint_epochs + 2)
+    if s.enable_retention_loss and s.retention_weight > 0:
+        out["retention"] = max(2, s.warmup_constraint_epochs + 1)
+    return out
+
+
+def schedule_warnings(s: LossSettings, num_epochs: int) -> list[str]:
+    """One line per requested term that stays off, or below full weight, for all ``num_epochs``."""
+    lines = []
+    for term, first in first_active_epochs(s).items():
+        if first > num_epochs:
+            lines.append(f"{term} loss is requested but inactive in all {num_epochs} epochs: it starts at epoch "
+                         f"{first} (warmup_constraint_epochs={s.warmup_constraint_epochs}); raise --epochs to "
+                         f"at least {first} or lower --warmup_constraint_epochs")
+    if "alignment" in first_active_epochs(s) and 0 < num_epochs < s.alignment_warmup_epochs:
+        lines.append(f"alignment loss reaches only {num_epochs}/{s.alignment_warmup_epochs} of its weight "
+                     f"(alignment_warmup_epochs={s.alignment_warmup_epochs} > --epochs {num_epochs})")
+    if (s.enhanced_constraints and not s.enable_cosine_perf_schedule
+            and 0 < num_epochs < s.warmup_constraint_epochs):
+        lines.append(f"mastery/gain performance losses reach only {num_epochs}/{s.warmup_constraint_epochs} of "
+                     f"their weight (warmup_constraint_epochs={s.warmup_constraint_epochs} > --epochs {num_epochs})")
+    return lines

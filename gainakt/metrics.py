@@ -1,7 +1,10 @@
 """Prediction and interpretability metrics (see docs/ARCHITECTURE.md).
 
 * ``auc_accuracy``: pooled ROC AUC (scikit-learn) and accuracy at ``p >= 0.5``.
-* ``per_student_correlation``: Pearson r per student, averaged, with a Fisher-z 95% CI.
+* ``per_student_correlation``: Pearson r per student, averaged, with a bootstrap 95% CI over
+  students (``summarize_mean``); ``fisher_ci`` is kept for a single pooled r only.
+* ``partial_correlation_or_none`` / ``auc_or_none``: per-student concept-level statistics
+  (see docs/metrics.md).
 * ``violation_rates``: share of students whose mastery/gain trajectories break the
   model's own constraints (monotone mastery, non-negative gains, mastery in [0, 1]).
 * ``stratified_sample``: deterministic, length-stratified subset of students.
@@ -16,11 +19,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 TOLERANCE = 1e-6  # float32 round-off must not count as a violation
 _R_CLIP = 0.999999  # keeps atanh finite for |r| = 1
 _Z95 = 1.959963984540054
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0  # recorded in every summary (``interval``) so the CI can be recomputed
 
 
 def auc_accuracy(y_true, y_prob) -> tuple[float, float]:
@@ -43,16 +50,49 @@ def auc_accuracy(y_true, y_prob) -> tuple[float, float]:
 
 @dataclass
 class CorrelationSummary:
-    """Mean per-student correlation, the number of students used, and a 95% CI of the mean."""
+    """A mean over students, the number of students used, and a 95% CI of that mean.
+
+    ``interval`` says how the CI was computed: ``"bootstrap-bca(resamples=2000,seed=0)"`` (a
+    bootstrap over students, scipy.stats.bootstrap), ``"degenerate"`` (all values equal) or
+    ``"none"`` (fewer than 3 students: NaN bounds).
+    """
 
     mean: float
     n: int
     ci_low: float
     ci_high: float
+    interval: str = "none"
 
     def to_dict(self) -> dict:
         """Return the fields as a plain dict."""
         return asdict(self)
+
+
+def summarize_mean(values, *, seed: int = BOOTSTRAP_SEED, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                   method: str = "BCa") -> CorrelationSummary:
+    """Mean of the finite ``values`` (one per student) with a seeded bootstrap 95% CI over students.
+
+    ``method`` is scipy.stats.bootstrap's (``"BCa"``, ``"percentile"``, ``"basic"``) or ``"t"`` for
+    the Student-t interval ``mean -/+ t_{0.975, n-1} * sd / sqrt(n)``. NaN bounds when n < 3
+    (a resample of two values says nothing); ``(mean, mean)`` when all values are equal.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return CorrelationSummary(math.nan, 0, math.nan, math.nan)
+    mean = float(x.mean())
+    if x.size < 3:
+        return CorrelationSummary(mean, int(x.size), math.nan, math.nan)
+    if np.ptp(x) == 0:
+        return CorrelationSummary(mean, int(x.size), mean, mean, "degenerate")
+    if method == "t":
+        half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
+        return CorrelationSummary(mean, int(x.size), mean - half, mean + half, "t")
+    res = stats.bootstrap((x,), np.mean, confidence_level=CONFIDENCE, n_resamples=n_resamples,
+                          method=method, rng=np.random.default_rng(seed), vectorized=True)
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return CorrelationSummary(mean, int(x.size), low, high,
+                              f"bootstrap-{method.lower()}(resamples={n_resamples},seed={seed})")
 
 
 def pearson_or_none(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -76,32 +116,93 @@ def pearson_or_none(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.clip((dx @ dy) / math.sqrt(sxx * syy), -1.0, 1.0))
 
 
-def fisher_ci(mean_r: float, n: int) -> tuple[float, float]:
-    """Return the 95% CI ``tanh(atanh(r) -/+ 1.96 / sqrt(n - 3))``; NaN bounds when n <= 3."""
-    if n <= 3 or not math.isfinite(mean_r):
+TIME_CONTROL_DEGREE = 3  # the time control removes a cubic in the step index (a clamped ramp bends)
+
+
+def partial_correlation_or_none(x: np.ndarray, y: np.ndarray, control: np.ndarray,
+                                degree: int = TIME_CONTROL_DEGREE) -> float | None:
+    """Pearson r of ``x`` and ``y`` after removing a polynomial in ``control`` from each (or None).
+
+    The residuals of the least-squares fits ``x ~ sum_k a_k s^k`` and ``y ~ sum_k b_k s^k``
+    (k = 0..degree, ``s = control / max|control|``) are correlated; with ``degree=1`` this is the
+    textbook first-order partial correlation. The default cubic also removes a ramp that
+    saturates (mastery is clamped at 1). None when undefined (see ``pearson_or_none``), e.g. when
+    ``x`` is itself such a polynomial of ``control``, or with fewer than ``degree + 3`` points.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    c = np.asarray(control, dtype=np.float64).ravel()
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(c)
+    x, y, c = x[keep], y[keep], c[keep]
+    if x.size < degree + 3:
+        return None
+    s = c / max(float(np.abs(c).max()), 1e-12)
+    design = np.column_stack([s**k for k in range(degree + 1)])
+    xy = np.column_stack([x, y])
+    coef, *_ = np.linalg.lstsq(design, xy, rcond=None)
+    resid = xy - design @ coef
+    # A residual that is round-off of a series explained by the control counts as constant.
+    scale = np.maximum(np.abs(xy).max(axis=0), 1.0)
+    if (np.abs(resid).max(axis=0) <= 1e-9 * scale).any():
+        return None
+    return pearson_or_none(resid[:, 0], resid[:, 1])
+
+
+def auc_or_none(y_true: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC of ``score`` as a predictor of binary ``y_true``, or None with only one class.
+
+    Computed as the Mann-Whitney statistic ``(R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg)`` with
+    average ranks for ties (scipy.stats.rankdata): the same value as sklearn's roc_auc_score
+    without its per-call input validation, which dominated per-student use.
+    """
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(score, dtype=np.float64).ravel()
+    keep = np.isfinite(y) & np.isfinite(p)
+    pos = y[keep] >= 0.5
+    n_pos = int(pos.sum())
+    n_neg = pos.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = stats.rankdata(p[keep])
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def fisher_ci(r: float, n: int) -> tuple[float, float]:
+    """95% CI of ONE correlation estimated from n independent pairs: ``tanh(atanh(r) -/+ 1.96/sqrt(n-3))``.
+
+    Not an interval of a mean of per-student correlations (use ``summarize_mean`` for that).
+    NaN bounds when n <= 3.
+    """
+    if n <= 3 or not math.isfinite(r):
         return math.nan, math.nan
-    z = math.atanh(max(-_R_CLIP, min(_R_CLIP, mean_r)))
+    z = math.atanh(max(-_R_CLIP, min(_R_CLIP, r)))
     half = _Z95 / math.sqrt(n - 3)
     return math.tanh(z - half), math.tanh(z + half)
 
 
-def per_student_correlation(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> CorrelationSummary:
-    """Return the mean Pearson correlation over students with its n and Fisher-z 95% CI.
+def per_student_correlation(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray],
+                            controls: Sequence[np.ndarray] | None = None) -> CorrelationSummary:
+    """Return the mean Pearson correlation over students with its n and a bootstrap 95% CI.
 
     A student counts when the two series have >= 3 finite pairs and neither is constant;
     others are skipped, so the mean is never NaN because of them. ``mean`` is the plain
-    average of the per-student r; the CI treats that mean as one correlation estimated
-    from ``n`` students: ``tanh(atanh(mean) -/+ 1.96 / sqrt(n - 3))`` (NaN bounds when
-    n <= 3). With no usable student, mean is NaN and n is 0.
+    average of the per-student r; the CI is ``summarize_mean`` over those r (a seeded bootstrap
+    over students). With ``controls`` (one series per student) the per-student statistic is the
+    partial correlation with the control removed. With no usable student, mean is NaN and n is 0.
     """
-    if len(xs) != len(ys):
+    if len(xs) != len(ys) or (controls is not None and len(controls) != len(xs)):
         raise ValueError(f"{len(xs)} x-series but {len(ys)} y-series")
-    rs = [r for r in (pearson_or_none(x, y) for x, y in zip(xs, ys, strict=True)) if r is not None]
-    if not rs:
-        return CorrelationSummary(math.nan, 0, math.nan, math.nan)
-    mean = float(np.mean(rs))
-    low, high = fisher_ci(mean, len(rs))
-    return CorrelationSummary(mean, len(rs), low, high)
+    if controls is None:
+        rs = [pearson_or_none(x, y) for x, y in zip(xs, ys, strict=True)]
+    else:
+        rs = [partial_correlation_or_none(x, y, c) for x, y, c in zip(xs, ys, controls, strict=True)]
+    return summarize_mean([r for r in rs if r is not None])
+
+
+def per_student_auc(ys: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> CorrelationSummary:
+    """Mean over students of the per-student AUC of ``scores`` predicting ``ys`` (bootstrap CI)."""
+    aucs = [auc_or_none(y, p) for y, p in zip(ys, scores, strict=True)]
+    return summarize_mean([a for a in aucs if a is not None])
 
 
 def true_mastery_correlation(
@@ -194,6 +295,21 @@ def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
         quota[open_bins] += add
         left -= int(add.sum())
     return quota
+
+
+LOSS_TERMS = ("bce", "constraint", "alignment", "lag", "retention")  # total = their sum
+
+
+def loss_abs_shares(means: dict[str, float | None]) -> dict[str, float]:
+    """``{term}_abs_share = |mean term| / sum over LOSS_TERMS of |mean term|``: non-negative, sum 1.
+
+    The weighted terms of ``total`` can be negative (alignment and lag reward correlation), so
+    ``term / total`` shares are signed and need not lie in [0, 1]; these show each term's part of
+    the objective's magnitude. NaN when every term is 0 or missing.
+    """
+    mags = {k: abs(float(means.get(k) or 0.0)) for k in LOSS_TERMS}
+    total = sum(mags.values())
+    return {f"{k}_abs_share": (v / total if total > 0 else math.nan) for k, v in mags.items()}
 
 
 def head_statistics(values) -> dict[str, float | int]:

@@ -35,18 +35,17 @@ from gainakt.determinism import (
     rng_state_summary,
     seed_everything,
 )
-from gainakt.evaluate import EvalResult, Semantics, evaluate, evaluate_predictions
+from gainakt.evaluate import SEMANTIC_COLUMNS, EvalResult, Semantics, evaluate, evaluate_predictions
 from gainakt.losses import LossSchedule, LossSettings, compute_losses
-from gainakt.metrics import auc_accuracy, stratified_sample
+from gainakt.metrics import LOSS_TERMS, auc_accuracy, loss_abs_shares, stratified_sample
 from gainakt.model import GainAKT2Exp
 
 EPOCH_COLUMNS = (
-    "seed", "epoch", "train_loss", "train_auc", "val_loss", "val_auc", "val_accuracy",
-    "monotonicity_violation_rate", "negative_gain_rate", "bounds_violation_rate",
-    "mastery_correlation", "mastery_ci_low", "mastery_ci_high", "mastery_n",
-    "gain_correlation", "gain_ci_low", "gain_ci_high", "gain_n",
+    "seed", "epoch", "train_loss", "train_bce", "train_auc", "val_loss", "val_auc", "val_accuracy",
+    "train_constraint_term", "train_alignment_term", "train_lag_term", "train_retention_term",
     "main_loss_share", "constraint_loss_share", "alignment_loss_share", "lag_loss_share",
-    "retention_loss_share", "learning_rate", "epoch_seconds",
+    "retention_loss_share", *(f"{k}_abs_share" for k in LOSS_TERMS),
+    *SEMANTIC_COLUMNS, "learning_rate", "epoch_seconds",
 )
 
 
@@ -363,7 +362,7 @@ def _train_epochs(run: _Run, d: _Data, state: TrainState, sink: TrainSink) -> tu
         sink.log(
             f"seed {run.seed} epoch {epoch + 1}/{t.epochs}: train_loss {row['train_loss']:.4f} "
             f"train_auc {train_auc:.4f} val_auc {val_auc:.4f} val_acc {val_acc:.4f} "
-            f"mastery_corr {row['mastery_correlation']:.4f} gain_corr {row['gain_correlation']:.4f} "
+            f"mastery_corr {fmt(row['mastery_correlation'])} gain_corr {fmt(row['gain_correlation'])} "
             f"({row['epoch_seconds']:.1f}s){' *best*' if improved else ''}"
         )
         snapshot = state.checkpoint(run)
@@ -529,35 +528,28 @@ def epoch_row(seed: int, epoch: int, means: dict, train_auc: float, val: EvalRes
               shares: dict, optimizer: torch.optim.Optimizer, seconds: float) -> dict:
     """One metrics_epoch.csv row (columns EPOCH_COLUMNS)."""
     nan = float("nan")
-    m, g = (sem.mastery, sem.gain) if sem is not None else (None, None)
-    violations = sem.violations if sem is not None else {}
-    row = {
+    row: dict[str, Any] = {
         "seed": seed,
         "epoch": epoch + 1,
-        "train_loss": means.get("total", nan),
+        "train_loss": means.get("total", nan),  # the whole objective (guide name)
+        "train_bce": means.get("bce", nan),
         "train_auc": train_auc,
         "val_loss": val.loss,
         "val_auc": val.auc,
         "val_accuracy": val.accuracy,
-        "monotonicity_violation_rate": violations.get("monotonicity_violation_rate", 0.0),
-        "negative_gain_rate": violations.get("negative_gain_rate", 0.0),
-        "bounds_violation_rate": violations.get("bounds_violation_rate", 0.0),
-        "mastery_correlation": m.mean if m else nan,
-        "mastery_ci_low": m.ci_low if m else nan,
-        "mastery_ci_high": m.ci_high if m else nan,
-        "mastery_n": m.n if m else 0,
-        "gain_correlation": g.mean if g else nan,
-        "gain_ci_low": g.ci_low if g else nan,
-        "gain_ci_high": g.ci_high if g else nan,
-        "gain_n": g.n if g else 0,
+        **{f"train_{k}_term": means.get(k, nan) for k in LOSS_TERMS if k != "bce"},
         "main_loss_share": shares.get("main", nan),
         "constraint_loss_share": shares.get("constraint", nan),
         "alignment_loss_share": shares.get("alignment", nan),
         "lag_loss_share": shares.get("lag", nan),
         "retention_loss_share": shares.get("retention", nan),
+        **loss_abs_shares(means),
+        **{k: None for k in SEMANTIC_COLUMNS},  # None: not measured
         "learning_rate": optimizer.param_groups[0]["lr"],
         "epoch_seconds": round(seconds, 3),
     }
+    if sem is not None:
+        row.update(sem.flat())
     return row
 
 
@@ -592,15 +584,8 @@ def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast,
 
 
 def trajectory_examples(val: EvalResult, students: np.ndarray, k: int = 4) -> list[dict]:
-    """Mean mastery, mastery of the next concept, and correctness over time for k sampled students."""
-    out = []
-    for s in [int(s) for s in students[:k] if int(s) in val.students]:
-        series = val.students[s]
-        row: dict[str, Any] = {"student": s}
-        for name in ("mastery", "gain", "target", "pred_mastery", "true_mastery"):
-            row[name] = [round(float(x), 6) for x in series.joined(name)]
-        out.append(row)
-    return out
+    """Whole-student series (all windows, boundaries marked) of k sampled students."""
+    return [{"student": int(s), **val.students[int(s)].example()} for s in students[:k] if int(s) in val.students]
 
 
 def _prefixed(prefix: str, r: EvalResult) -> dict[str, Any]:
@@ -609,17 +594,10 @@ def _prefixed(prefix: str, r: EvalResult) -> dict[str, Any]:
         f"{prefix}_accuracy": r.accuracy,
         f"{prefix}_loss": r.loss,
         f"{prefix}_n_scored": r.n_scored,
+        f"{prefix}_majority_rate": r.majority_rate,
+        f"{prefix}_predictions_collapsed": r.collapsed(),
     }
     sem = r.semantics()
-    if sem is None:
-        return out
-    for name, summary in (("mastery", sem.mastery), ("gain", sem.gain), ("true_mastery", sem.true_mastery)):
-        if summary is not None:
-            out[f"{prefix}_{name}_correlation"] = summary.mean
-            out[f"{prefix}_{name}_ci_low"] = summary.ci_low
-            out[f"{prefix}_{name}_ci_high"] = summary.ci_high
-            out[f"{prefix}_{name}_n"] = summary.n
-    out[f"{prefix}_semantic_students"] = sem.students
-    for k, v in sem.violations.items():
-        out[f"{prefix}_{k}"] = v
+    if sem is not None:
+        out.update({f"{prefix}_{k}": v for k, v in sem.flat().items()})
     return out

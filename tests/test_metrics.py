@@ -10,6 +10,7 @@ import pytest
 from gainakt.metrics import (
     CorrelationSummary,
     auc_accuracy,
+    fisher_ci,
     head_statistics,
     per_student_correlation,
     stratified_sample,
@@ -54,19 +55,25 @@ def test_per_student_correlation_skips_constant_and_short_series() -> None:
     out = per_student_correlation(xs, ys)
     assert out.n == 2
     assert out.mean == pytest.approx((1.0 + r2) / 2)
-    assert math.isnan(out.ci_low) and math.isnan(out.ci_high)  # n <= 3
+    assert math.isnan(out.ci_low) and math.isnan(out.ci_high)  # n < 3: no interval
 
 
-def test_fisher_ci_hand_value() -> None:
-    # Five students, each r = 0.8: mean 0.8, CI = tanh(atanh(0.8) -/+ 1.96/sqrt(5 - 3)).
+def test_fisher_ci_hand_value_is_for_one_pooled_r() -> None:
+    # One correlation r = 0.8 from n = 5 pairs: CI = tanh(atanh(0.8) -/+ 1.96/sqrt(5 - 3)).
+    z, half = math.atanh(0.8), 1.959963984540054 / math.sqrt(2)
+    low, high = fisher_ci(0.8, 5)
+    assert low == pytest.approx(math.tanh(z - half)) and high == pytest.approx(math.tanh(z + half))
+    assert low == pytest.approx(-0.2796, abs=1e-4) and high == pytest.approx(0.9862, abs=1e-4)
+
+
+def test_mean_of_equal_correlations_has_a_zero_width_interval() -> None:
+    # Five students, each r = 0.8: the mean over students is known exactly from these students.
     x = np.array([0.0, 1.0, 2.0, 3.0])
     y = np.array([0.0, 2.0, 1.0, 3.0])  # dx=[-1.5,-.5,.5,1.5], dy=[-1.5,.5,-.5,1.5] -> r = 4/5 = 0.8
     out = per_student_correlation([x] * 5, [y] * 5)
-    assert out.mean == pytest.approx(0.8)
-    z, half = math.atanh(0.8), 1.959963984540054 / math.sqrt(2)
-    assert out.ci_low == pytest.approx(math.tanh(z - half))
-    assert out.ci_high == pytest.approx(math.tanh(z + half))
-    assert out.ci_low == pytest.approx(-0.2796, abs=1e-4) and out.ci_high == pytest.approx(0.9862, abs=1e-4)
+    assert (out.mean, out.n, out.ci_low, out.ci_high) == (pytest.approx(0.8), 5, pytest.approx(0.8),
+                                                          pytest.approx(0.8))
+    assert out.interval == "degenerate"
 
 
 def test_correlation_never_nan_with_constant_students() -> None:

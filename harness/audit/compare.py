@@ -49,6 +49,9 @@ METRICS = {
     "mastery_correlation": "corr",
     "gain_correlation": "corr",
     "test_auc": "auc",
+    # Concept-level (issue 12): compared where both folders have them, else noted as not compared.
+    "qmastery_correlation": "corr",
+    "qmastery_partial_correlation": "corr",
 }
 REQUIRED_METRICS = ("best_val_auc", "mastery_correlation", "gain_correlation")
 
@@ -127,7 +130,8 @@ def seed_metrics(results: dict[str, Any] | None, multi: dict[str, Any] | None,
             if row.get("status") in ("failed", "not_run"):
                 out[seed] = {m: None for m in METRICS}
             else:
-                out[seed] = {m: _number(row.get(m)) for m in METRICS}
+                # *_val_all: the all-validation-students value (older folders: the plain name).
+                out[seed] = {m: _number(row.get(f"{m}_val_all", row.get(m))) for m in METRICS}
         return out
     # Reference layouts.
     if isinstance(multi, dict) and isinstance(multi.get("per_seed"), list):
@@ -329,7 +333,7 @@ def _metric_diffs(src: dict[str, Any], tgt: dict[str, Any], tol: dict[str, Any])
                     entry["within"] = False
                     failures.append(f"seed {seed} {metric} is missing in the {side}")
                 else:
-                    entry["note"] = f"only the {'target' if a is None else 'source'} has it"
+                    entry["note"] = f"only the {'target' if a is None else 'source'} has it: not compared"
             row[metric] = entry
         per_seed[str(seed)] = row
     aggregate: dict[str, Any] = {}

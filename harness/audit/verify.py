@@ -42,6 +42,15 @@ REFERENCE_CSV_HEADER = (
     "gain_correlation", "gain_ci_low", "gain_ci_high", "main_loss_share", "constraint_loss_share",
     "alignment_loss_share", "lag_loss_share", "retention_loss_share",
 )
+# Our schema-3 header before issue 12 added the concept-level and loss columns: such folders verify.
+SCHEMA3_CSV_HEADER_BEFORE_ISSUE12 = (
+    "seed", "epoch", "train_loss", "train_auc", "val_loss", "val_auc", "val_accuracy",
+    "monotonicity_violation_rate", "negative_gain_rate", "bounds_violation_rate",
+    "mastery_correlation", "mastery_ci_low", "mastery_ci_high", "mastery_n",
+    "gain_correlation", "gain_ci_low", "gain_ci_high", "gain_n",
+    "main_loss_share", "constraint_loss_share", "alignment_loss_share", "lag_loss_share",
+    "retention_loss_share", "learning_rate", "epoch_seconds",
+)
 PLOTS = ("learning_curves.png", "interpretability.png", "mastery_trajectories.png")
 FINISHED = ("completed", "early_stopped")
 
@@ -328,6 +337,8 @@ def _art_metrics(path: Path, schema: Any) -> tuple[bool, str]:
     except (ValueError, csv.Error) as exc:
         return False, f"metrics_epoch.csv: {exc}"
     expected = list(expected_csv_header(schema))
+    if schema == SCHEMA_VERSION and tuple(header) == SCHEMA3_CSV_HEADER_BEFORE_ISSUE12:
+        expected = list(header)  # an older folder of ours: its own complete header
     if header != expected:
         extra = [c for c in header if c not in expected]
         lacking = [c for c in expected if c not in header]
@@ -479,6 +490,8 @@ def _check_results_top(ctx: dict[str, Any]) -> tuple[bool, str]:
     if not isinstance(primary, dict):
         return False, "results.json has no per_seed entry for the primary seed"
     for top, key in TOP_LEVEL_KEYS.items():
+        if f"{key}_val_all" in primary:  # the correlations' name since issue 12 (older folders: plain)
+            key = f"{key}_val_all"
         if not _same(res.get(top), primary.get(key)):
             problems.append(f"results.json {top} {res.get(top)} but per_seed[{seeds[0]}].{key} {primary.get(key)}")
     if res.get("multi_seed") != (len(seeds) > 1):

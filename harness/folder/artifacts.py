@@ -12,15 +12,40 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from gainakt.train import EPOCH_COLUMNS
+from gainakt.losses import schedule_warnings
+from gainakt.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, TIME_CONTROL_DEGREE
+from gainakt.train import EPOCH_COLUMNS, loss_settings
 from harness.folder.experiment import atomic_write_json, atomic_write_text, dumps_json
 
 # Aggregated across seeds in results_multi_seed.json and SEED_INFO.md / README.md.
+# Population in the name: *_val_all = every validation student, *_test_all / test_* = every test
+# student, both under the best model (docs/metrics.md).
 SUMMARY_METRICS = (
-    "best_val_auc", "best_epoch", "val_accuracy", "mastery_correlation", "gain_correlation",
-    "test_auc", "test_accuracy", "test_window_auc", "test_mastery_correlation", "test_gain_correlation",
-    "true_mastery_correlation",
+    "best_val_auc", "best_epoch", "val_accuracy", "mastery_correlation_val_all", "gain_correlation_val_all",
+    "qmastery_correlation_val_all", "qmastery_partial_correlation_val_all", "qmastery_auc_pooled_val_all",
+    "qgain_correlation_val_all", "test_auc", "test_accuracy", "test_window_auc", "test_mastery_correlation",
+    "test_gain_correlation", "test_qmastery_correlation", "test_qmastery_partial_correlation",
+    "true_mastery_correlation_val_all", "true_mean_mastery_correlation_val_all",
 )
+# per_seed key -> the `final` key it copies (the best model's metrics over all students of a split).
+FINAL_COPIES = {
+    "val_accuracy": "val_accuracy",
+    "mastery_correlation_val_all": "val_mastery_correlation",
+    "gain_correlation_val_all": "val_gain_correlation",
+    "qmastery_correlation_val_all": "val_qmastery_correlation",
+    "qmastery_partial_correlation_val_all": "val_qmastery_partial_correlation",
+    "qmastery_auc_pooled_val_all": "val_qmastery_auc_pooled",
+    "qgain_correlation_val_all": "val_qgain_correlation",
+    "test_auc": "test_auc",
+    "test_accuracy": "test_accuracy",
+    "test_window_auc": "test_window_auc",
+    "test_mastery_correlation": "test_mastery_correlation",
+    "test_gain_correlation": "test_gain_correlation",
+    "test_qmastery_correlation": "test_qmastery_correlation",
+    "test_qmastery_partial_correlation": "test_qmastery_partial_correlation",
+    "true_mastery_correlation_val_all": "val_true_mastery_correlation",
+    "true_mean_mastery_correlation_val_all": "val_true_mean_mastery_correlation",
+}
 
 def render_metrics_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
@@ -38,7 +63,11 @@ def _cell(v: Any) -> Any:
 
 
 def seed_summary(result: dict) -> dict[str, Any]:
-    """The per-seed block of results.json: best-epoch validation and final best-model metrics."""
+    """The per-seed block of results.json: best-epoch validation and final best-model metrics.
+
+    ``best_epoch_metrics`` is the best epoch's metrics_epoch.csv row (semantic columns over the
+    per-epoch validation sample); the ``*_val_all`` keys and ``final`` are over all students.
+    """
     final = result.get("final", {})
     best = result.get("best", {})
     return {
@@ -49,18 +78,27 @@ def seed_summary(result: dict) -> dict[str, Any]:
         "best_epoch": result["best_epoch"],
         "best_val_auc": result["best_val_auc"],
         "best_epoch_metrics": {k: best.get(k) for k in EPOCH_COLUMNS if k not in ("seed", "epoch_seconds")},
-        "val_accuracy": final.get("val_accuracy"),
-        "mastery_correlation": final.get("val_mastery_correlation"),
-        "gain_correlation": final.get("val_gain_correlation"),
-        "test_auc": final.get("test_auc"),
-        "test_accuracy": final.get("test_accuracy"),
-        "test_window_auc": final.get("test_window_auc"),
-        "test_mastery_correlation": final.get("test_mastery_correlation"),
-        "test_gain_correlation": final.get("test_gain_correlation"),
-        "true_mastery_correlation": final.get("val_true_mastery_correlation"),
+        **{key: final.get(src) for key, src in FINAL_COPIES.items()},
         "final": final,
         "amp": result.get("amp"),
+        "warnings": model_warnings(result["seed"], final),
     }
+
+
+def model_warnings(seed: int, final: dict) -> list[str]:
+    """Warnings about the trained model itself (collapsed predictions), one line each."""
+    out = []
+    for split in ("val", "test"):
+        if final.get(f"{split}_predictions_collapsed"):
+            out.append(f"seed {seed}: predictions collapsed on {split}: accuracy {final[f'{split}_accuracy']:.4f} "
+                       f"equals the majority-class rate and AUC {final[f'{split}_auc']:.4f} < 0.6 "
+                       f"(the model predicts one class; its interpretability metrics are not meaningful)")
+    return out
+
+
+def launch_warnings(cfg: dict) -> list[str]:
+    """Lines for stdout.log at launch: requested loss terms that cannot act within --epochs."""
+    return schedule_warnings(loss_settings(cfg), int(cfg["training"]["epochs"]))
 
 
 def build_results(cfg: dict, outcomes: dict[int, dict]) -> dict[str, Any]:
@@ -93,12 +131,29 @@ def build_results(cfg: dict, outcomes: dict[int, dict]) -> dict[str, Any]:
         # values under these names; ours are measured on the best checkpoint).
         "best_epoch": primary.get("best_epoch"),
         "best_epoch_auc": primary.get("best_val_auc"),
-        "best_mastery_corr": primary.get("mastery_correlation"),
-        "best_gain_corr": primary.get("gain_correlation"),
+        "best_mastery_corr": _val_all(primary, "mastery_correlation"),
+        "best_gain_corr": _val_all(primary, "gain_correlation"),
         "test_auc": primary.get("test_auc"),
         "test_window_auc": primary.get("test_window_auc"),
         "per_seed": per_seed,
+        "warnings": [w for s in seeds for w in per_seed[str(s)].get("warnings") or []],
+        "intervals": INTERVALS,
     }
+
+
+# How every *_ci_low/*_ci_high of a mean over students was computed (docs/metrics.md).
+INTERVALS = {
+    "method": "bootstrap over students, scipy.stats.bootstrap BCa",
+    "confidence": CONFIDENCE,
+    "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+    "bootstrap_seed": BOOTSTRAP_SEED,
+    "time_control": f"polynomial of degree {TIME_CONTROL_DEGREE} in the within-window step index",
+}
+
+
+def _val_all(row: dict, name: str) -> Any:
+    """``{name}_val_all``, or ``name`` in a seed block written before the rename (--resume)."""
+    return row.get(f"{name}_val_all", row.get(name))
 
 
 def stats(values: list[float]) -> dict[str, float | None]:
@@ -169,6 +224,63 @@ Full parameter tables: `docs/` and the launch guide (§3, §5).
 """
 
 
+# README rows: (final-key stem, label, guide metric?)
+README_METRICS = (
+    ("mastery_correlation", "mastery", "corr(mean mastery over all concepts at t, correct at t+1)", True),
+    ("gain_correlation", "gain", "corr(mean gain over all concepts at t, correct at t+1)", True),
+    ("qmastery_correlation", "qmastery", "corr(mastery of the concept asked at t+1, correct at t+1)", False),
+    ("qmastery_partial_correlation", "qmastery_partial", "same, step index in the window partialled out", False),
+    ("qmastery_auc_student", "qmastery_auc_student", "AUC of that mastery for correct at t+1, per student", False),
+    ("qmastery_auc_pooled", None, "AUC of that mastery for correct at t+1, all positions pooled", False),
+    ("qgain_correlation", "qgain", "corr(gain of the practised concept, next correct on it)", False),
+    ("qgain_partial_correlation", "qgain_partial", "same, step index in the window partialled out", False),
+    ("true_mastery_correlation", "true_mastery", "simulator: corr(mastery of asked concept, its true mastery)",
+     False),
+    ("true_mean_mastery_correlation", "true_mean_mastery",
+     "simulator: corr(mean mastery over concepts, true mastery of asked concept)", False),
+    ("monotonicity_violation_rate", None, "students whose mean mastery drops inside a window", True),
+    ("monotonicity_violation_rate_whole_student", None, "students whose mean mastery drops anywhere, "
+     "window boundaries included", False),
+    ("boundary_drop_mean", None, "mean drop of mean mastery across a window boundary", False),
+)
+
+
+def _with_ci(final: dict, split: str, value: str, stem: str | None) -> str:
+    v = final.get(f"{split}_{value}")
+    if v is None:
+        return "n/a"
+    if stem is None:
+        return _fmt(v, 4)
+    low, high, n = (final.get(f"{split}_{stem}_{k}") for k in ("ci_low", "ci_high", "n"))
+    return f"{_fmt(v, 4)} [{_fmt(low, 4)}, {_fmt(high, 4)}] n={n}"
+
+
+def interpretability_md(results: dict) -> list[str]:
+    """The primary seed's interpretability metrics over all validation and test students."""
+    primary = results["per_seed"][str(results["primary_seed"])]
+    final = primary.get("final") or {}
+    if final.get("val_mastery_correlation") is None and final.get("val_qmastery_correlation") is None:
+        return []
+    lines = ["## Interpretability metrics", "",
+             f"Seed {results['primary_seed']}, best model, every validation / test student. Means over students "
+             "with a 95% bootstrap interval over students [low, high] and n students; guide = the launch "
+             "guide's metric under its guide name. Definitions, populations and intervals: `docs/metrics.md` "
+             "in the harness repository.", "",
+             "| Metric | Guide | Measures | Validation (all) | Test (all) |", "|---|---|---|---|---|"]
+    for value, stem, what, guide in README_METRICS:
+        if final.get(f"val_{value}") is None and final.get(f"test_{value}") is None:
+            continue
+        lines.append(f"| {value} | {'yes' if guide else ''} | {what} | {_with_ci(final, 'val', value, stem)} | "
+                     f"{_with_ci(final, 'test', value, stem)} |")
+    return [*lines, ""]
+
+
+def warnings_md(results: dict) -> list[str]:
+    if not results.get("warnings"):
+        return []
+    return ["## Warnings", "", *(f"- {w}" for w in results["warnings"]), ""]
+
+
 def readme_md(cfg: dict, results: dict, checklist: list[Any], command: str) -> str:
     """The run's README; `checklist` holds harness.audit.checks.Check items (name, passed, reason)."""
     exp = cfg["experiment"]
@@ -186,6 +298,8 @@ def readme_md(cfg: dict, results: dict, checklist: list[Any], command: str) -> s
         f"- Status: {results['status']}", "",
         "## Run summary", "",
         aggregate_table(multi), "",
+        *warnings_md(results),
+        *interpretability_md(results),
         "## Reproducibility Checklist", "",
         "Computed from the folder when the run finished (`harness verify` re-checks it).", "",
         "| Check | Result | Detail |", "|---|---|---|",

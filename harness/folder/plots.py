@@ -1,4 +1,4 @@
-"""PNG plots in artifacts/: learning curves, interpretability per epoch, mastery trajectories."""
+"""PNG plots in artifacts/: learning curves, interpretability per epoch, whole-student mastery trajectories."""
 
 from __future__ import annotations
 
@@ -26,58 +26,78 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_plots(exp_dir: Path, histories: dict[int, list[dict]], trajectories: dict[int, list[dict]],
-                examples: dict[int, list[dict] | None]) -> None:
+def _col(rows: list[dict], key: str) -> list[float]:
+    """A column of the rows, NaN where a row lacks it (older folders) or it is undefined."""
+    return [float("nan") if r.get(key) is None else float(r[key]) for r in rows]
+
+
+def _curves(art: Path, histories: dict[int, list[dict]]) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for seed, rows in histories.items():
+        ep = [r["epoch"] for r in rows]
+        axes[0].plot(ep, _col(rows, "train_auc"), "--", label=f"train {seed}")
+        axes[0].plot(ep, _col(rows, "val_auc"), "-o", label=f"val {seed}")
+        axes[1].plot(ep, _col(rows, "train_bce"), "--", label=f"train BCE {seed}")
+        axes[1].plot(ep, _col(rows, "val_loss"), "-o", label=f"val BCE {seed}")
+        axes[1].plot(ep, _col(rows, "train_loss"), ":", label=f"train objective (BCE + terms) {seed}")
+    axes[0].set(title="AUC", xlabel="epoch")
+    axes[1].set(title="loss (BCE on the same scale; objective dotted)", xlabel="epoch")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    _save(fig, art / "learning_curves.png")
+
+
+def _interpretability(art: Path, histories: dict[int, list[dict]]) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for seed, rows in histories.items():
+        ep = [r["epoch"] for r in rows]
+        for value, stem, style, label in (("mastery_correlation", "mastery", "-o", "mastery (guide)"),
+                                          ("gain_correlation", "gain", "-s", "gain (guide)"),
+                                          ("qmastery_correlation", "qmastery", "-d", "asked-concept mastery"),
+                                          ("qmastery_partial_correlation", "qmastery_partial", "--d",
+                                           "asked-concept mastery, time removed"),
+                                          ("true_mastery_correlation", "true_mastery", "-^", "vs true mastery")):
+            vals = _col(rows, value)
+            if all(v != v for v in vals):  # all NaN: not measured in this run
+                continue
+            axes[0].plot(ep, vals, style, label=f"{label} {seed}")
+            axes[0].fill_between(ep, _col(rows, f"{stem}_ci_low"), _col(rows, f"{stem}_ci_high"), alpha=0.12)
+        for key in ("bce", "constraint", "alignment", "lag", "retention"):
+            axes[1].plot(ep, _col(rows, f"{key}_abs_share"), label=f"{key} {seed}")
+    axes[0].axhline(0.0, color="grey", lw=0.5)
+    axes[0].set(title="mean over sampled validation students (95% bootstrap CI)", xlabel="epoch",
+                ylabel="correlation")
+    axes[1].set(title="|term| / sum |terms| of the training objective", xlabel="epoch", ylim=(-0.02, 1.02))
+    for ax in axes:
+        ax.legend(fontsize=6)
+    _save(fig, art / "interpretability.png")
+
+
+def _trajectories(art: Path, seed: int, students: list[dict]) -> None:
+    fig, axes = plt.subplots(len(students), 1, figsize=(9, 2.2 * len(students)), squeeze=False)
+    for ax, ex in zip(axes[:, 0], students, strict=True):
+        t = range(len(ex["mastery"]))
+        ax.plot(t, ex["mastery"], label="mean mastery")
+        ax.plot(t, ex["pred_mastery"], label="mastery of next skill")
+        if ex.get("true_mastery"):
+            ax.plot(t, ex["true_mastery"], ":", label="true mastery (simulator)")
+        ax.scatter(t, ex["target"], s=6, c="k", label="next correct")
+        starts = ex.get("window_starts") or [0]
+        for i, x in enumerate(starts[1:]):
+            ax.axvline(x - 0.5, color="red", ls="--", lw=0.8, label="window boundary (model resets)" if i == 0 else None)
+        ax.set(title=f"seed {seed}, student {ex['student']} ({len(starts)} window(s), all steps)", ylim=(-0.05, 1.05))
+    axes[0, 0].legend(fontsize=7, ncol=5)
+    _save(fig, art / "mastery_trajectories.png")
+
+
+def write_plots(exp_dir: Path, histories: dict[int, list[dict]], examples: dict[int, list[dict] | None]) -> None:
     """Learning curves and interpretability per epoch (every seed with rows, resumed ones included)
-    and mastery trajectories of a few students of the first seed that has them."""
+    and whole-student mastery trajectories (window boundaries marked) of the first seed that has them."""
     art = exp_dir / "artifacts"
     art.mkdir(exist_ok=True)
     if histories:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for seed, rows in histories.items():
-            ep = [r["epoch"] for r in rows]
-            axes[0].plot(ep, [r["train_auc"] for r in rows], "--", label=f"train {seed}")
-            axes[0].plot(ep, [r["val_auc"] for r in rows], "-o", label=f"val {seed}")
-            axes[1].plot(ep, [r["train_loss"] for r in rows], "--", label=f"train {seed}")
-            axes[1].plot(ep, [r["val_loss"] for r in rows], "-o", label=f"val BCE {seed}")
-        axes[0].set(title="AUC", xlabel="epoch")
-        axes[1].set(title="loss", xlabel="epoch")
-        for ax in axes:
-            ax.legend(fontsize=7)
-        _save(fig, art / "learning_curves.png")
-
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for seed, rows in histories.items():
-            ep = [r["epoch"] for r in rows]
-            axes[0].plot(ep, [r["mastery_correlation"] for r in rows], "-o", label=f"mastery {seed}")
-            axes[0].fill_between(ep, [r["mastery_ci_low"] for r in rows], [r["mastery_ci_high"] for r in rows],
-                                 alpha=0.15)
-            axes[0].plot(ep, [r["gain_correlation"] for r in rows], "-s", label=f"gain {seed}")
-            traj = trajectories.get(seed) or []
-            true_corr = [t.get("true_mastery_correlation") for t in traj]
-            if any(v is not None for v in true_corr):
-                axes[0].plot([t["epoch"] for t in traj], [v if v is not None else float("nan") for v in true_corr],
-                             "-^", label=f"vs true mastery {seed}")
-            for key in ("main_loss_share", "constraint_loss_share", "alignment_loss_share", "lag_loss_share",
-                        "retention_loss_share"):
-                axes[1].plot(ep, [r[key] for r in rows], label=f"{key.replace('_loss_share', '')} {seed}")
-        axes[0].set(title="interpretability (validation sample)", xlabel="epoch", ylabel="correlation")
-        axes[1].set(title="loss shares", xlabel="epoch")
-        for ax in axes:
-            ax.legend(fontsize=7)
-        _save(fig, art / "interpretability.png")
-
+        _curves(art, histories)
+        _interpretability(art, histories)
     with_examples = [(s, ex) for s, ex in examples.items() if ex]
     if with_examples:
-        seed, students = with_examples[0]
-        fig, axes = plt.subplots(len(students), 1, figsize=(9, 2.2 * len(students)), squeeze=False)
-        for ax, ex in zip(axes[:, 0], students, strict=True):
-            t = range(len(ex["mastery"]))
-            ax.plot(t, ex["mastery"], label="mean mastery")
-            ax.plot(t, ex["pred_mastery"], label="mastery of next skill")
-            if ex.get("true_mastery"):
-                ax.plot(t, ex["true_mastery"], ":", label="true mastery (simulator)")
-            ax.scatter(t, ex["target"], s=6, c="k", label="next correct")
-            ax.set(title=f"seed {seed}, student {ex['student']}", ylim=(-0.05, 1.05))
-        axes[0, 0].legend(fontsize=7, ncol=4)
-        _save(fig, art / "mastery_trajectories.png")
+        _trajectories(art, *with_examples[0])

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from harness.folder.artifacts import build_multi_seed
 
-COLUMNS = ("best_epoch", "best_val_auc", "test_auc", "test_window_auc", "mastery_correlation", "gain_correlation")
+COLUMNS = ("best_epoch", "best_val_auc", "test_auc", "test_window_auc", "mastery_correlation_val_all",
+           "gain_correlation_val_all", "qmastery_correlation_val_all")
 HEADERS = ("seed", "status", *COLUMNS)
 
 

@@ -374,6 +374,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
     log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
+    for line in artifacts.launch_warnings(cfg):
+        log.warning(line)
     pairs = capture(runtime=runtime, dataset=dict(run.data_checksum), seed_devices=seed_devices,
                     determinism={"torch_deterministic": run.train.determinism.torch_deterministic})
     record_environment(exp_dir, pairs, resume)
@@ -435,6 +437,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     results = artifacts.build_results(cfg, outcomes)
     if interrupted:
         results["status"] = "interrupted"
+    for line in results.get("warnings", []):
+        log.warning(line)
     finish_folder(exp_dir, cfg, results, outcomes, trajectories, seed_devices, pairs, rows)
     status = results["status"]
     atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"]}
@@ -471,7 +475,7 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
     atomic_write_text(exp_dir / "SEED_INFO.md", artifacts.seed_info_md(cfg, results, seed_devices, gpu_names))
     from harness.folder.plots import write_plots
 
-    write_plots(exp_dir, histories, trajectories, examples)
+    write_plots(exp_dir, histories, examples)
     checklist = run_checklist(exp_dir, cfg, results)
     atomic_write_text(exp_dir / "README.md", artifacts.readme_md(cfg, results, checklist, run.command))
 
