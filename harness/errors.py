@@ -11,6 +11,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from harness.run.launcher import LaunchError
 
     types: list[type[BaseException]] = [ConfigError, DataError, DatasetError, ExperimentError, LaunchError]
+    from harness.sweep.spec import SweepError
+
+    types.append(SweepError)
     try:
         from harness.docker.containers import ContainerError
     except ImportError:  # pragma: no cover

@@ -150,6 +150,8 @@ PARAMS: tuple[Param, ...] = (
     # runtime (not hashed)
     P("devices", "runtime", list, ["auto"], "GPU indices, 'cpu' or 'auto'"),
     P("threads", "runtime", int, 8, "CPU threads per worker (capped at the machine's cores)"),
+    P("jobs_per_device", "runtime", int, 1,
+      "seeds trained at once on each device (CPU: --threads split between them)"),
     P("runtime", "runtime", str, "local", "where training runs", choices=("auto", "local", "docker")),
     P("image", "runtime", str, None, "container image tag (default: built for this code)", nullable=True),
 )

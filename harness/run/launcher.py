@@ -136,6 +136,8 @@ def prepare_run(resolved: ResolvedRun, ns: argparse.Namespace, *, reproduction: 
     devices = resolve_devices(resolved.params["devices"])
     threads = max(1, min(int(resolved.params["threads"]), os.cpu_count() or 1))
     resolved.params["threads"] = threads  # the cap is part of the resolved value
+    if int(resolved.params.get("jobs_per_device", 1)) < 1:
+        raise LaunchError(f"--jobs_per_device must be at least 1, got {resolved.params['jobs_per_device']}")
     requested_devices = resolved.params["devices"]
     resolved.params["devices"] = devices  # 'auto' resolved to what this machine has
     base = Path(ns.output_base) if getattr(ns, "output_base", None) else Path("examples/experiments")
@@ -177,14 +179,20 @@ def overrides_text(cfg: dict, overrides: list[str]) -> str:
 
 
 def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bool = False,
-                       quiet: bool = False) -> int:
-    """Train every seed of a prepared folder and write its artifacts. Exit code 0 if all seeds finished."""
+                       quiet: bool = False, seed_runner: Any = None) -> int:
+    """Train every seed of a prepared folder and write its artifacts. Exit code 0 if all seeds finished.
+
+    `seed_runner` (default `run_workers`) trains the plans; a sweep passes one that shares device
+    slots (or a Ray cluster) between the experiments it runs at once.
+    """
     cfg = read_json(exp_dir / "config.json")
     with FolderLock(exp_dir):
-        return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet)
+        return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet,
+                               seed_runner=seed_runner or run_workers)
 
 
-def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: bool, quiet: bool) -> int:
+def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: bool, quiet: bool,
+                    seed_runner: Any = run_workers) -> int:
     from harness.run.progress import Progress
 
     log = RunLog(exp_dir / "stdout.log", quiet=quiet)
@@ -193,7 +201,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     # Inside a container the GPUs are renumbered 0..n-1; the host says how (docker_run.py).
     run_devices = json.loads(os.environ.get("HARNESS_INSIDE_DEVICES", "null")) or devices
     runtime = os.environ.get("HARNESS_RUNTIME", cfg["runtime"].get("runtime", "local"))
-    seed_devices = seed_device_map(seeds, devices)
+    jobs_per_device = int(cfg["runtime"].get("jobs_per_device", 1))  # absent in older configs
+    seed_devices = seed_device_map(seeds, devices, jobs_per_device)
     done: set[int] = set()
     if resume:
         done = finished_seeds(exp_dir, cfg)
@@ -233,14 +242,14 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
 
     interrupted = False
     if todo:
-        plans = assign_seeds(seeds, run_devices)
+        threads = int(cfg["runtime"].get("threads", 1))
+        plans = assign_seeds(seeds, run_devices, jobs_per_device, threads)
         for p in plans:
             p.seeds = [s for s in p.seeds if s in todo]
         plans = [p for p in plans if p.seeds]
-        threads = int(cfg["runtime"].get("threads", 1))
         try:
             with progress:
-                outcomes.update(run_workers(plans, exp_dir, data_dir, threads, resume, on_event))
+                outcomes.update(seed_runner(plans, exp_dir, data_dir, threads, resume, on_event))
         except KeyboardInterrupt:
             interrupted = True
             log.error("interrupted (Ctrl-C): workers stopped; resume with --resume "
