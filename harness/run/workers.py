@@ -112,6 +112,30 @@ class FolderSink:
         return None
 
 
+def train_one_seed(cfg: dict, data: Any, device: str, exp_dir: Path, seed: int, resume: bool,
+                   events: Any) -> tuple[str, int, Any]:
+    """Train one seed into its folder (from its last checkpoint when resuming); the final event.
+
+    The one training entry of every backend: the local workers and the Ray tasks of a sweep.
+    """
+    import torch
+
+    from gainakt.train import train_seed
+
+    multi = len(cfg["seeds"]["all"]) > 1
+    sink = FolderSink(exp_dir, seed, multi, events, cfg["experiment"].get("experiment_suffix") or "")
+    resume_state = None
+    last = exp_dir / checkpoint_name("last", seed, multi)
+    if resume and last.is_file():
+        resume_state = torch.load(last, map_location="cpu", weights_only=True)
+    try:
+        result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)
+        return ("result", seed, result.as_dict())
+    except Exception as exc:  # noqa: BLE001 - reported per seed, the parent decides the exit code
+        tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
+        return ("failed", seed, f"{type(exc).__name__}: {exc} ({tb})")
+
+
 def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: int, resume: bool,
                  events: Any) -> None:
     # Isolate the GPU before torch (and CUDA) start in this process.
@@ -130,10 +154,7 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
     import torch
 
     torch.set_num_threads(threads)
-    from gainakt.train import train_seed
-
     device = "cpu" if plan.device == "cpu" else "cuda:0"
-    multi = len(cfg["seeds"]["all"]) > 1
     try:
         data = load_for_config(cfg, data_dir)
     except Exception as exc:  # noqa: BLE001 - reported per seed, the parent decides the exit code
@@ -141,19 +162,9 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
             events.put(("failed", seed, f"dataset could not be loaded: {exc}"))
         return
     for seed in plan.seeds:
-        sink = FolderSink(Path(exp_dir), seed, multi, events, cfg["experiment"].get("experiment_suffix") or "")
-        resume_state = None
-        last = Path(exp_dir) / checkpoint_name("last", seed, multi)
-        if resume and last.is_file():
-            resume_state = torch.load(last, map_location="cpu", weights_only=True)
-        try:
-            events.put(("started", seed, {"device": plan.device, "slot": plan.slot, "threads": threads,
-                                          "pid": os.getpid(), "time": time.time()}))
-            result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)
-            events.put(("result", seed, result.as_dict()))
-        except Exception as exc:  # noqa: BLE001
-            tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
-            events.put(("failed", seed, f"{type(exc).__name__}: {exc} ({tb})"))
+        events.put(("started", seed, {"device": plan.device, "slot": plan.slot, "threads": threads,
+                                      "pid": os.getpid(), "time": time.time()}))
+        events.put(train_one_seed(cfg, data, device, Path(exp_dir), seed, resume, events))
     # Everything is reported and written; skip the interpreter's slow teardown of torch & co.
     events.close()
     events.join_thread()

@@ -106,8 +106,10 @@ def launch_settings(ns: argparse.Namespace, first: ResolvedRun) -> Launch:
     import os
 
     threads = max(1, min(int(params["threads"]), os.cpu_count() or 1))
+    # Ray places jobs on the cluster's GPUs (any node), so only the local backend checks this machine's.
+    devices = [str(d) for d in params["devices"]] if ns.backend == "ray" else resolve_devices(params["devices"])
     return Launch(backend=ns.backend, ray_address=ns.ray_address, max_retries=ns.max_retries,
-                  devices=resolve_devices(params["devices"]), jobs_per_device=jobs, threads=threads)
+                  devices=devices, jobs_per_device=jobs, threads=threads)
 
 
 def start(ns: argparse.Namespace) -> int:
