@@ -95,6 +95,9 @@ def resolve_devices(requested: list[str]) -> list[str]:
     count = _gpu_count()
     if items == ["auto"]:
         return [str(i) for i in range(count)] or ["cpu"]
+    if items.count("cpu") > 1:
+        raise LaunchError(f"--devices {' '.join(requested)}: the CPU is one device; use --jobs_per_device N "
+                          "to train several seeds on it at once")
     if "cpu" in items or "auto" in items:
         raise LaunchError(f"--devices {' '.join(requested)}: use 'cpu', 'auto' or GPU indices, not a mix")
     bad = [d for d in items if not d.isdigit()]

@@ -3,8 +3,9 @@
 - A job asks for `num_gpus = 1/jobs_per_device` when the sweep uses GPUs (and the cluster has
   some), else for CPUs (its share of --threads). Ray decides the node; the task records its host,
   Ray node id and GPU in the point's environment.txt (via the `started` event).
-- Events (log lines, epoch rows, checkpoints) travel through a Ray queue owned by the driver's
-  node; checkpoints and results are written by the task straight into the point's folder, which
+- Events (log lines, epoch rows, checkpoints) travel to an actor on the driver's node without
+  waiting (a task blocked in `ray.get` lends its CPU to the next job, which would oversubscribe the
+  node); the task returns how many it sent and the driver waits for all of them. Checkpoints and results are written by the task straight into the point's folder, which
   is why --output_base must be storage every node sees (checked before anything is created).
 - A task lost with its worker or node is retried by Ray (`max_retries`); the retry resumes from
   the seed's last checkpoint, as `harness resume` does. After the last retry the job is failed;
@@ -25,14 +26,46 @@ from typing import Any
 from harness.sweep.spec import SweepError
 
 
+class EventBox:
+    """The actor holding a point's events until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+
+    def take(self) -> list[Any]:
+        items, self.items = self.items, []
+        return items
+
+
+class Events:
+    """What a task's FolderSink writes to: `put` sends (attempt token, event) without waiting and
+    counts, so the driver knows when every event of an attempt has arrived."""
+
+    def __init__(self, box: Any) -> None:
+        self.box, self.token, self.sent = box, "", 0
+
+    def for_attempt(self) -> Events:
+        attempt = Events(self.box)
+        attempt.token = uuid.uuid4().hex
+        return attempt
+
+    def put(self, item: Any) -> None:
+        self.sent += 1
+        self.box.put.remote((self.token, item))
+
+
 def ray_job(exp_dir: str, data_dir: str | None, seed: int, threads: int, events: Any,
-            submitted: float) -> tuple[str, int, Any]:
+            submitted: float) -> tuple[str, int, Any, str, int]:
     """One seed inside a Ray worker: the same `train_one_seed` as the local workers.
 
     It always resumes from the seed's last checkpoint when one exists: on a first attempt there is
     none; on a Ray retry it is what the lost attempt saved.
     """
     started = time.time()
+    events = events.for_attempt()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     import ray
@@ -50,18 +83,29 @@ def ray_job(exp_dir: str, data_dir: str | None, seed: int, threads: int, events:
     try:
         data = load_for_config(cfg, data_dir)
     except Exception as exc:  # noqa: BLE001 - reported as the job's failure
-        return ("failed", seed, f"dataset could not be loaded on {socket.gethostname()}: {exc}")
+        return ("failed", seed, f"dataset could not be loaded on {socket.gethostname()}: {exc}", events.token,
+                events.sent)
     ctx = ray.get_runtime_context()
     events.put(("started", seed, {
         "host": socket.gethostname(), "ray_node_id": ctx.get_node_id(), "gpu": gpus or None,
         "device": "cuda" if gpus else "cpu", "threads": threads, "pid": os.getpid(),
         "submitted": submitted, "task_started": started, "time": time.time(),
     }))
-    return train_one_seed(cfg, data, "cuda:0" if gpus else "cpu", Path(exp_dir), seed, True, events)
+    kind, seed, payload = train_one_seed(cfg, data, "cuda:0" if gpus else "cpu", Path(exp_dir), seed, True, events)
+    return kind, seed, payload, events.token, events.sent
 
 
 def read_marker(path: str) -> str:
-    """What a node sees at the driver's marker path (the marker's text, or why not)."""
+    """What a node sees at the driver's marker path (the marker's text, or why not).
+
+    It also imports the training code, so the node's idle Ray worker that the first job reuses
+    does not pay for importing torch after the job is submitted.
+    """
+    import torch  # noqa: F401 - warms the worker
+
+    import gainakt.train  # noqa: F401
+    import harness.run.datasets  # noqa: F401
+
     try:
         return Path(path).read_text()
     except OSError as exc:
@@ -137,7 +181,6 @@ class RayBackend:
 
         def run(plans: list, exp_dir: Path, data_dir: str | None, threads: int, resume: bool,
                 on_event: Callable[[str, int, Any], None]) -> dict[int, dict]:
-            from ray.util.queue import Queue
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             lock = threading.Lock()
@@ -147,38 +190,49 @@ class RayBackend:
                     on_event(kind, seed, payload)
                     hook(kind, seed, payload)
 
-            queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(
-                self.driver_node, soft=False)})
+            box = ray.remote(num_cpus=0)(EventBox).options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                self.driver_node, soft=False)).remote()
+            events = Events(box)
             opts = self._options(threads)
             job_threads = max(1, threads // self.launch.jobs_per_device) if not self.use_gpus else threads
             refs = {self._remote.options(name=f"gainakt-{exp_dir.name}-seed{seed}", **opts).remote(
-                str(exp_dir), data_dir, seed, job_threads, queue, time.time()): seed
+                str(exp_dir), data_dir, seed, job_threads, events, time.time()): seed
                 for seed in [s for p in plans for s in p.seeds]}
             outcomes: dict[int, dict] = {}
+            received: dict[str, int] = {}
+
+            def drain() -> None:
+                for token, (kind, seed, payload) in ray.get(box.take.remote()):
+                    received[token] = received.get(token, 0) + 1
+                    forward(kind, seed, payload)
+
             pending = list(refs)
             try:
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1, timeout=0.2)
-                    for kind, seed, payload in queue.get_nowait_batch(queue.qsize()):
-                        forward(kind, seed, payload)
+                    drain()
                     for ref in done:
-                        kind, seed, payload = self._outcome(ref, refs[ref])
+                        kind, seed, payload, token, sent = self._outcome(ref, refs[ref])
+                        deadline = time.time() + 60  # the attempt's events are in flight at most briefly
+                        while received.get(token, 0) < sent and time.time() < deadline:
+                            time.sleep(0.05)
+                            drain()
                         outcomes[seed] = ({"status": payload["status"], "result": payload} if kind == "result"
                                           else {"status": "failed", "reason": payload})
                         forward(kind, seed, payload)
             finally:
-                queue.shutdown()
+                ray.kill(box)
             return outcomes
 
         return run
 
-    def _outcome(self, ref: Any, seed: int) -> tuple[str, int, Any]:
+    def _outcome(self, ref: Any, seed: int) -> tuple[str, int, Any, str, int]:
         try:
             return self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return ("failed", seed, f"Ray job lost after {self.launch.max_retries} retries: "
-                                    f"{type(exc).__name__}: {first[:200]}")
+                                    f"{type(exc).__name__}: {first[:200]}", "", 0)
 
     def close(self) -> None:
         if self._owns:

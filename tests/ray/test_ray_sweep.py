@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli.main import main
-from harness.folder.experiment import read_json
+from harness.folder.experiment import ExperimentError, read_json
 
 pytestmark = pytest.mark.ray
 
@@ -97,7 +97,7 @@ def _worker_pid(folder: Path, node_names: dict[str, str], deadline: float) -> tu
     while time.time() < deadline:
         try:
             state = read_json(folder / "sweep.json")
-        except (OSError, ValueError):
+        except ExperimentError:  # not written yet
             state = {"jobs": [], "points": []}
         ids = {p["name"]: p["experiment_id"] for p in state["points"]}
         for j in state["jobs"]:
