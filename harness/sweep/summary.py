@@ -35,6 +35,7 @@ CSV_COLUMNS = ("point", "experiment_id", "config_md5", "metric", "n", "mean", "s
                "diff_vs_base", "paired_n", "paired_p")
 FINISHED = ("completed", "early_stopped")
 PLOTS = ("plots/frontier.png", "plots/learning_curves.png")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
 def _finite(v: Any) -> float | None:
@@ -142,6 +143,22 @@ def _p(v: float | None) -> str:
     return "n/a" if v is None else (f"{v:.3g}" if v >= 0.001 else "<0.001")
 
 
+def identical_points(state: dict[str, Any], by: dict[tuple[str, str], dict[str, Any]]) -> list[list[str]]:
+    """Groups of points whose summary rows agree on every metric except wall time."""
+    groups: dict[tuple, list[str]] = {}
+    for p in state["points"]:
+        key = tuple((by[(p["name"], k)]["n"], by[(p["name"], k)]["mean"], by[(p["name"], k)]["std"])
+                    for k, _ in METRICS if k != "wall_seconds")
+        groups.setdefault(key, []).append(p["name"])
+    return [g for g in groups.values() if len(g) > 1 and any(by[(g[0], k)]["n"] for k, _ in METRICS)]
+
+
+def _diff(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:+.2e}" if v != 0 and abs(v) < 5e-5 else f"{v:+.4f}"
+
+
 def sweep_md(state: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     by = {(r["point"], r["metric"]): r for r in rows}
     points = [p["name"] for p in state["points"]]
@@ -162,14 +179,18 @@ def sweep_md(state: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         for name in points:
             lines.append(f"| {name} | " + " | ".join(_cell(by[(name, key)]) for key, _ in group) + " |")
         lines.append("")
+    same = identical_points(state, by)
+    if same:
+        lines += ["Same results (n, mean and std of every metric but wall time): " + "; ".join(
+            " = ".join(group) for group in same) + ". The flags in which they differ did not change training "
+            "here (e.g. a loss still in its warm-up epochs, AMP on a CPU).", ""]
     lines += [f"## Difference to the base point ({state['base_point']})", "",
               "Mean of (point - base) over the seeds both finished, and the two-sided p of a paired t-test "
               "(n/a with fewer than two shared seeds or identical differences).", "",
               "| Point | shared seeds | " + " | ".join(label for _, label in METRICS[:7]) + " |",
               "|---|---|" + "---|" * 7]
     for name in points:
-        cells = [f"{_f(by[(name, k)]['diff_vs_base'], 4) if by[(name, k)]['diff_vs_base'] is not None else 'n/a'}"
-                 f" (p {_p(by[(name, k)]['paired_p'])})" for k, _ in METRICS[:7]]
+        cells = [f"{_diff(by[(name, k)]['diff_vs_base'])} (p {_p(by[(name, k)]['paired_p'])})" for k, _ in METRICS[:7]]
         lines.append(f"| {name} | {by[(name, 'best_val_auc')]['paired_n']} | " + " | ".join(cells) + " |")
     lines += ["", "## Points", "", "| Point | Experiment folder | config_md5 | Finished seeds | Overrides |",
               "|---|---|---|---|---|"]
@@ -195,24 +216,25 @@ FILES_TEXT = """## Files
 
 
 def write_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     from harness.folder.plots import _save, plt
 
     (folder / "plots").mkdir(exist_ok=True)
     by = {(r["point"], r["metric"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(7, 5))
-    for p in state["points"]:
+    for i, p in enumerate(state["points"]):
         x, y = by[(p["name"], "mastery_correlation")], by[(p["name"], "best_val_auc")]
         if x["mean"] is None or y["mean"] is None:
             continue
-        ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0, yerr=y["std"] or 0, fmt="o", capsize=4,
-                    label=p["name"])
-        ax.annotate(p["name"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0, yerr=y["std"] or 0, fmt=_MARKERS[i % len(_MARKERS)],
+                    capsize=4, markersize=7, alpha=0.8, label=p["name"])
     ax.set(title="accuracy vs interpretability (mean ± std over seeds)", xlabel="val mastery correlation",
            ylabel="best val AUC")
     ax.legend(fontsize=7)
     _save(fig, folder / PLOTS[0])
     fig, ax = plt.subplots(figsize=(7, 5))
-    for p in state["points"]:
+    for i, p in enumerate(state["points"]):
         per_epoch: dict[int, list[float]] = {}
         for seed_rows in epoch_rows(folder / p["experiment_id"]).values():
             for r in seed_rows:
@@ -222,10 +244,12 @@ def write_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]])
         ep = sorted(per_epoch)
         mean = [statistics.fmean(per_epoch[e]) for e in ep]
         std = [statistics.pstdev(per_epoch[e]) for e in ep]
-        line = ax.plot(ep, mean, "-o", markersize=3, label=p["name"])[0]
+        line = ax.plot(ep, mean, "-" + _MARKERS[i % len(_MARKERS)], markersize=4, label=p["name"])[0]
         ax.fill_between(ep, [m - s for m, s in zip(mean, std, strict=True)],
-                        [m + s for m, s in zip(mean, std, strict=True)], color=line.get_color(), alpha=0.15)
-    ax.set(title="val AUC per epoch (mean ± std over seeds)", xlabel="epoch", ylabel="val AUC")
+                        [m + s for m, s in zip(mean, std, strict=True)], color=line.get_color(), alpha=0.06,
+                        linewidth=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(title="val AUC per epoch (mean, band ± std over seeds)", xlabel="epoch", ylabel="val AUC")
     ax.legend(fontsize=7)
     _save(fig, folder / PLOTS[1])
 
