@@ -74,6 +74,8 @@ def test_yaml_and_cli_problems_are_one_line(tmp_path, capsys):
     assert "exactly one of --spec" in capsys.readouterr().err
     assert main(["sweep", "t", "--matrix", "guide", "--experiment_dir", "x", *FAST]) == 1
     assert "--experiment_dir does not apply to a sweep" in capsys.readouterr().err
+    assert main(["sweep", "t", "--matrix", "guide", "--auc_tolerance", "0.1", *FAST]) == 1
+    assert "--auc_tolerance does not apply to a sweep" in capsys.readouterr().err
     assert main(["sweep", "t", "--matrix", "guide", "--runtime", "docker", *FAST]) == 1
     assert "--runtime docker is not supported by sweeps" in capsys.readouterr().err
     assert main(["sweep", "t", "--matrix", "guide", "--ray_address", "auto", *FAST]) == 1

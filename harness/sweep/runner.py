@@ -34,7 +34,7 @@ from harness.sweep.spec import SweepError, SweepSpec, load_spec_file, parse_spec
 SWEEP_JSON = "sweep.json"
 # Flags of `harness run` that make no sense for a sweep; refused rather than ignored.
 _REFUSED = ("experiment_dir", "reproduce_from", "compare_only", "source_exp", "target_exp", "manifest",
-            "strict_schema", "force")
+            "strict_schema", "force", "auc_tolerance", "corr_tolerance", "no_verify")
 
 
 @dataclass
@@ -120,7 +120,8 @@ def start(ns: argparse.Namespace) -> int:
     if not ns.title:
         raise SweepError("a sweep title is required: harness sweep <title> --spec SPEC.yaml | --matrix NAME")
     doc, source, spec_dir = spec_document(ns)
-    spec = parse_spec(doc, getattr(ns, "seeds", None))
+    seed = getattr(ns, "seed", None)
+    spec = parse_spec(doc, getattr(ns, "seeds", None) or ([seed] if seed is not None else None))
     runs = resolve_points(spec, ns, spec_dir)
     launch = launch_settings(ns, runs[0])
     backend = make_backend(launch)  # Ray is connected (and storage checked) before folders exist
