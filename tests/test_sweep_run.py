@@ -123,3 +123,10 @@ def test_resume_trains_only_the_unfinished_job(swept, tmp_path):
 def test_resume_of_something_else_is_one_line(tmp_path, capsys):
     assert main(["sweep", "--resume", str(tmp_path)]) == 1
     assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_resume_refuses_flags_that_would_change_the_points(swept, capsys):
+    assert main(["sweep", "--resume", str(swept), "--epochs", "3"]) == 1
+    assert "--epochs cannot change them" in capsys.readouterr().err
+    assert main(["sweep", "--resume", str(swept), "--set", "training.epochs=3"]) == 1
+    assert "--set cannot change them" in capsys.readouterr().err

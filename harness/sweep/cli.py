@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.flags import add_launch_flags, add_param_flags
+from harness.cli.flags import add_launch_flags, add_param_flags, explicit_params
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,12 +15,14 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--matrix", default=None, help="a built-in spec (see --list-matrices)")
     g.add_argument("--list-matrices", "--list_matrices", dest="list_matrices", action="store_true",
                    help="print the built-in matrices and exit")
-    g.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="where jobs train: this machine's devices, or a Ray cluster (default: local)")
+    g.add_argument("--backend", choices=("local", "ray"), default=None,
+                   help="where jobs train: this machine's devices, or a Ray cluster (default: local; "
+                   "with --resume: as launched)")
     g.add_argument("--ray_address", default=None,
                    help="Ray cluster to join (ADDR or 'auto'; default: start Ray on this machine)")
-    g.add_argument("--max_retries", type=int, default=2,
-                   help="Ray: times a job lost with its worker or node is retried from its last checkpoint")
+    g.add_argument("--max_retries", type=int, default=None,
+                   help="Ray: times a job lost with its worker or node is retried from its last checkpoint "
+                   "(default: 2; with --resume: as launched)")
     # Every flag of `harness run` sets the base of every point (--resume takes a sweep here).
     add_launch_flags(parser)
     add_param_flags(parser)
@@ -34,13 +36,19 @@ def sweep_command(ns: argparse.Namespace) -> int:
     if ns.list_matrices:
         print(list_matrices())
         return 0
-    if ns.max_retries < 0:
+    if ns.max_retries is not None and ns.max_retries < 0:
         raise SweepError(f"--max_retries must be 0 or more, got {ns.max_retries}")
+    if ns.resume:
+        given = [f"--{name}" for name in explicit_params(ns)] + [f for f, v in (
+            ("a title", ns.title), ("--spec", ns.spec), ("--matrix", ns.matrix), ("--set", ns.sets),
+            ("--unset", ns.unsets), ("--from_config", ns.from_config), ("--seeds", getattr(ns, "seeds", None)))
+            if v]
+        if given:
+            raise SweepError(f"--resume <sweep> trains the points as they were prepared; {given[0]} cannot "
+                             "change them (only --backend, --ray_address, --max_retries, --output_base, --data_dir)")
+        return runner.resume(ns)
     if ns.backend != "ray" and ns.ray_address:
         raise SweepError("--ray_address needs --backend ray")
-    if ns.resume:
-        if ns.title or ns.spec or ns.matrix:
-            raise SweepError("--resume <sweep> continues a sweep as it was launched; give no title, --spec "
-                             "or --matrix")
-        return runner.resume(ns)
+    ns.backend = ns.backend or "local"
+    ns.max_retries = 2 if ns.max_retries is None else ns.max_retries
     return runner.start(ns)

@@ -158,8 +158,11 @@ def resume(ns: argparse.Namespace) -> int:
     sweep_dir = resolve_sweep(ns.resume, ns.output_base)
     state = read_json(sweep_dir / SWEEP_JSON)
     launch = Launch(**state["launch"])
-    if getattr(ns, "ray_address", None):
-        launch.ray_address = ns.ray_address
+    for name in ("backend", "ray_address", "max_retries"):  # where jobs train may change; what they train may not
+        if getattr(ns, name, None) is not None:
+            setattr(launch, name, getattr(ns, name))
+    if launch.backend != "ray" and launch.ray_address:
+        raise SweepError("--ray_address needs --backend ray")
     for p in state["points"]:
         if not (sweep_dir / p["experiment_id"] / "config.json").is_file():
             raise SweepError(f"point {p['name']}: {p['experiment_id']}/config.json is missing; cannot resume")
