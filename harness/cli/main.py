@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     exe.add_argument("--data_dir", default=None)
     exe.add_argument("--resume", action="store_true")
 
+    swp = sub.add_parser("sweep", help="train the points of a spec or built-in matrix across seeds")
+    from harness.sweep.cli import add_sweep_arguments
+
+    add_sweep_arguments(swp)
+
     data = sub.add_parser("data", help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
     desc = data_sub.add_parser("describe", help="students, folds, concepts and window counts of a dataset")
@@ -158,7 +163,15 @@ def dispatch(ns: argparse.Namespace) -> int:
         return commands.run(ns, None)
     if ns.command == "compare":
         return commands.compare(ns.source, ns.target, ns)
+    if ns.command == "sweep":
+        from harness.sweep.cli import sweep_command
+
+        return sweep_command(ns)
     if ns.command == "verify":
+        from harness.sweep.verify import is_sweep, verify_sweep_command
+
+        if is_sweep(ns.experiment, ns.output_base):
+            return verify_sweep_command(ns)
         return commands.verify(ns)
     if ns.command == "resume":
         return commands.resume(ns.experiment, ns)

@@ -65,6 +65,7 @@ class RuntimeParams(Section):
     devices: list[str] = field(default_factory=lambda: ["auto"],
                                metadata={"help": "GPU indices, 'cpu' or 'auto'"})
     threads: int = spec(8, "CPU threads per worker (capped at the machine's cores)", ge=1)
+    jobs_per_device: int = spec(1, "seeds trained at once on each device (CPU: --threads split between them)", ge=1)
     runtime: str = spec("local", "where training runs", choices=("auto", "local", "docker"))
     image: str | None = spec(None, "container image tag (default: built for this code)")
 
@@ -157,6 +158,11 @@ class RunConfig:
     @property
     def threads(self) -> int:
         return int(self.runtime.get("threads", 1))
+
+    @property
+    def jobs_per_device(self) -> int:
+        """Seeds at once per device (absent in configs written before it existed: 1)."""
+        return int(self.runtime.get("jobs_per_device", 1))
 
     @property
     def where(self) -> str:

@@ -201,7 +201,7 @@ def seed_info_md(cfg: dict, results: dict, seed_devices: dict[int, str], gpu_nam
     for seed in results["seeds"]:
         r = results["per_seed"][str(seed)]
         dev = seed_devices.get(seed, "?")
-        lines.append(f"| {seed} | {dev} | {gpu_names.get(dev, '-')} | {r['status']} | {_fmt(r.get('best_epoch'))} "
+        lines.append(f"| {seed} | {dev} | {gpu_names.get(dev.split()[0], '-')} | {r['status']} | {_fmt(r.get('best_epoch'))} "
                      f"| {_fmt(r.get('best_val_auc'))} | {_fmt(r.get('test_auc'))} | {r.get('reason') or ''} |")
     lines += ["", "## Aggregates across completed seeds", "", aggregate_table(multi), ""]
     return "\n".join(lines)

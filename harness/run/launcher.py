@@ -126,6 +126,9 @@ def resolve_devices(requested: list[str]) -> list[str]:
     count = _gpu_count()
     if items == ["auto"]:
         return [str(i) for i in range(count)] or ["cpu"]
+    if items.count("cpu") > 1:
+        raise LaunchError(f"--devices {' '.join(requested)}: the CPU is one device; use --jobs_per_device N "
+                          "to train several seeds on it at once")
     if "cpu" in items or "auto" in items:
         raise LaunchError(f"--devices {' '.join(requested)}: use 'cpu', 'auto' or GPU indices, not a mix")
     bad = [d for d in items if not d.isdigit()]
@@ -164,6 +167,8 @@ def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespa
     devices = resolve_devices(resolved.params["devices"])
     threads = max(1, min(int(resolved.params["threads"]), os.cpu_count() or 1))
     resolved.params["threads"] = threads  # the cap is part of the resolved value
+    if int(resolved.params.get("jobs_per_device", 1)) < 1:
+        raise LaunchError(f"--jobs_per_device must be at least 1, got {resolved.params['jobs_per_device']}")
     requested_devices = resolved.params["devices"]
     resolved.params["devices"] = devices  # 'auto' resolved to what this machine has
     amp_requested = bool(resolved.params["mixed_precision"])
@@ -254,11 +259,13 @@ def overrides_text(cfg: dict, overrides: list[str]) -> str:
 
 
 def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bool = False,
-                       quiet: bool = False, accept_modified: bool = False) -> int:
+                       quiet: bool = False, accept_modified: bool = False, seed_runner: Any = None) -> int:
     """Train every seed of a prepared folder and write its artifacts. Exit code 0 if all seeds finished.
 
     A resume first checks the folder against its manifest (refused on a difference unless
     `accept_modified`). SIGTERM is handled like Ctrl-C: exit code 128 + the signal number.
+    `seed_runner` (default `run_workers`) trains the plans; a sweep passes one that shares device
+    slots (or a Ray cluster) between the experiments it runs at once.
     """
     with FolderLock(exp_dir, reentrant=True), signals_as_interrupts():
         if resume:
@@ -266,7 +273,8 @@ def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bo
         cfg = read_json(exp_dir / "config.json")
         with status_kept_on_crash(exp_dir):
             try:
-                return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet)
+                return _execute_locked(exp_dir, cfg, data_dir=data_dir, resume=resume, quiet=quiet,
+                                       seed_runner=seed_runner or run_workers)
             except Exception:
                 _log_bug(exp_dir)
                 raise
@@ -353,7 +361,8 @@ def interrupted_outcomes(todo: list[int], outcomes: dict[int, dict], started: se
     return out
 
 
-def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: bool, quiet: bool) -> int:
+def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: bool, quiet: bool,
+                    seed_runner: Any = run_workers) -> int:
     from harness.run.progress import Progress
 
     log = RunLog(exp_dir / "stdout.log", quiet=quiet)
@@ -363,7 +372,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     # Inside a container the GPUs are renumbered 0..n-1; the host says how (docker_run.py).
     run_devices = json.loads(os.environ.get("HARNESS_INSIDE_DEVICES", "null")) or devices
     runtime = os.environ.get("HARNESS_RUNTIME", run.where)
-    seed_devices = seed_device_map(seeds, devices)
+    jobs_per_device = run.jobs_per_device
+    seed_devices = seed_device_map(seeds, devices, jobs_per_device)
     done: set[int] = set()
     rows = existing_rows(exp_dir) if resume else {}  # read everything before the first write
     if resume:
@@ -414,14 +424,14 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
 
     interrupted: tuple[str, int] | None = None
     if todo:
-        plans = assign_seeds(seeds, run_devices)
+        threads = int(cfg["runtime"].get("threads", 1))
+        plans = assign_seeds(seeds, run_devices, jobs_per_device, threads)
         for p in plans:
             p.seeds = [s for s in p.seeds if s in todo]
         plans = [p for p in plans if p.seeds]
-        threads = run.threads
         try:
             with progress:
-                outcomes.update(run_workers(plans, exp_dir, data_dir, threads, resume, on_event))
+                outcomes.update(seed_runner(plans, exp_dir, data_dir, threads, resume, on_event))
         except KeyboardInterrupt as exc:
             interrupted = interrupt_signal(exc)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the folder first

@@ -1,7 +1,10 @@
-"""Seeds on devices: one worker process per device, seed i on devices[i mod n].
+"""Seeds on devices: `jobs_per_device` worker processes (slots) per device, seed i on slot i mod n.
 
+Slots are numbered device-major (device 0 slot 0, device 0 slot 1, ..., device 1 slot 0, ...) and
+seed i goes to slots[i mod len(slots)], so with one job per device seed i is on devices[i mod n].
 Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES is set before torch starts), trains its
-seeds in order and reports through a queue; a worker that dies does not stop the others.
+seeds in order and reports through a queue; a worker that dies does not stop the others. CPU slots
+share `--threads` between them so the machine is not oversubscribed.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import multiprocessing as mp
 import os
 import queue
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,18 +28,46 @@ from harness.folder.checkpoints import checkpoint_name
 class WorkerPlan:
     device: str  # "cpu" or a host GPU index as text
     seeds: list[int]
+    slot: int = 0  # which of the device's jobs_per_device workers
+    jobs_per_device: int = 1
+    threads: int | None = None  # CPU threads of this worker; None: the run's --threads
+
+    @property
+    def label(self) -> str:
+        """The device as shown in the seed->device map: `0`, or `0 slot 1/2` with several jobs."""
+        return self.device if self.jobs_per_device == 1 else f"{self.device} slot {self.slot}/{self.jobs_per_device}"
 
 
-def assign_seeds(seeds: list[int], devices: list[str]) -> list[WorkerPlan]:
-    """Seed i goes to devices[i mod n]; one plan (worker) per device that received a seed."""
-    plans = [WorkerPlan(device=d, seeds=[]) for d in devices]
+def check_jobs_per_device(jobs_per_device: int) -> int:
+    if int(jobs_per_device) < 1:
+        raise ValueError(f"--jobs_per_device must be at least 1, got {jobs_per_device}")
+    return int(jobs_per_device)
+
+
+def slot_threads(threads: int, device: str, jobs_per_device: int) -> int:
+    """CPU slots split --threads between them (at least one each); GPU workers keep --threads."""
+    return max(1, threads // jobs_per_device) if device == "cpu" else threads
+
+
+def device_slots(devices: list[str], jobs_per_device: int = 1, threads: int | None = None) -> list[WorkerPlan]:
+    """Every (device, slot) worker, device-major, with no seeds yet."""
+    jobs = check_jobs_per_device(jobs_per_device)
+    return [WorkerPlan(device=d, seeds=[], slot=k, jobs_per_device=jobs,
+                       threads=None if threads is None else slot_threads(threads, d, jobs))
+            for d in devices for k in range(jobs)]
+
+
+def assign_seeds(seeds: list[int], devices: list[str], jobs_per_device: int = 1,
+                 threads: int | None = None) -> list[WorkerPlan]:
+    """Seed i goes to slot i mod (devices x jobs_per_device); one plan (worker) per slot with seeds."""
+    plans = device_slots(devices, jobs_per_device, threads)
     for i, seed in enumerate(seeds):
-        plans[i % len(devices)].seeds.append(seed)
+        plans[i % len(plans)].seeds.append(seed)
     return [p for p in plans if p.seeds]
 
 
-def seed_device_map(seeds: list[int], devices: list[str]) -> dict[int, str]:
-    return {seed: plan.device for plan in assign_seeds(seeds, devices) for seed in plan.seeds}
+def seed_device_map(seeds: list[int], devices: list[str], jobs_per_device: int = 1) -> dict[int, str]:
+    return {seed: plan.label for plan in assign_seeds(seeds, devices, jobs_per_device) for seed in plan.seeds}
 
 
 class FolderSink:
@@ -121,6 +153,32 @@ def _load_resume_state(path: Path) -> Any:
                          f"{str(exc)[:120]}); delete it to train this seed from the start") from None
 
 
+def train_one_seed(cfg: dict, data: Any, device: str, exp_dir: Path, seed: int, resume: bool,
+                   events: Any) -> tuple[str, int, Any]:
+    """Train one seed into its folder (from its last checkpoint when resuming); the final event.
+
+    The one training entry of every backend: the local workers and the Ray tasks of a sweep. A bug
+    (not a user error) also sends its whole traceback, which the launcher writes to stdout.log.
+    """
+    from gainakt.train import train_seed
+
+    multi = len(cfg["seeds"]["all"]) > 1
+    sink = FolderSink(exp_dir, seed, multi, events, cfg["experiment"].get("experiment_suffix") or "")
+    last = exp_dir / checkpoint_name("last", seed, multi)
+    try:
+        resume_state = _load_resume_state(last) if resume and last.is_file() else None
+    except ValueError as exc:
+        return ("failed", seed, str(exc))
+    try:
+        result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)
+        return ("result", seed, result.as_dict())
+    except Exception as exc:  # noqa: BLE001 - reported per seed, the parent decides the exit code
+        tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
+        if not is_user_error(exc):  # a bug: its whole traceback goes to stdout.log
+            events.put(("traceback", seed, traceback.format_exc()))
+        return ("failed", seed, f"{type(exc).__name__}: {exc} ({tb})")
+
+
 def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: int, resume: bool,
                  events: Any) -> None:
     die_with_parent()
@@ -140,10 +198,7 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
     import torch
 
     torch.set_num_threads(threads)
-    from gainakt.train import train_seed
-
     device = "cpu" if plan.device == "cpu" else "cuda:0"
-    multi = len(cfg["seeds"]["all"]) > 1
     try:
         data = load_for_config(cfg, data_dir)
     except Exception as exc:  # noqa: BLE001 - reported per seed, the parent decides the exit code
@@ -151,22 +206,9 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
             events.put(("failed", seed, f"dataset could not be loaded: {exc}"))
         return
     for seed in plan.seeds:
-        sink = FolderSink(Path(exp_dir), seed, multi, events, cfg["experiment"].get("experiment_suffix") or "")
-        last = Path(exp_dir) / checkpoint_name("last", seed, multi)
-        try:
-            resume_state = _load_resume_state(last) if resume and last.is_file() else None
-        except ValueError as exc:
-            events.put(("failed", seed, str(exc)))
-            continue
-        try:
-            events.put(("started", seed, {"device": plan.device}))
-            result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)
-            events.put(("result", seed, result.as_dict()))
-        except Exception as exc:  # noqa: BLE001
-            tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
-            if not is_user_error(exc):  # a bug: its whole traceback goes to stdout.log
-                events.put(("traceback", seed, traceback.format_exc()))
-            events.put(("failed", seed, f"{type(exc).__name__}: {exc} ({tb})"))
+        events.put(("started", seed, {"device": plan.device, "slot": plan.slot, "threads": threads,
+                                      "pid": os.getpid(), "time": time.time()}))
+        events.put(train_one_seed(cfg, data, device, Path(exp_dir), seed, resume, events))
     # Everything is reported and written; skip the interpreter's slow teardown of torch & co.
     events.close()
     events.join_thread()
@@ -186,8 +228,8 @@ def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, th
     events = ctx.Queue()
     procs = []
     for plan in plans:
-        p = ctx.Process(target=_worker_main, args=(plan, str(exp_dir), data_dir, threads, resume, events),
-                        name=f"seed-worker-{plan.device}")
+        p = ctx.Process(target=_worker_main, args=(plan, str(exp_dir), data_dir, plan.threads or threads, resume,
+                                                    events), name=f"seed-worker-{plan.device}-{plan.slot}")
         p.start()
         procs.append((plan, p))
     outcomes: dict[int, dict] = {}
@@ -227,7 +269,7 @@ def run_workers(plans: list[WorkerPlan], exp_dir: Path, data_dir: str | None, th
     for plan, p in procs:
         for seed in plan.seeds:
             if seed not in outcomes:
-                outcomes[seed] = _died_outcome(plan.device, p.exitcode, seed in started)
+                outcomes[seed] = _died_outcome(plan.label, p.exitcode, seed in started)
                 on_event("failed", seed, outcomes[seed]["reason"])
     return outcomes
 

@@ -1,0 +1,239 @@
+"""The Ray backend: every (point, seed) job is a Ray task that trains with the local training entry.
+
+- A job asks for `num_gpus = 1/jobs_per_device` when the sweep uses GPUs (and the cluster has
+  some), else for CPUs (its share of --threads). Ray decides the node; the task records its host,
+  Ray node id and GPU in the point's environment.txt (via the `started` event).
+- Events (log lines, epoch rows, checkpoints) travel to an actor on the driver's node without
+  waiting (a task blocked in `ray.get` lends its CPU to the next job, which would oversubscribe the
+  node); the task returns how many it sent and the driver waits for all of them. Checkpoints and results are written by the task straight into the point's folder, which
+  is why --output_base must be storage every node sees (checked before anything is created).
+- A task lost with its worker or node is retried by Ray (`max_retries`); the retry resumes from
+  the seed's last checkpoint, as `harness resume` does. After the last retry the job is failed;
+  other jobs continue.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.sweep.spec import SweepError
+
+
+class EventBox:
+    """The actor holding a point's events until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+
+    def take(self) -> list[Any]:
+        items, self.items = self.items, []
+        return items
+
+
+class Events:
+    """What a task's FolderSink writes to: `put` sends (attempt token, event) without waiting and
+    counts, so the driver knows when every event of an attempt has arrived."""
+
+    def __init__(self, box: Any) -> None:
+        self.box, self.token, self.sent = box, "", 0
+
+    def for_attempt(self) -> Events:
+        attempt = Events(self.box)
+        attempt.token = uuid.uuid4().hex
+        return attempt
+
+    def put(self, item: Any) -> None:
+        self.sent += 1
+        self.box.put.remote((self.token, item))
+
+
+def ray_job(exp_dir: str, data_dir: str | None, seed: int, threads: int, events: Any,
+            submitted: float) -> tuple[str, int, Any, str, int]:
+    """One seed inside a Ray worker: the same `train_one_seed` as the local workers.
+
+    It always resumes from the seed's last checkpoint when one exists: on a first attempt there is
+    none; on a Ray retry it is what the lost attempt saved.
+    """
+    started = time.time()
+    events = events.for_attempt()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import ray
+    import torch
+
+    from harness.folder.experiment import read_json
+    from harness.run.datasets import load_for_config
+    from harness.run.workers import train_one_seed
+
+    cfg = read_json(Path(exp_dir) / "config.json")
+    if cfg["determinism"]["torch_deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.set_num_threads(threads)
+    gpus = [str(g) for g in ray.get_gpu_ids()]
+    try:
+        data = load_for_config(cfg, data_dir)
+    except Exception as exc:  # noqa: BLE001 - reported as the job's failure
+        return ("failed", seed, f"dataset could not be loaded on {socket.gethostname()}: {exc}", events.token,
+                events.sent)
+    ctx = ray.get_runtime_context()
+    events.put(("started", seed, {
+        "host": socket.gethostname(), "ray_node_id": ctx.get_node_id(), "gpu": gpus or None,
+        "device": "cuda" if gpus else "cpu", "threads": threads, "pid": os.getpid(),
+        "submitted": submitted, "task_started": started, "time": time.time(),
+    }))
+    kind, seed, payload = train_one_seed(cfg, data, "cuda:0" if gpus else "cpu", Path(exp_dir), seed, True, events)
+    return kind, seed, payload, events.token, events.sent
+
+
+def read_marker(path: str) -> str:
+    """What a node sees at the driver's marker path (the marker's text, or why not).
+
+    It also imports the training code, so the node's idle Ray worker that the first job reuses
+    does not pay for importing torch after the job is submitted.
+    """
+    import torch  # noqa: F401 - warms the worker
+
+    import gainakt.train  # noqa: F401
+    import harness.run.datasets  # noqa: F401
+
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        return f"unreadable ({type(exc).__name__}: {exc.strerror or exc})"
+
+
+def storage_problem(token: str, answers: dict[str, str]) -> str | None:
+    """The first node (label -> what it read) that did not read the driver's token, as a reason."""
+    for node, seen in answers.items():
+        if seen != token:
+            why = seen if seen.startswith("unreadable") else "reads a different file"
+            return f"Ray node {node} cannot see it ({why})"
+    return None
+
+
+class RayBackend:
+    def __init__(self, launch: Any) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise SweepError("--backend ray needs Ray: pip install -e '.[ray]'") from None
+        self.ray, self.launch = ray, launch
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "warning"}
+            if not launch.ray_address:
+                kwargs["include_dashboard"] = False
+            try:
+                ray.init(address=launch.ray_address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise SweepError(f"cannot connect to Ray at {launch.ray_address or 'a new local instance'}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self.use_gpus = launch.devices != ["cpu"] and gpus > 0
+        self.driver_node = ray.get_runtime_context().get_node_id()
+        self._remote = ray.remote(ray_job)
+
+    def _nodes(self) -> list[dict]:
+        return [n for n in self.ray.nodes() if n.get("Alive")]
+
+    def check_storage(self, base: Path) -> None:
+        """A marker written here must be read back by a task on every alive node."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        base.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        marker = base.resolve() / f".harness_storage_check_{token}"
+        marker.write_text(token)
+        try:
+            reader = self.ray.remote(num_cpus=0)(read_marker)
+            refs = {f"{n['NodeManagerAddress']} ({n['NodeID'][:12]})": reader.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(str(marker))
+                for n in self._nodes()}
+            answers = {node: self.ray.get(ref, timeout=120) for node, ref in refs.items()}
+        finally:
+            marker.unlink(missing_ok=True)
+        problem = storage_problem(token, answers)
+        if problem:
+            raise SweepError(f"--output_base {base} is not shared storage: {problem}; mount one folder "
+                             "(e.g. NFS) at the same path on every node")
+
+    def _options(self, threads: int) -> dict[str, Any]:
+        jobs = self.launch.jobs_per_device
+        opts: dict[str, Any] = {"max_retries": self.launch.max_retries, "retry_exceptions": False}
+        if self.use_gpus:
+            opts.update(num_gpus=1 / jobs, num_cpus=1)
+        else:
+            opts.update(num_cpus=max(1, threads // jobs))
+        return opts
+
+    def seed_runner(self, hook: Callable[[str, int, Any], None]) -> Callable[..., dict[int, dict]]:
+        ray = self.ray
+
+        def run(plans: list, exp_dir: Path, data_dir: str | None, threads: int, resume: bool,
+                on_event: Callable[[str, int, Any], None]) -> dict[int, dict]:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            lock = threading.Lock()
+
+            def forward(kind: str, seed: int, payload: Any) -> None:
+                with lock:
+                    on_event(kind, seed, payload)
+                    hook(kind, seed, payload)
+
+            box = ray.remote(num_cpus=0)(EventBox).options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                self.driver_node, soft=False)).remote()
+            events = Events(box)
+            opts = self._options(threads)
+            job_threads = max(1, threads // self.launch.jobs_per_device) if not self.use_gpus else threads
+            refs = {self._remote.options(name=f"gainakt-{exp_dir.name}-seed{seed}", **opts).remote(
+                str(exp_dir), data_dir, seed, job_threads, events, time.time()): seed
+                for seed in [s for p in plans for s in p.seeds]}
+            outcomes: dict[int, dict] = {}
+            received: dict[str, int] = {}
+
+            def drain() -> None:
+                for token, (kind, seed, payload) in ray.get(box.take.remote()):
+                    received[token] = received.get(token, 0) + 1
+                    forward(kind, seed, payload)
+
+            pending = list(refs)
+            try:
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1, timeout=0.2)
+                    drain()
+                    for ref in done:
+                        kind, seed, payload, token, sent = self._outcome(ref, refs[ref])
+                        deadline = time.time() + 60  # the attempt's events are in flight at most briefly
+                        while received.get(token, 0) < sent and time.time() < deadline:
+                            time.sleep(0.05)
+                            drain()
+                        outcomes[seed] = ({"status": payload["status"], "result": payload} if kind == "result"
+                                          else {"status": "failed", "reason": payload})
+                        forward(kind, seed, payload)
+            finally:
+                ray.kill(box)
+            return outcomes
+
+        return run
+
+    def _outcome(self, ref: Any, seed: int) -> tuple[str, int, Any, str, int]:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return ("failed", seed, f"Ray job lost after {self.launch.max_retries} retries: "
+                                    f"{type(exc).__name__}: {first[:200]}", "", 0)
+
+    def close(self) -> None:
+        if self._owns:
+            self.ray.shutdown()

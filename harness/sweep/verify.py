@@ -1,0 +1,100 @@
+"""`harness verify <sweep folder>`: every point verifies alone, and the sweep's own files are what the
+points give (summary recomputed from the points' results, manifest, point ids and hashes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.folder.experiment import read_json, read_manifest
+from harness.sweep.runner import SWEEP_JSON, resolve_sweep
+from harness.sweep.spec import SweepError
+from harness.sweep.summary import FINISHED, manifest_entries, render_csv, summary_rows, sweep_md
+
+
+def is_sweep(ref: str, base_arg: str | None) -> bool:
+    try:
+        resolve_sweep(ref, base_arg)
+    except SweepError:
+        return False
+    return True
+
+
+def _check(name: str, passed: bool, reason: str) -> dict[str, Any]:
+    return {"name": name, "passed": bool(passed), "reason": reason}
+
+
+def _manifest_check(folder: Path, state: dict[str, Any]) -> dict[str, Any]:
+    recorded = read_manifest(folder)
+    if not recorded:
+        return _check("sweep manifest", False, "MANIFEST.sha256 is missing or empty")
+    expected = manifest_entries(folder, state)
+    wrong = sorted(n for n in expected if recorded.get(n) != expected[n])
+    extra = sorted(set(recorded) - set(expected))
+    if wrong or extra:
+        return _check("sweep manifest", False, f"differs for {(wrong + extra)[0]} ({len(wrong + extra)} entries)")
+    return _check("sweep manifest", True, f"{len(expected)} entries match")
+
+
+def _point_checks(folder: Path, state: dict[str, Any]) -> list[dict[str, Any]]:
+    from harness.audit.verify import verify_experiment
+
+    checks = []
+    for p in state["points"]:
+        exp = folder / p["experiment_id"]
+        if not (exp / "config.json").is_file():
+            checks.append(_check(f"point {p['name']}", False, f"{p['experiment_id']}/config.json is missing"))
+            continue
+        report = verify_experiment(exp)
+        checks.append(_check(f"point {p['name']}", report["passed"], "all checks pass" if report["passed"]
+                             else f"fails {', '.join(report['failed'])}"))
+        md5 = read_json(exp / "config.json").get("config_md5")
+        checks.append(_check(f"point {p['name']} config_md5", md5 == p["config_md5"],
+                             f"{md5} (sweep.json {p['config_md5']})"))
+        results = read_json(exp / "results.json") if (exp / "results.json").is_file() else {"per_seed": {}}
+        bad = [j["seed"] for j in state["jobs"] if j["point"] == p["name"]
+               and (j["status"] in FINISHED) != (results["per_seed"].get(str(j["seed"]), {}).get("status")
+                                                  in FINISHED)]
+        checks.append(_check(f"point {p['name']} job statuses", not bad,
+                             "agree with results.json" if not bad else f"disagree for seeds {bad}"))
+    return checks
+
+
+def verify_sweep(folder: Path) -> dict[str, Any]:
+    try:
+        state = read_json(folder / SWEEP_JSON)
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        checks = [_check("sweep.json", False, f"does not parse: {exc}")]
+        return {"experiment": folder.name, "path": str(folder.resolve()), "passed": False,
+                "failed": ["sweep.json"], "checks": checks}
+    checks = [_check("sweep.json", True, f"{len(state['points'])} points x {len(state['seeds'])} seeds")]
+    checks += _point_checks(folder, state)
+    rows = summary_rows(folder, state)
+    for name, expected in (("sweep_summary.csv", render_csv(rows)), ("SWEEP.md", sweep_md(state, rows))):
+        path = folder / name
+        same = path.is_file() and path.read_text() == expected
+        checks.append(_check(f"{name} equals the points' results", same,
+                             "recomputed from the points: identical" if same else
+                             ("missing" if not path.is_file() else "differs from a recomputation")))
+    checks.append(_manifest_check(folder, state))
+    failed = [c["name"] for c in checks if not c["passed"]]
+    return {"experiment": folder.name, "path": str(folder.resolve()), "passed": not failed, "failed": failed,
+            "checks": checks}
+
+
+def verify_sweep_command(ns: argparse.Namespace) -> int:
+    from harness.audit.verify import print_report
+
+    if ns.against:
+        raise SweepError("--against compares two experiments; verify a sweep without it")
+    report = verify_sweep(resolve_sweep(ns.experiment, ns.output_base))
+    if ns.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print_report(report)
+    return 0 if report["passed"] else 1
+
+
+__all__ = ["is_sweep", "verify_sweep", "verify_sweep_command"]
