@@ -584,8 +584,11 @@ def final_metrics(model, valid_set, test_set, test_window, bs, device, autocast,
 
 
 def trajectory_examples(val: EvalResult, students: np.ndarray, k: int = 4) -> list[dict]:
-    """Whole-student series (all windows, boundaries marked) of k sampled students."""
-    return [{"student": int(s), **val.students[int(s)].example()} for s in students[:k] if int(s) in val.students]
+    """Whole-student series (all windows, boundaries marked) of the k sampled students with the most
+    windows (ties: sample order), so that window boundaries show when any sampled student has them."""
+    present = [int(s) for s in students if int(s) in val.students]
+    chosen = sorted(present, key=lambda s: -len(val.students[s].mastery))[:k]
+    return [{"student": s, **val.students[s].example()} for s in chosen]
 
 
 def _prefixed(prefix: str, r: EvalResult) -> dict[str, Any]:

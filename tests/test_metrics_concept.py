@@ -280,3 +280,16 @@ def test_per_student_auc_equals_sklearn_with_ties() -> None:
         if 0 < y.sum() < 40:
             assert auc_or_none(y, p) == pytest.approx(roc_auc_score(y, p))
     assert auc_or_none(np.ones(5), np.arange(5.0)) is None
+
+
+def test_trajectory_examples_prefer_students_with_several_windows() -> None:
+    from gainakt.train import trajectory_examples
+
+    rng = np.random.default_rng(2)
+    lengths = [10, 12, 45, 11, 30]
+    ds = dataset([rng.integers(0, 3, n) for n in lengths], [rng.integers(0, 2, n) for n in lengths], 3)
+    seqs = build_windows(ds, np.arange(5), 20)
+    res = evaluate(FakeModel(ramp(3)), seqs, batch_size=4, device=torch.device("cpu"), semantics=True)
+    examples = trajectory_examples(res, np.arange(5), k=2)
+    assert [e["student"] for e in examples] == [2, 4]  # 3 and 2 windows
+    assert examples[0]["window_starts"] == [0, 19, 38] and len(examples[0]["mastery"]) == 19 + 19 + 4
