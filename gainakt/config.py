@@ -228,7 +228,9 @@ class _Section:
         """Rules between fields of one section (none by default)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        absent: frozenset[str] = getattr(self, "_absent", frozenset())  # keys a config predates (filled with `before`)
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]
+                if f.name not in absent}
 
 
 def _plain(value: Any) -> Any:
@@ -264,12 +266,14 @@ def section_from_dict(cls: type[_T], data: Any, *, section: str) -> _T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigValueError(f"{section}.{unknown[0]}", "unknown key")
-    data = {**{f.name: f.metadata["before"] for f in fields(cls)  # type: ignore[arg-type]
-               if "before" in f.metadata and f.name not in data}, **data}
-    missing = sorted(names - set(data))
+    absent = {f.name: f.metadata["before"] for f in fields(cls)  # type: ignore[arg-type]
+              if "before" in f.metadata and f.name not in data}
+    missing = sorted(names - set(data) - set(absent))
     if missing:
         raise ConfigValueError(f"{section}.{missing[0]}", "missing")
-    return cls(**data)
+    obj = cls(**data, **absent)
+    object.__setattr__(obj, "_absent", frozenset(absent))  # to_dict() leaves them out again: exact round trip
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------

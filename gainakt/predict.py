@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from gainakt.data import KTDataset, SequenceSet, build_windows, iterate_batches
+from gainakt.data.batching import packing_for
 from gainakt.data.checksum import sha256_files
 from gainakt.data.errors import DataError
 from gainakt.data.parsing import read_csv_table
@@ -88,10 +89,14 @@ def stream_rows(ds: KTDataset, students: np.ndarray, *, max_len: int, batch_size
 
 @torch.no_grad()
 def predict_batch(model: torch.nn.Module, batch: SequenceSet, starts: np.ndarray, uids: list[str],
-                  device: torch.device, full_mastery: bool = False) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Rows (COLUMNS) of one batch's valid positions, and the full mastery [rows, C] when asked."""
+                  device: torch.device, full_mastery: bool = False,
+                  pack: bool = False) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Rows (COLUMNS) of one batch's valid positions, and the full mastery [rows, C] when asked.
+
+    `pack`: the batch's windows share rows (``gainakt.data.batching``), as in the run's evaluation.
+    """
     b = batch.to(device)
-    out = model(b.q, b.r, b.qry)
+    out = model(b.q, b.r, b.qry, pack=packing_for(batch).to(device) if pack else None)
     mask = b.mask.cpu().numpy()
     rows, pos = np.nonzero(mask)
     prob = torch.sigmoid(out["logits"].float()).cpu().numpy()[rows, pos]

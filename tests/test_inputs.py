@@ -195,9 +195,7 @@ def test_three_line_ids_are_parsed_strictly(tmp_path):
 # Item 5: verdict exit codes; reproduce refuses different data
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory) -> Path:
-    return audit_runs.base_run(tmp_path_factory)
+# `base_run`: the session fixture of tests/conftest.py (one finished tiny run shared by the suite).
 
 
 def test_compare_exits_non_zero_on_a_fail_verdict_within_tolerance(base_run, tmp_path, capsys):

@@ -12,6 +12,7 @@ import torch
 
 from harness.audit.compare import compare_experiments
 from harness.audit.verify import verify_experiment
+from harness.folder.experiment import write_manifest
 from harness.run.launcher import execute_experiment
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pre_refactor" / "config.json"
@@ -45,6 +46,7 @@ def test_a_worker_bug_shows_its_traceback_in_stdout_log(pre_folder, tmp_path):
     del last["stale_epochs"]  # a checkpoint the resume code cannot read: a KeyError inside the worker
     torch.save(last, folder / "model_last.pth")
     (folder / "results.json").unlink()  # the seed counts as unfinished
+    write_manifest(folder)  # as its writer left it: resume's check-before-write admits it
     assert execute_experiment(folder, resume=True, quiet=True) == 1
     log = (folder / "stdout.log").read_text()
     assert "Traceback (most recent call last)" in log

@@ -19,6 +19,7 @@ from gainakt.evaluate import evaluate
 from gainakt.metrics import auc_accuracy
 from gainakt.model import GainAKT2Exp
 from harness.cli.main import main
+from harness.folder.experiment import write_manifest
 
 TINY = ["--model_preset", "small", "--d_model", "16", "--n_heads", "2", "--n_blocks", "1", "--d_ff", "16",
         "--devices", "cpu", "--no_amp", "--torch_deterministic", "--synthetic_students", "200",
@@ -122,11 +123,18 @@ def unfinish(exp: Path) -> None:
     (exp / "results.json").unlink()
 
 
+def remanifest(exp: Path) -> None:
+    """The folder as its (honest) writer left it: the manifest lists what is there now, so resume's
+    check-before-write admits it and the config check is what decides."""
+    write_manifest(exp)
+
+
 @pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_config(trained, tmp_path, capsys):
     exp = copy_run(trained, tmp_path)
     unfinish(exp)
     rewrite_checkpoint(exp / "model_last.pth", config_md5="0" * 32)
+    remanifest(exp)
     before = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file() and p.name != "stdout.log"}
     assert main(["resume", str(exp)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -141,6 +149,7 @@ def test_an_old_style_checkpoint_still_resumes(trained, tmp_path):
     unfinish(exp)
     for name in ("model_last.pth", "model_best.pth"):
         rewrite_checkpoint(exp / name, model_args=None, config=None, config_md5=None)
+    remanifest(exp)
     assert main(["resume", str(exp)]) == 0
     final = json.loads((exp / "results.json").read_text())["per_seed"]["21"]["final"]
     assert final["test_auc"] == trained["final"]["test_auc"]

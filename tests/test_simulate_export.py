@@ -113,7 +113,7 @@ def test_training_on_the_export_equals_training_on_the_builtin_dataset(tmp_path)
                  "--synthetic_seed", str(p["seed"]), "--synthetic_forgetting", str(p["forgetting"])]
     base = tmp_path / "runs"
     assert main(["run", "builtin", *TINY, *synthetic, "--output_base", str(base)]) == 0
-    assert main(["run", "exported", *TINY, "--dataset", "simexport", "--data_dir", str(out),
+    assert main(["run", "exported", *TINY, "--data_dir", str(out),
                  "--output_base", str(base)]) == 0
     results = {p.name.rsplit("_", 1)[-1]: json.loads((p / "results.json").read_text())["per_seed"]["3"]
                for p in base.iterdir()}

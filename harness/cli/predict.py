@@ -262,8 +262,13 @@ def write_predictions(exp: Path, cfg: dict, ds: Any, students: np.ndarray, seeds
 
     from gainakt.predict import LONG_SEQUENCES
 
-    max_len, batch_size = int(cfg["data"]["seq_len"]), int(cfg["training"]["batch_size"])
-    meta["long_sequences"] = {"rule": LONG_SEQUENCES, "max_len": max_len, "batch_size": batch_size}
+    # The run's evaluation batches: its eval batch size (the training one in configs that predate it)
+    # and its packing, so the written numbers equal the run's own to the last bit.
+    max_len = int(cfg["data"]["seq_len"])
+    batch_size = int(cfg["training"].get("eval_batch_size") or cfg["training"]["batch_size"])
+    pack = bool(cfg["data"].get("pack_windows", False))
+    meta["long_sequences"] = {"rule": LONG_SEQUENCES, "max_len": max_len, "batch_size": batch_size,
+                              "pack_windows": pack}
     threads = ns.threads or int(cfg["runtime"].get("threads") or torch.get_num_threads())
     meta["threads"] = threads
     previous = torch.get_num_threads()
@@ -359,7 +364,8 @@ def _predict_seed(model: Any, ds: Any, students: np.ndarray, seed: int, ns: argp
         for batch, starts in stream_rows(ds, students, max_len=max_len, batch_size=batch_size,
                                          chunk_students=ns.chunk_students):
             frame, full = predict_batch(model, batch, starts, ds.uids, device,
-                                        full_mastery=ns.full_mastery or plot_rows is not None)
+                                        full_mastery=ns.full_mastery or plot_rows is not None,
+                                        pack=meta["long_sequences"]["pack_windows"])
             frame.insert(0, "seed", seed)
             if plot_rows is not None and plot_index is not None and full is not None:
                 mine = (frame["student_id"] == ds.uids[plot_index]).to_numpy()

@@ -46,8 +46,13 @@ def check_resumable(exp_dir: Path, cfg: dict[str, Any], seeds: list[int]) -> Non
     multi = len(cfg["seeds"]["all"]) > 1
     for seed in seeds:
         path = exp_dir / checkpoint_name("last", seed, multi)
-        if path.is_file():
-            check_config_md5(path, load_checkpoint(path), cfg)
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint fails its own seed, with the reason, in the worker
+            continue
+        check_config_md5(path, state, cfg)
 
 
 def folder_model_args(cfg: dict[str, Any]) -> dict[str, Any]:
