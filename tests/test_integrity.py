@@ -254,7 +254,7 @@ def test_log_and_plot_writes_never_go_through_a_symlink(tmp_path):
     row = {"epoch": 1, "train_auc": 0.5, "val_auc": 0.5, "train_loss": 1.0, "val_loss": 1.0,
            "mastery_correlation": 0.1, "mastery_ci_low": 0.0, "mastery_ci_high": 0.2, "gain_correlation": 0.1,
            **{f"{k}_loss_share": 0.2 for k in ("main", "constraint", "alignment", "lag", "retention")}}
-    write_plots(folder, {1: [row]}, {}, {})
+    write_plots(folder, {1: [row]}, {})
     assert victim.read_text() == "keep"
     assert not png.is_symlink() and png.read_bytes().startswith(b"\x89PNG")
     lock_victim = tmp_path / "lock_victim"

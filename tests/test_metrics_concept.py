@@ -37,7 +37,8 @@ class FakeModel(nn.Module):
         self.fn = fn
         self.dummy = nn.Parameter(torch.zeros(()))
 
-    def forward(self, q, r, qry):
+    def forward(self, q, r, qry, pack=None):  # evaluation passes its packing plan (None: unpacked)
+        assert pack is None
         mastery, gains = self.fn(q, r, qry)
         logits = torch.zeros(q.shape, dtype=torch.float32)
         return {"logits": logits, "predictions": torch.sigmoid(logits), "mastery": mastery, "gains": gains}

@@ -50,7 +50,7 @@ def test_results_are_byte_identical_whatever_jobs_per_device(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--jobs_per_device", "0"], "--jobs_per_device must be at least 1"),
+    (["--jobs_per_device", "0"], "--jobs_per_device: must be a positive integer, got 0"),
     (["--devices", "cpu", "cpu"], "the CPU is one device; use --jobs_per_device N"),
 ])
 def test_bad_device_settings_are_refused(tmp_path, capsys, args, message):

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from harness.cli.main import main
-from harness.folder.experiment import read_json
+from harness.folder.experiment import read_json, write_manifest
 
 TINY = ["--model_preset", "small", "--d_model", "16", "--n_heads", "2", "--n_blocks", "1", "--d_ff", "16",
         "--devices", "cpu", "--no_amp", "--torch_deterministic", "--synthetic_students", "80",
@@ -109,6 +109,7 @@ def test_resume_trains_only_the_unfinished_job(swept, tmp_path):
     results["per_seed"]["6"] = {"seed": 6, "status": "failed", "reason": "worker died"}
     (sparse / "results.json").write_text(json.dumps(results))
     (sparse / "model_last_seed6.pth").unlink()
+    write_manifest(sparse)  # the folder as a run whose seed 6 failed leaves it
     untouched = (ref / "results.json").stat().st_mtime_ns
     assert main(["sweep", "--resume", str(copy)]) == 0
     after = read_json(copy / "sweep.json")
