@@ -155,6 +155,14 @@ def reproduction_source(source: Path, ns: argparse.Namespace | LaunchOptions) ->
         raise ConfigError(f"{source / 'config.json'}: unknown schema_version {schema!r}")
     if schema != SCHEMA_VERSION and getattr(ns, "strict_schema", False):
         raise ConfigError(f"--strict_schema: source schema_version {schema} differs from ours ({SCHEMA_VERSION})")
+    if schema == SCHEMA_VERSION:  # ours: the whole record must parse before anything is reproduced from it
+        from gainakt.config import ConfigValueError
+        from harness.config.schema import RunConfig
+
+        try:
+            RunConfig.from_dict(cfg)
+        except ConfigValueError as exc:
+            raise ConfigError(f"{source / 'config.json'}: {exc}") from None
     params = params_from_file(cfg, str(source / "config.json"))
     exp = cfg.get("experiment", {})
     title = f"{exp.get('short_title') or title_of(source.name)}_reproduce"
