@@ -259,7 +259,7 @@ def test_constant_predictions_are_reported_as_collapsed() -> None:
     assert res.accuracy == pytest.approx(res.majority_rate) and res.collapsed()
 
     class Oracle(FakeModel):
-        def forward(self, q, r, qry):
+        def forward(self, q, r, qry, pack=None):
             out = super().forward(q, r, qry)
             target = torch.zeros_like(out["logits"])
             target[:, :-1] = r[:, 1:].float()  # the answer at t+1 (the last column is padding-safe)

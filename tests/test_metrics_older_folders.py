@@ -37,8 +37,8 @@ def as_before_issue12(folder: Path) -> None:
     write_manifest(folder)
 
 
-def test_an_older_folder_still_verifies_and_compares(tmp_path_factory, tmp_path):
-    new = runs.base_run(tmp_path_factory)
+def test_an_older_folder_still_verifies_and_compares(base_run, tmp_path):
+    new = base_run
     old = runs.copy_experiment(new, tmp_path)
     as_before_issue12(old)
     report = verify_experiment(old)
@@ -53,15 +53,15 @@ def test_an_older_folder_still_verifies_and_compares(tmp_path_factory, tmp_path)
     assert seed_row["qmastery_partial_correlation"]["within"] is None
 
 
-def test_two_new_folders_compare_the_concept_level_metrics(tmp_path_factory, tmp_path):
-    new = runs.base_run(tmp_path_factory)
+def test_two_new_folders_compare_the_concept_level_metrics(base_run, tmp_path):
+    new = base_run
     copy = runs.copy_experiment(new, tmp_path)
     cmp = compare_experiments(new, copy)
     assert cmp["per_seed"]["21"]["qmastery_correlation"]["abs_diff"] == 0.0
     assert cmp["per_seed"]["21"]["qmastery_correlation"]["within"] is True
 
 
-def test_stdout_log_warns_about_loss_terms_that_stay_off(tmp_path_factory):
-    log = (runs.base_run(tmp_path_factory) / "stdout.log").read_text()  # 3 epochs, default warm-ups
+def test_stdout_log_warns_about_loss_terms_that_stay_off(base_run):
+    log = (base_run / "stdout.log").read_text()  # 3 epochs, default warm-ups
     assert " - WARNING - lag loss is requested but inactive in all 3 epochs: it starts at epoch 10" in log
     assert " - WARNING - retention loss is requested but inactive in all 3 epochs: it starts at epoch 9" in log

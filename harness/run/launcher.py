@@ -378,9 +378,9 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     rows = existing_rows(exp_dir) if resume else {}  # read everything before the first write
     if resume:
         done = finished_seeds(exp_dir, cfg)
+        check_resumable(exp_dir, cfg, [s for s in seeds if s not in done])  # refuse before changing anything
         (exp_dir / MANIFEST).unlink(missing_ok=True)  # the folder is being written: no manifest until done
         (exp_dir / ATTESTATION).unlink(missing_ok=True)  # signed what is about to change
-        check_resumable(exp_dir, cfg, [s for s in seeds if s not in done])
         log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
     log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
