@@ -153,6 +153,22 @@ def _load_resume_state(path: Path) -> Any:
                          f"{str(exc)[:120]}); delete it to train this seed from the start") from None
 
 
+def prepare_process(exp_dir: Path, threads: int) -> dict:
+    """Set up a process that trains seeds (thread counts, deterministic cuBLAS when asked, before
+    torch computes anything) and return the folder's config. Local workers and Ray tasks share it."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    from harness.folder.experiment import read_json
+
+    cfg = read_json(exp_dir / "config.json")
+    if cfg["determinism"]["torch_deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+
+    torch.set_num_threads(threads)
+    return cfg
+
+
 def train_one_seed(cfg: dict, data: Any, device: str, exp_dir: Path, seed: int, resume: bool,
                    events: Any) -> tuple[str, int, Any]:
     """Train one seed into its folder (from its last checkpoint when resuming); the final event.
@@ -187,17 +203,9 @@ def _worker_main(plan: WorkerPlan, exp_dir: str, data_dir: str | None, threads: 
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.device
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    from harness.folder.experiment import read_json
     from harness.run.datasets import load_for_config
 
-    cfg = read_json(Path(exp_dir) / "config.json")
-    if cfg["determinism"]["torch_deterministic"]:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    import torch
-
-    torch.set_num_threads(threads)
+    cfg = prepare_process(Path(exp_dir), threads)
     device = "cpu" if plan.device == "cpu" else "cuda:0"
     try:
         data = load_for_config(cfg, data_dir)

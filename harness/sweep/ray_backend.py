@@ -66,19 +66,12 @@ def ray_job(exp_dir: str, data_dir: str | None, seed: int, threads: int, events:
     """
     started = time.time()
     events = events.for_attempt()
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
     import ray
-    import torch
 
-    from harness.folder.experiment import read_json
     from harness.run.datasets import load_for_config
-    from harness.run.workers import train_one_seed
+    from harness.run.workers import prepare_process, train_one_seed
 
-    cfg = read_json(Path(exp_dir) / "config.json")
-    if cfg["determinism"]["torch_deterministic"]:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.set_num_threads(threads)
+    cfg = prepare_process(Path(exp_dir), threads)
     gpus = [str(g) for g in ray.get_gpu_ids()]
     try:
         data = load_for_config(cfg, data_dir)
