@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.cli.flags import (
     OneLineParser,
@@ -100,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_predict_commands(sub, data_sub)
 
+    add_keys_commands(sub)
+
+    from harness.cli.image import add_image_commands
+
+    add_image_commands(sub)
+    return parser
+
+
+def add_keys_commands(sub: Any) -> None:
+    """`harness keys generate|sign`: Ed25519 keys and signed attestations (docs/reproducibility.md)."""
     keys = sub.add_parser("keys", help="signing keys for attestations")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=OneLineParser)
     gen = keys_sub.add_parser("generate", help="write an Ed25519 key pair (PEM): PATH (private) and PATH.pub")
@@ -109,11 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("experiment", help="experiment id (under --output_base) or path")
     sign.add_argument("--sign_key", default=None, metavar="PATH", help="Ed25519 private key (default: $HARNESS_SIGN_KEY)")
     sign.add_argument("--output_base", default=None)
-
-    from harness.cli.image import add_image_commands
-
-    add_image_commands(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

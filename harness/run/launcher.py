@@ -18,7 +18,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -400,27 +400,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     todo = [s for s in seeds if s not in done]
     progress = Progress(todo, run.train.training.epochs, enabled=not quiet)
 
-    started: set[int] = set()
-
-    def on_event(kind: str, seed: int, payload: Any) -> None:
-        if kind == "started":
-            started.add(seed)
-        elif kind == "log":
-            log.info(payload)
-        elif kind == "epoch":
-            rows.setdefault(seed, {})[payload["epoch"]] = payload
-            write_metrics(exp_dir, seeds, rows)
-            progress.epoch(seed, payload)
-        elif kind == "trajectory":
-            trajectories[seed].append(payload)
-            artifacts.write_trajectory(exp_dir, seed, trajectories[seed])
-        elif kind == "traceback":
-            log.error(f"seed {seed}: traceback of the failure (a bug, please report it):\n{payload}")
-        elif kind == "failed":
-            log.error(f"seed {seed} failed: {payload}")
-            progress.finish(seed, "failed")
-        elif kind == "result":
-            progress.finish(seed, payload["status"])
+    on_event = _Events(exp_dir, seeds, log, progress, rows, trajectories)
+    started = on_event.started
 
     interrupted: tuple[str, int] | None = None
     if todo:
@@ -463,6 +444,39 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     if interrupted:
         return interrupted[1]
     return 0 if status == "completed" else 1
+
+
+@dataclass
+class _Events:
+    """What the launcher does with each worker event: the log, metrics_epoch.csv, trajectories, progress."""
+
+    exp_dir: Path
+    seeds: list[int]
+    log: RunLog
+    progress: Any
+    rows: dict[int, dict[int, dict]]
+    trajectories: dict[int, list[dict]]
+    started: set[int] = field(default_factory=set)
+
+    def __call__(self, kind: str, seed: int, payload: Any) -> None:
+        if kind == "started":
+            self.started.add(seed)
+        elif kind == "log":
+            self.log.info(payload)
+        elif kind == "epoch":
+            self.rows.setdefault(seed, {})[payload["epoch"]] = payload
+            write_metrics(self.exp_dir, self.seeds, self.rows)
+            self.progress.epoch(seed, payload)
+        elif kind == "trajectory":
+            self.trajectories[seed].append(payload)
+            artifacts.write_trajectory(self.exp_dir, seed, self.trajectories[seed])
+        elif kind == "traceback":
+            self.log.error(f"seed {seed}: traceback of the failure (a bug, please report it):\n{payload}")
+        elif kind == "failed":
+            self.log.error(f"seed {seed} failed: {payload}")
+            self.progress.finish(seed, "failed")
+        elif kind == "result":
+            self.progress.finish(seed, payload["status"])
 
 
 def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, dict],
