@@ -13,6 +13,7 @@ from typing import Any
 from harness.audit.attest import sign_if_configured
 from harness.config.build import SCHEMA_VERSION, ConfigError, config_md5, params_from_file
 from harness.config.launch import LaunchOptions
+from harness.config.schema import RunConfig
 from harness.folder.experiment import (
     ACCEPTED,
     ExperimentError,
@@ -57,7 +58,7 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
     if reproduction is not None:
         reproduction["applied_overrides"] = resolved.overrides
         reproduction["override_count"] = len(resolved.overrides)
-        if opts.data_dir is None and resolved.config["data"]["dataset"] != "synthetic":
+        if opts.data_dir is None and resolved.run_config().train.data.dataset != "synthetic":
             opts = dataclasses.replace(opts, data_dir=reproduction.pop("_source_data_dir", None))
         reproduction.pop("_source_data_dir", None)
     if reproduction is None:  # a reproduction's data is checked by its sha256 instead of its name
@@ -70,7 +71,7 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
-    print(describe_read(resolved.config["data_checksum"]))
+    print(describe_read(resolved.run_config().data_checksum))
     try:  # prepare_run took the folder's lock before writing config.json; it is held until here
         if runtime == "docker":
             from harness.docker.run import run_in_docker
@@ -100,7 +101,7 @@ def check_reproduction_data(resolved: ResolvedRun, opts: LaunchOptions, reproduc
     reproduction["allow_different_data"] = allowed
     if not expected:
         return
-    found = load_from_params(resolved.config["data"], opts.data_dir).sha256
+    found = load_from_params(resolved.run_config().train.data.to_dict(), opts.data_dir).sha256
     reproduction["data_sha256"] = found
     if found != expected and not allowed:
         raise LaunchError(f"the data to reproduce on (sha256 {found[:12]}…) differs from the source's "
@@ -282,6 +283,16 @@ def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
         raise ExperimentError(f"cannot write {exp / 'verification_report.json'}: {exc.strerror or exc}") from None
 
 
+def _parsed(exp_dir: Path, cfg: dict[str, Any]) -> RunConfig:
+    """A schema-3 folder's config, typed; a config that does not parse is one line naming the key."""
+    from gainakt.config import ConfigValueError
+
+    try:
+        return RunConfig.from_dict(cfg)
+    except ConfigValueError as exc:
+        raise ExperimentError(f"{exp_dir / 'config.json'}: {exc}") from None
+
+
 def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     exp_dir = resolve_experiment(ref, output_base(getattr(ns, "output_base", None)))
     cfg = read_config(exp_dir)
@@ -290,7 +301,7 @@ def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     if cfg.get("config_md5") != config_md5(cfg):
         raise ExperimentError(f"{exp_dir / 'config.json'}: config_md5 does not recompute (edited or damaged); "
                               "it cannot be resumed")
-    if (cfg.get("runtime") or {}).get("runtime") == "docker":
+    if _parsed(exp_dir, cfg).where == "docker":
         from harness.docker.run import reap_before_writing
 
         reap_before_writing(exp_dir)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from gainakt.config import ConfigValueError
+from harness.config.schema import RunConfig
 from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment
 
 FORMATS = ("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015", "csv")
@@ -153,22 +155,30 @@ def _require(table: Any, columns: tuple[str, ...], path: str) -> None:
 def predict_command(ns: argparse.Namespace) -> int:
     _check_options(ns)
     exp = resolve_experiment(ns.experiment, output_base(ns.output_base))
-    cfg = read_json(exp / "config.json")
+    run = _run_config(exp)
     out = _output_path(ns.out)
     verified = _verify(exp, ns.allow_unverified)
-    seeds = _seeds(cfg, ns.seed)
+    seeds = _seeds(run, ns.seed)
     ds = _load_data(ns.data, ns.format)
     students = _select_students(ds, ns.students)
     plot_index = _plot_student(ds, students, ns.plot)
     meta: dict[str, Any] = {
-        "experiment": exp.name, "experiment_path": str(exp.resolve()), "config_md5": cfg.get("config_md5"),
+        "experiment": exp.name, "experiment_path": str(exp.resolve()), "config_md5": run.config_md5,
         "verify": verified, "options": {k: v for k, v in vars(ns).items() if k != "handler"},
         "data": {"path": str(Path(ns.data).resolve()), "format": ds.fmt, "sha256": ds.sha256,
                  "students_in_data": len(ds), "students_predicted": int(len(students))},
         "long_sequences": None, "device": ns.device, "columns": dict(COLUMN_MEANINGS), "checkpoints": {},
     }
-    write_predictions(exp, cfg, ds, students, seeds, out, ns, meta, plot_index)
+    write_predictions(exp, run, ds, students, seeds, out, ns, meta, plot_index)
     return 0
+
+
+def _run_config(exp: Path) -> RunConfig:
+    """The folder's config.json, typed; a config that does not parse is one line naming the key."""
+    try:
+        return RunConfig.from_dict(read_json(exp / "config.json"))
+    except ConfigValueError as exc:
+        raise PredictError(f"{exp.name}/config.json: {exc}") from None
 
 
 def _check_options(ns: argparse.Namespace) -> None:
@@ -209,8 +219,8 @@ def _verify(exp: Path, allow: bool) -> dict[str, Any]:
     return {"passed": report["passed"], "failed": report["failed"], "overridden": not report["passed"]}
 
 
-def _seeds(cfg: dict, seed: int | None) -> list[int]:
-    seeds = [int(s) for s in cfg["seeds"]["all"]]
+def _seeds(run: RunConfig, seed: int | None) -> list[int]:
+    seeds = [int(s) for s in run.seeds.all]
     if seed is None:
         return seeds
     if seed not in seeds:
@@ -255,7 +265,7 @@ def _plot_student(ds: Any, students: np.ndarray, student: str | None) -> int | N
 # Writing the rows
 
 
-def write_predictions(exp: Path, cfg: dict, ds: Any, students: np.ndarray, seeds: list[int], out: Path,
+def write_predictions(exp: Path, run: RunConfig, ds: Any, students: np.ndarray, seeds: list[int], out: Path,
                       ns: argparse.Namespace, meta: dict[str, Any], plot_index: int | None) -> None:
     """Every seed's rows into `out` (streamed), the long mastery file, the plot and the metadata sidecar."""
     import torch
@@ -264,22 +274,23 @@ def write_predictions(exp: Path, cfg: dict, ds: Any, students: np.ndarray, seeds
 
     # The run's evaluation batches: its eval batch size (the training one in configs that predate it)
     # and its packing, so the written numbers equal the run's own to the last bit.
-    max_len = int(cfg["data"]["seq_len"])
-    batch_size = int(cfg["training"].get("eval_batch_size") or cfg["training"]["batch_size"])
-    pack = bool(cfg["data"].get("pack_windows", False))
+    data, training = run.train.data, run.train.training
+    max_len = data.seq_len
+    batch_size = training.eval_batch_size or training.batch_size
+    pack = data.pack_windows
     meta["long_sequences"] = {"rule": LONG_SEQUENCES, "max_len": max_len, "batch_size": batch_size,
                               "pack_windows": pack}
-    threads = ns.threads or int(cfg["runtime"].get("threads") or torch.get_num_threads())
+    threads = ns.threads or int(run.runtime.get("threads") or torch.get_num_threads())
     meta["threads"] = threads
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)  # float sums depend on the thread count: use the run's
     try:
-        _write_files(exp, cfg, ds, students, seeds, out, ns, meta, plot_index)
+        _write_files(exp, run, ds, students, seeds, out, ns, meta, plot_index)
     finally:
         torch.set_num_threads(previous)
 
 
-def _write_files(exp: Path, cfg: dict, ds: Any, students: np.ndarray, seeds: list[int], out: Path,
+def _write_files(exp: Path, run: RunConfig, ds: Any, students: np.ndarray, seeds: list[int], out: Path,
                  ns: argparse.Namespace, meta: dict[str, Any], plot_index: int | None) -> None:
     """Every check first (checkpoints, concept ids), then the files, written under temporary names and
     renamed at the end, so a failure leaves no half-written output."""
@@ -291,12 +302,12 @@ def _write_files(exp: Path, cfg: dict, ds: Any, students: np.ndarray, seeds: lis
 
     models = {}
     for seed in seeds:
-        model, state = load_trained_model(exp, cfg, seed)
+        model, state = load_trained_model(exp, run, seed)
         check_concepts(ds, students, model.num_c)
         if (ns.full_mastery or plot_index is not None) and not model.heads_enabled:
             raise PredictError("--full_mastery and --plot need the mastery and gain heads, which this model has off")
         models[seed] = model.to(torch.device(ns.device))
-        path = exp / _checkpoint_file(cfg, seed)
+        path = exp / _checkpoint_file(run, seed)
         meta["checkpoints"][str(seed)] = {
             "file": path.name, "sha256": sha256_file(path), "epoch": int(state["epoch"]) + 1,
             "best_val_auc": state.get("best_val_auc"), "config_md5": state.get("config_md5"),
@@ -338,10 +349,10 @@ class _Null:
         return None
 
 
-def _checkpoint_file(cfg: dict, seed: int) -> str:
+def _checkpoint_file(run: RunConfig, seed: int) -> str:
     from harness.folder.checkpoints import checkpoint_name
 
-    return checkpoint_name("best", seed, len(cfg["seeds"]["all"]) > 1)
+    return checkpoint_name("best", seed, len(run.seeds.all) > 1)
 
 
 def _predict_seed(model: Any, ds: Any, students: np.ndarray, seed: int, ns: argparse.Namespace, handles: tuple,

@@ -9,12 +9,14 @@ import csv
 import io
 import math
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gainakt.losses import schedule_warnings
 from gainakt.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, TIME_CONTROL_DEGREE
 from gainakt.train import EPOCH_COLUMNS, loss_settings
+from harness.config.schema import RunConfig
 from harness.folder.experiment import atomic_write_json, atomic_write_text, dumps_json
 
 # Aggregated across seeds in results_multi_seed.json and SEED_INFO.md / README.md.
@@ -96,14 +98,21 @@ def model_warnings(seed: int, final: dict) -> list[str]:
     return out
 
 
-def launch_warnings(cfg: dict) -> list[str]:
+def _typed(cfg: RunConfig | Mapping[str, Any]) -> RunConfig:
+    """The typed config (a config.json dict is parsed once, here)."""
+    return cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
+
+
+def launch_warnings(cfg: RunConfig | Mapping[str, Any]) -> list[str]:
     """Lines for stdout.log at launch: requested loss terms that cannot act within --epochs."""
-    return schedule_warnings(loss_settings(cfg), int(cfg["training"]["epochs"]))
+    run = _typed(cfg)
+    return schedule_warnings(loss_settings(run.train), run.train.training.epochs)
 
 
-def build_results(cfg: dict, outcomes: dict[int, dict]) -> dict[str, Any]:
+def build_results(cfg: RunConfig | Mapping[str, Any], outcomes: dict[int, dict]) -> dict[str, Any]:
     """results.json: per-seed best metrics, the primary seed's at the top level (guide keys)."""
-    seeds = cfg["seeds"]["all"]
+    run = _typed(cfg)
+    seeds = run.seeds.all
     per_seed: dict[str, Any] = {}
     for seed in seeds:
         out = outcomes.get(seed)
@@ -119,8 +128,8 @@ def build_results(cfg: dict, outcomes: dict[int, dict]) -> dict[str, Any]:
     primary = per_seed[str(seeds[0])]
     failed = [s for s in seeds if per_seed[str(s)]["status"] in ("failed", "not_run", "interrupted")]
     return {
-        "schema_version": cfg["schema_version"],
-        "config_md5": cfg["config_md5"],
+        "schema_version": run.schema_version,
+        "config_md5": run.config_md5,
         "seeds": seeds,
         "primary_seed": seeds[0],
         "multi_seed": len(seeds) > 1,
@@ -192,9 +201,10 @@ def aggregate_table(multi: dict) -> str:
     return "\n".join(lines)
 
 
-def seed_info_md(cfg: dict, results: dict, seed_devices: dict[int, str], gpu_names: dict[str, str]) -> str:
+def seed_info_md(cfg: RunConfig | Mapping[str, Any], results: dict, seed_devices: dict[int, str],
+                 gpu_names: dict[str, str]) -> str:
     multi = build_multi_seed(results)
-    lines = [f"# Seeds of {cfg['experiment']['id']}", "", f"Primary seed: {results['primary_seed']}",
+    lines = [f"# Seeds of {_typed(cfg).experiment.id}", "", f"Primary seed: {results['primary_seed']}",
              f"All seeds: {results['seeds']}", "", "## Seed to device", "",
              "| Seed | Device | GPU | Status | Best epoch | Best val AUC | Test AUC | Reason |",
              "|---|---|---|---|---|---|---|---|"]
@@ -281,20 +291,21 @@ def warnings_md(results: dict) -> list[str]:
     return ["## Warnings", "", *(f"- {w}" for w in results["warnings"]), ""]
 
 
-def readme_md(cfg: dict, results: dict, checklist: list[Any], command: str) -> str:
+def readme_md(cfg: RunConfig | Mapping[str, Any], results: dict, checklist: list[Any], command: str) -> str:
     """The run's README; `checklist` holds harness.audit.checks.Check items (name, passed, reason)."""
-    exp = cfg["experiment"]
+    run = _typed(cfg)
+    exp = run.experiment
     multi = build_multi_seed(results)
     lines = [
-        f"# Experiment {exp['id']}", "",
-        f"- Model: {exp['model']}",
-        f"- Short title: {exp['short_title']}",
-        f"- Purpose: {exp.get('purpose')}",
-        f"- Log tag (experiment_suffix): `{exp.get('experiment_suffix')}_s<seed>`",
-        f"- Ablation mode: {exp['ablation_mode']}",
-        f"- Schema version: {cfg['schema_version']}",
-        f"- config_md5: `{cfg['config_md5']}`",
-        f"- Dataset: {cfg['data']['dataset']} (sha256 `{cfg['data_checksum']['sha256']}`)",
+        f"# Experiment {exp.id}", "",
+        f"- Model: {exp.model}",
+        f"- Short title: {exp.short_title}",
+        f"- Purpose: {exp.purpose}",
+        f"- Log tag (experiment_suffix): `{exp.experiment_suffix}_s<seed>`",
+        f"- Ablation mode: {exp.ablation_mode}",
+        f"- Schema version: {run.schema_version}",
+        f"- config_md5: `{run.config_md5}`",
+        f"- Dataset: {run.train.data.dataset} (sha256 `{run.data_checksum['sha256']}`)",
         f"- Status: {results['status']}", "",
         "## Run summary", "",
         aggregate_table(multi), "",
@@ -307,14 +318,14 @@ def readme_md(cfg: dict, results: dict, checklist: list[Any], command: str) -> s
     for check in checklist:
         lines.append(f"| {check.name} | {'✅' if check.passed else '❌'} | {check.reason} |")
     lines += ["", "## Reproduce", "", "Re-run with the same parameters (same config_md5):", "",
-              f"    harness reproduce {exp['id']} --output_base <folder holding this experiment>", "",
+              f"    harness reproduce {exp.id} --output_base <folder holding this experiment>", "",
               "Original command:", "", f"    {command}", ""]
-    repro = cfg.get("reproduction")
+    repro = run.reproduction
     if repro:
         lines += ["## Reproduction Metadata", "", "| Field | Value |", "|---|---|"]
         for k in ("source_experiment", "source_config_md5", "source_schema_version", "override_count"):
             lines.append(f"| {k} | {repro.get(k)} |")
-        lines.append(f"| new_config_md5 | {cfg['config_md5']} |")
+        lines.append(f"| new_config_md5 | {run.config_md5} |")
         lines.append("")
     lines.append(SCENARIOS)
     return "\n".join(lines)

@@ -9,9 +9,12 @@ arguments of such a file are rebuilt from the folder's config.json.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.folder.experiment import ExperimentError
+
+if TYPE_CHECKING:
+    from harness.config.schema import RunConfig
 
 
 def checkpoint_name(kind: str, seed: int, multi_seed: bool) -> str:
@@ -28,12 +31,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def check_config_md5(path: Path, state: dict[str, Any], cfg: dict[str, Any]) -> None:
+def check_config_md5(path: Path, state: dict[str, Any], run: RunConfig) -> None:
     """Refuse (one line) a checkpoint recorded under another configuration than the folder's.
 
     A checkpoint without `config_md5` (older files) is accepted.
     """
-    recorded, ours = state.get("config_md5"), cfg.get("config_md5")
+    recorded, ours = state.get("config_md5"), run.config_md5
     if recorded is not None and ours is not None and recorded != ours:
         raise ExperimentError(
             f"{path.name} was written by another configuration (config_md5 {recorded}, the folder's is {ours}); "
@@ -41,9 +44,9 @@ def check_config_md5(path: Path, state: dict[str, Any], cfg: dict[str, Any]) -> 
         )
 
 
-def check_resumable(exp_dir: Path, cfg: dict[str, Any], seeds: list[int]) -> None:
+def check_resumable(exp_dir: Path, run: RunConfig, seeds: list[int]) -> None:
     """Before a resume: every last checkpoint of `seeds` must belong to the folder's configuration."""
-    multi = len(cfg["seeds"]["all"]) > 1
+    multi = len(run.seeds.all) > 1
     for seed in seeds:
         path = exp_dir / checkpoint_name("last", seed, multi)
         if not path.is_file():
@@ -52,25 +55,25 @@ def check_resumable(exp_dir: Path, cfg: dict[str, Any], seeds: list[int]) -> Non
             state = load_checkpoint(path)
         except Exception:  # noqa: BLE001 - an unreadable checkpoint fails its own seed, with the reason, in the worker
             continue
-        check_config_md5(path, state, cfg)
+        check_config_md5(path, state, run)
 
 
-def folder_model_args(cfg: dict[str, Any]) -> dict[str, Any]:
+def folder_model_args(run: RunConfig) -> dict[str, Any]:
     """The model arguments a folder's config.json implies (for checkpoints without `model_args`)."""
     from gainakt.checkpoint import model_args
     from gainakt.train import build_model
 
-    num_c = (cfg.get("data_checksum") or {}).get("num_concepts")
+    num_c = run.data_checksum.get("num_concepts")
     if not num_c:
         raise ExperimentError("config.json records no data_checksum.num_concepts: cannot rebuild the model")
-    return model_args(build_model(cfg, int(num_c)))
+    return model_args(build_model(run.train, int(num_c)))
 
 
-def load_trained_model(exp_dir: Path, cfg: dict[str, Any], seed: int, kind: str = "best") -> tuple[Any, dict]:
+def load_trained_model(exp_dir: Path, run: RunConfig, seed: int, kind: str = "best") -> tuple[Any, dict]:
     """(model in eval mode on CPU, checkpoint dict) of one seed's checkpoint, checked against the folder."""
     from gainakt.checkpoint import CheckpointError, model_from_state
 
-    path = exp_dir / checkpoint_name(kind, seed, len(cfg["seeds"]["all"]) > 1)
+    path = exp_dir / checkpoint_name(kind, seed, len(run.seeds.all) > 1)
     if not path.is_file():
         raise ExperimentError(f"{exp_dir.name}: no checkpoint {path.name} for seed {seed}")
     try:
@@ -79,8 +82,8 @@ def load_trained_model(exp_dir: Path, cfg: dict[str, Any], seed: int, kind: str 
         raise ExperimentError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if state.get("seed") not in (None, seed):
         raise ExperimentError(f"{path.name} holds seed {state.get('seed')}, not seed {seed}")
-    check_config_md5(path, state, cfg)
-    args = state.get("model_args") or folder_model_args(cfg)
+    check_config_md5(path, state, run)
+    args = state.get("model_args") or folder_model_args(run)
     try:
         return model_from_state(state, args), state
     except (CheckpointError, RuntimeError) as exc:

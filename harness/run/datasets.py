@@ -16,12 +16,14 @@ Rules that keep the data selection from being misread:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gainakt.data import DataError, KTDataset, load_dataset
 from gainakt.data.splits import SPLITS
 from gainakt.simulate import simulate
+from harness.config.schema import RunConfig
 from harness.errors import HarnessError
 
 SYNTHETIC = "synthetic"
@@ -105,10 +107,12 @@ def check_split(ds: KTDataset, data: dict[str, Any], data_dir: str) -> None:
                            f"validation fold(s): {', '.join(map(str, ds.valid_folds))}")
 
 
-def load_for_config(cfg: dict[str, Any], data_dir: str | None = None) -> KTDataset:
-    """The config's dataset, checked against the checksum recorded in the config."""
-    ds = load_from_params(cfg["data"], data_dir or cfg.get("paths", {}).get("data_dir"))
-    expected = cfg.get("data_checksum", {}).get("sha256")
+def load_for_config(cfg: RunConfig | Mapping[str, Any], data_dir: str | None = None) -> KTDataset:
+    """The config's dataset (a config.json dict is parsed first), checked against the checksum
+    recorded in the config."""
+    run = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(cfg)
+    ds = load_from_params(run.train.data.to_dict(), data_dir or run.paths.get("data_dir"))
+    expected = run.data_checksum.get("sha256")
     if expected and ds.sha256 != expected:
         raise DatasetError(
             f"dataset checksum {ds.sha256[:12]}… differs from the config's {expected[:12]}…: not the same data"
@@ -123,7 +127,7 @@ def checksum_section(ds: KTDataset) -> dict[str, Any]:
             "split": ds.split, "split_rule": SPLITS.get(ds.split, "unknown")}
 
 
-def describe_read(section: dict[str, Any]) -> str:
+def describe_read(section: Mapping[str, Any]) -> str:
     """One line saying what a run reads (from a `data_checksum` section)."""
     files = ", ".join(section.get("files") or []) or "generated in memory"
     return (f"data: {section.get('name')} ({section.get('format')}; {files}); {section.get('students')} students, "

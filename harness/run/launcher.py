@@ -75,6 +75,10 @@ class ResolvedRun:
     overrides: list[str]
     notes: list[str]
 
+    def run_config(self) -> RunConfig:
+        """The config built so far, typed (parsed from `config`, which prepare_run still completes)."""
+        return RunConfig.from_dict(self.config)
+
 
 def resolve_run(options: LaunchOptions | argparse.Namespace, title: str, *,
                 base_params: dict[str, Any] | None = None, base_source: str = "source config") -> ResolvedRun:
@@ -163,7 +167,8 @@ def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespa
     """Load the data, create the folder and write config.json + overrides_applied.txt."""
     opts = LaunchOptions.from_namespace(options)
     cfg = resolved.config
-    dataset = load_from_params(cfg["data"], opts.data_dir)
+    run = RunConfig.from_dict(cfg)
+    dataset = load_from_params(run.train.data.to_dict(), opts.data_dir)
     devices = resolve_devices(resolved.params["devices"])
     threads = max(1, min(int(resolved.params["threads"]), os.cpu_count() or 1))
     resolved.params["threads"] = threads  # the cap is part of the resolved value
@@ -175,7 +180,7 @@ def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespa
     resolved.params["mixed_precision"] = amp_as_run(amp_requested, devices)
     cfg["training"]["mixed_precision"] = resolved.params["mixed_precision"]
     base = Path(opts.output_base) if opts.output_base else Path("examples/experiments")
-    exp_dir = create_experiment_dir(base, cfg["experiment"]["short_title"],
+    exp_dir = create_experiment_dir(base, run.experiment.short_title,
                                     experiment_dir=opts.experiment_dir, force=opts.force)
     claim_folder(exp_dir, accept_modified=opts.accept_modified)
     try:
@@ -206,7 +211,7 @@ def _write_prepared(exp_dir: Path, cfg: dict, resolved: ResolvedRun, dataset: An
         raise RuntimeError(f"config serialisation lost parameters: {cfg['missing_params']} (this is a bug)")
     cfg["config_md5"] = config_md5(cfg)
     atomic_write_json(exp_dir / "config.json", ordered(cfg))
-    atomic_write_text(exp_dir / "overrides_applied.txt", overrides_text(cfg, resolved.overrides))
+    atomic_write_text(exp_dir / "overrides_applied.txt", overrides_text(exp_dir.name, resolved.overrides))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +253,8 @@ def amp_as_run(requested: bool, devices: list[str]) -> bool:
     return requested and devices != ["cpu"]
 
 
-def overrides_text(cfg: dict, overrides: list[str]) -> str:
-    lines = [f"experiment_id: {cfg['experiment']['id']}", f"override_count: {len(overrides)}"]
+def overrides_text(experiment_id: str, overrides: list[str]) -> str:
+    lines = [f"experiment_id: {experiment_id}", f"override_count: {len(overrides)}"]
     lines += [f"override: {line}" for line in overrides]
     return "\n".join(lines) + "\n"
 
@@ -378,13 +383,13 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     rows = existing_rows(exp_dir) if resume else {}  # read everything before the first write
     if resume:
         done = finished_seeds(exp_dir, cfg)
-        check_resumable(exp_dir, cfg, [s for s in seeds if s not in done])  # refuse before changing anything
+        check_resumable(exp_dir, run, [s for s in seeds if s not in done])  # refuse before changing anything
         (exp_dir / MANIFEST).unlink(missing_ok=True)  # the folder is being written: no manifest until done
         (exp_dir / ATTESTATION).unlink(missing_ok=True)  # signed what is about to change
         log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
     log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
-    for line in artifacts.launch_warnings(cfg):
+    for line in artifacts.launch_warnings(run):
         log.warning(line)
     pairs = capture(runtime=runtime, dataset=dict(run.data_checksum), seed_devices=seed_devices,
                     determinism={"torch_deterministic": run.train.determinism.torch_deterministic})
@@ -405,7 +410,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
 
     interrupted: tuple[str, int] | None = None
     if todo:
-        threads = int(cfg["runtime"].get("threads", 1))
+        threads = run.threads
         plans = assign_seeds(seeds, run_devices, jobs_per_device, threads)
         for p in plans:
             p.seeds = [s for s in p.seeds if s in todo]
@@ -425,7 +430,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
             rows[seed] = {r["epoch"]: r for r in result["history"]}
             trajectories[seed] = result["trajectory"]
     write_metrics(exp_dir, seeds, rows)
-    results = artifacts.build_results(cfg, outcomes)
+    results = artifacts.build_results(run, outcomes)
     if interrupted:
         results["status"] = "interrupted"
     for line in results.get("warnings", []):
@@ -496,22 +501,22 @@ def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, d
         artifacts.write_rng(exp_dir, seed, result, (result or {}).get("determinism", {}))
         artifacts.write_timings(exp_dir, seed, result)
     gpu_names = {k[3:]: v.split(" | ")[0] for k, v in env_pairs if k.startswith("gpu") and k[3:].isdigit()}
-    atomic_write_text(exp_dir / "SEED_INFO.md", artifacts.seed_info_md(cfg, results, seed_devices, gpu_names))
+    atomic_write_text(exp_dir / "SEED_INFO.md", artifacts.seed_info_md(run, results, seed_devices, gpu_names))
     from harness.folder.plots import write_plots
 
     write_plots(exp_dir, histories, examples)
     checklist = run_checklist(exp_dir, cfg, results)
-    atomic_write_text(exp_dir / "README.md", artifacts.readme_md(cfg, results, checklist, run.command))
+    atomic_write_text(exp_dir / "README.md", artifacts.readme_md(run, results, checklist, run.command))
 
 
 def run_checklist(exp_dir: Path, cfg: dict, results: dict) -> list[Check]:
     """Real checks of the finished folder, for the README (the same Check type as verify's)."""
     run = RunConfig.from_dict(cfg)
     checks = Checks()
-    checks.add("schema_version known", cfg.get("schema_version") in (2, 3), f"{cfg.get('schema_version')}")
-    checks.add("missing_params empty", cfg.get("missing_params") == [], str(cfg.get("missing_params")))
+    checks.add("schema_version known", run.schema_version in (2, 3), f"{run.schema_version}")
+    checks.add("missing_params empty", run.missing_params == [], str(run.missing_params))
     md5 = config_md5(cfg)
-    checks.add("config_md5 recomputes", md5 == cfg.get("config_md5"), md5)
+    checks.add("config_md5 recomputes", md5 == run.config_md5, md5)
     sha256 = run.data_checksum.get("sha256")
     checks.add("dataset checksum recorded", bool(sha256), str(sha256)[:16] + "…")
     env = (exp_dir / "environment.txt").read_text() if (exp_dir / "environment.txt").is_file() else ""

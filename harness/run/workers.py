@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.config.schema import RunConfig
 from harness.errors import is_user_error
 from harness.folder.checkpoints import checkpoint_name
 
@@ -155,13 +156,13 @@ def _load_resume_state(path: Path) -> Any:
 
 def prepare_process(exp_dir: Path, threads: int) -> dict:
     """Set up a process that trains seeds (thread counts, deterministic cuBLAS when asked, before
-    torch computes anything) and return the folder's config. Local workers and Ray tasks share it."""
+    torch computes anything) and return the folder's config record. Local workers and Ray tasks share it."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     from harness.folder.experiment import read_json
 
     cfg = read_json(exp_dir / "config.json")
-    if cfg["determinism"]["torch_deterministic"]:
+    if RunConfig.from_dict(cfg).train.determinism.torch_deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
 
@@ -178,15 +179,16 @@ def train_one_seed(cfg: dict, data: Any, device: str, exp_dir: Path, seed: int, 
     """
     from gainakt.train import train_seed
 
-    multi = len(cfg["seeds"]["all"]) > 1
-    sink = FolderSink(exp_dir, seed, multi, events, cfg["experiment"].get("experiment_suffix") or "")
+    run = RunConfig.from_dict(cfg)
+    multi = len(run.seeds.all) > 1
+    sink = FolderSink(exp_dir, seed, multi, events, run.experiment.experiment_suffix or "")
     last = exp_dir / checkpoint_name("last", seed, multi)
     try:
         resume_state = _load_resume_state(last) if resume and last.is_file() else None
     except ValueError as exc:
         return ("failed", seed, str(exc))
     try:
-        result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)
+        result = train_seed(cfg, data, device, sink, seed=seed, resume=resume_state)  # cfg: the checkpoints' record
         return ("result", seed, result.as_dict())
     except Exception as exc:  # noqa: BLE001 - reported per seed, the parent decides the exit code
         tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
