@@ -51,11 +51,14 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
 
     reap_orphans(docker_client())  # leftovers of launchers that were SIGKILLed
 
+    from harness.config.schema import RunConfig
+
+    run = RunConfig.from_dict(cfg)
     log = RunLog(exp_dir / "stdout.log")
-    record = ensure_image(tag=cfg["runtime"].get("image"), output_base=exp_dir.parent)
+    record = ensure_image(tag=run.runtime.get("image"), output_base=exp_dir.parent)
     image = record.get("tag") or record["image_id"]
     log.info(f"image {image} ({record['image_id']})")
-    host_devices = cfg["runtime"]["devices"]
+    host_devices = run.devices
     devices = None if host_devices == ["cpu"] else [int(d) for d in host_devices]
     data_dir = Path(ns.data_dir).resolve() if getattr(ns, "data_dir", None) else None
     command = ["harness", "execute", "/experiment"] + (["--data_dir", "/data"] if data_dir else [])

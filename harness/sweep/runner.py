@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.cli.flags import command_line
 from harness.config.build import config_md5
+from harness.config.schema import RunConfig
 from harness.folder.experiment import (
     atomic_write_json,
     atomic_write_text,
@@ -146,7 +147,7 @@ def start(ns: argparse.Namespace) -> int:
         release_folder(exp_dir)  # prepare_run holds the folder's lock; each point's training takes it again
         cfg = read_json(exp_dir / "config.json")
         points.append({"name": point.name, "description": point.description, "experiment_id": exp_dir.name,
-                       "config_md5": cfg["config_md5"], "flags": point.overrides.flags,
+                       "config_md5": RunConfig.from_dict(cfg).config_md5, "flags": point.overrides.flags,
                        "set": point.overrides.sets})
     state = {
         "schema_version": 1, "sweep_id": sweep_dir.name, "title": ns.title, "source": source,
