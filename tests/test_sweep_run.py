@@ -82,6 +82,12 @@ def test_summary_statistics_are_those_of_the_points_results(swept):
     md = (swept / "SWEEP.md").read_text()
     assert f"{mean:.4f} ± {sd:.4f} [{mean - half:.4f}, {mean + half:.4f}]" in md
     assert "![val AUC against mastery correlation](plots/frontier.png)" in md
+    # The interpretability rows are filled from the points' population-named results keys.
+    for metric in ("mastery_correlation_val_all", "gain_correlation_val_all", "qmastery_correlation_val_all",
+                   "true_mastery_correlation_val_all"):
+        values = [per["sparse"][s][metric] for s in ("5", "6")]
+        assert int(rows[("sparse", metric)]["n"]) == 2, metric
+        assert float(rows[("sparse", metric)]["mean"]) == pytest.approx(sum(values) / 2, rel=1e-12), metric
 
 
 def test_verify_passes_and_catches_an_edited_summary(swept, tmp_path, capsys):

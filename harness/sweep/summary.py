@@ -25,9 +25,11 @@ METRICS = (
     ("test_window_auc", "test AUC (windows)"),
     ("test_accuracy", "test accuracy"),
     ("val_accuracy", "val accuracy (best model)"),
-    ("mastery_correlation", "val mastery correlation"),
-    ("gain_correlation", "val gain correlation"),
-    ("true_mastery_correlation", "val true-mastery correlation (synthetic)"),
+    # Best model over every validation student (results.json's population-named keys, docs/metrics.md).
+    ("mastery_correlation_val_all", "val mastery correlation (guide: mean mastery over concepts)"),
+    ("gain_correlation_val_all", "val gain correlation (guide)"),
+    ("qmastery_correlation_val_all", "val mastery of the asked concept vs correctness"),
+    ("true_mastery_correlation_val_all", "val true-mastery correlation (synthetic)"),
     ("epochs_run", "epochs run"),
     ("wall_seconds", "training wall time per seed (s)"),
 )
@@ -224,7 +226,7 @@ def write_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]])
     by = {(r["point"], r["metric"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, p in enumerate(state["points"]):
-        x, y = by[(p["name"], "mastery_correlation")], by[(p["name"], "best_val_auc")]
+        x, y = by[(p["name"], "mastery_correlation_val_all")], by[(p["name"], "best_val_auc")]
         if x["mean"] is None or y["mean"] is None:
             continue
         ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0, yerr=y["std"] or 0, fmt=_MARKERS[i % len(_MARKERS)],
