@@ -314,3 +314,50 @@ def test_score_truth_refuses_predictions_of_other_data(trained, tmp_path, capsys
     assert main(["data", "score-truth", "--truth", str(trained["data"] / "truth.csv"), "--predictions", str(other)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no prediction" in err[0]
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_predict_never_writes_over_its_input(trained, tmp_path, capsys):
+    logs = tmp_path / "logs.csv"
+    logs.write_text("student_id,concept_id,response\na,1,0\na,2,1\na,3,1\n")
+    before = logs.read_bytes()
+    capsys.readouterr()
+    assert main(["predict", str(trained["exp"]), "--data", str(logs), "--format", "csv", "--out", str(logs)]) == 1
+    assert "would overwrite the input --data" in _one_error(capsys)
+    assert logs.read_bytes() == before
+    assert predict(trained, trained["data"] / "p.csv") == 1  # a file inside the --data folder
+    assert "would overwrite the input --data" in _one_error(capsys)
+    assert not (trained["data"] / "p.csv").exists()
+
+
+def test_simulate_refuses_too_few_students_and_unwritable_folders(tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["data", "simulate", "--students", "3", "--out", str(tmp_path / "few")]) == 1
+    assert "too few for the pyKT split" in _one_error(capsys) and not (tmp_path / "few").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["data", "simulate", "--students", "50", "--out", str(blocker / "sub")]) == 1
+    assert "cannot write --out" in _one_error(capsys)
+
+
+def test_score_truth_refuses_non_finite_mastery_and_unscorable_predictions(trained, test_predictions, tmp_path,
+                                                                           capsys):
+    truth = str(trained["data"] / "truth.csv")
+    rows = pd.read_csv(test_predictions.with_name("test_mastery_long.csv"))
+    nan_rows = rows.copy()
+    nan_rows.loc[nan_rows.index[3], "mastery"] = float("nan")
+    bad = tmp_path / "nan.csv"
+    nan_rows.to_csv(bad, index=False)
+    capsys.readouterr()
+    assert main(["data", "score-truth", "--truth", truth, "--predictions", str(bad)]) == 1
+    assert "1 row(s) have no finite mastery value" in _one_error(capsys)
+    const = rows[rows["student_id"] == rows["student_id"].iloc[0]].assign(mastery=0.5)
+    flat = tmp_path / "flat.csv"
+    const.to_csv(flat, index=False)
+    assert main(["data", "score-truth", "--truth", truth, "--predictions", str(flat)]) == 1
+    assert "can be scored" in _one_error(capsys)

@@ -95,8 +95,15 @@ def simulate_command(ns: argparse.Namespace) -> int:
         ds = simulate(ns.students, ns.skills, ns.min_len, ns.max_len, ns.seed, ns.forgetting)
     except ValueError as exc:
         raise PredictError(f"simulate: {exc}") from None
+    empty = [name for name, fold in (("test", -1), *((f"fold {k}", k) for k in range(5))) if not (ds.folds == fold).any()]
+    if empty:
+        raise PredictError(f"--students {ns.students} is too few for the pyKT split (20% test, folds 0-4): "
+                           f"no student in {', '.join(empty)}; the exported data could not be trained on")
     params = generator_parameters(ns.students, ns.skills, ns.min_len, ns.max_len, ns.seed, ns.forgetting)
-    record = export(ds, out, ns.format, params)
+    try:
+        record = export(ds, out, ns.format, params)
+    except OSError as exc:
+        raise PredictError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     print(f"wrote {record['students']} students, {record['skills']} skills ({ns.format}) and truth.csv to {out}")
     return 0
 
@@ -113,6 +120,8 @@ def _read_table(path: str, what: str) -> Any:
 
 
 def score_truth_command(ns: argparse.Namespace) -> int:
+    import pandas as pd
+
     from gainakt.predict import score_truth, truth_pairs
 
     truth = _read_table(ns.truth, "--truth")
@@ -121,6 +130,14 @@ def score_truth_command(ns: argparse.Namespace) -> int:
     long = "mastery_next" not in preds.columns
     _require(preds, ("student_id", "step", "concept", "mastery") if long else ("student_id", "step", "next_concept"),
              ns.predictions)
+    column = "mastery" if long else "mastery_next"
+    values = pd.to_numeric(preds[column], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = preds[bad].iloc[0]
+        raise PredictError(f"{ns.predictions}: {int(bad.sum())} row(s) have no finite {column} value (first: "
+                           f"student {first['student_id']}, step {first['step']}); score-truth needs a number "
+                           "in every row")
     parts = preds.groupby("seed", sort=True) if "seed" in preds.columns else [(None, preds)]
     scores = {}
     for seed, part in parts:
@@ -129,6 +146,9 @@ def score_truth_command(ns: argparse.Namespace) -> int:
             raise PredictError(f"no prediction in {ns.predictions} matches a (student_id, step, concept) of "
                                f"{ns.truth}: predictions of another dataset?")
         s = score_truth(pairs)
+        if s.n == 0:
+            raise PredictError(f"no student of {ns.predictions}{'' if seed is None else f' (seed {seed})'} can be "
+                               "scored: a correlation needs 3 or more steps whose predicted and true mastery both vary")
         scores["all" if seed is None else str(seed)] = {
             "true_mastery_correlation": s.mean, "students": s.n, "ci_low": s.ci_low, "ci_high": s.ci_high,
             "pairs": len(pairs)}
@@ -186,6 +206,9 @@ def _check_options(ns: argparse.Namespace) -> None:
 
     if ns.mastery_format is not None and not ns.full_mastery:
         raise PredictError("--mastery_format needs --full_mastery")
+    data, out = Path(ns.data).resolve(), Path(ns.out).resolve()
+    if out == data or data in out.parents:
+        raise PredictError(f"--out {ns.out} would overwrite the input --data {ns.data} (or write into it)")
     ns.mastery_format = ns.mastery_format or "wide"
     for flag in ("threads", "chunk_students"):
         if getattr(ns, flag) is not None and getattr(ns, flag) < 1:
