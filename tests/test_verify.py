@@ -182,3 +182,9 @@ def test_print_report_is_a_readable_table(base, capsys):
     print_report(verify_experiment(base))
     out = capsys.readouterr().out
     assert "checkpoint model_best.pth" in out and "PASSED" in out
+
+
+def test_a_bare_folder_name_in_the_current_directory_is_found(base_run, tmp_path, monkeypatch, capsys):
+    copy = runs.copy_experiment(base_run, tmp_path / "here")
+    monkeypatch.chdir(copy.parent)
+    assert main(["verify", copy.name, "--output_base", str(tmp_path / "elsewhere")]) == 0

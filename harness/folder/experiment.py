@@ -54,8 +54,9 @@ def title_of(experiment_id: str) -> str:
 def resolve_experiment(ref: str, base: Path) -> Path:
     """An existing experiment folder named by id (under `base`) or by path.
 
-    A bare id must not escape the output base (`../x` is refused), and the folder must hold a
-    config.json.
+    A bare id must not escape the output base (`../x` is refused); a bare name that is no id under
+    `base` but an experiment folder in the current directory is taken as that path. The folder must
+    hold a config.json.
     """
     if not ref:
         raise ExperimentError("no experiment named")
@@ -65,6 +66,8 @@ def resolve_experiment(ref: str, base: Path) -> Path:
         candidate = base / ref
         if not candidate.resolve().is_relative_to(base.resolve()):
             raise ExperimentError(f"experiment id {ref!r} points outside the output base {base}")
+        if not candidate.is_dir() and (Path(ref) / "config.json").is_file():
+            candidate = Path(ref)  # a folder in the current directory, named without ./
     elif not candidate.exists() and not candidate.is_absolute() and (base / ref).exists():
         candidate = base / ref
     if not candidate.is_dir():
