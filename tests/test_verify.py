@@ -188,3 +188,15 @@ def test_a_bare_folder_name_in_the_current_directory_is_found(base_run, tmp_path
     copy = runs.copy_experiment(base_run, tmp_path / "here")
     monkeypatch.chdir(copy.parent)
     assert main(["verify", copy.name, "--output_base", str(tmp_path / "elsewhere")]) == 0
+
+
+def test_an_unreadable_trusted_key_is_one_line(base_run, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["verify", str(base_run), "--trusted_key", str(tmp_path / "missing.pub")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read the key" in err[0]
+    junk = tmp_path / "junk.pub"
+    junk.write_text("not a key\n")
+    assert main(["verify", str(base_run), "--trusted_key", str(junk)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a PEM public key" in err[0]

@@ -100,7 +100,7 @@ def load_public_key(path: Path) -> Any:
     try:
         key = _serialization().load_pem_public_key(_read_key_file(path))
     except ValueError as exc:
-        raise AttestationError(f"{path}: not a PEM public key ({exc})") from None
+        raise AttestationError(f"{path}: not a PEM public key ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise AttestationError(f"{path}: not an Ed25519 public key")
     return key

@@ -258,8 +258,13 @@ def verify(ns: argparse.Namespace) -> int:
     base = output_base(ns.output_base)
     exp = resolve_experiment(ns.experiment, base)
     against = resolve_experiment(ns.against, base) if ns.against else None
+    trusted_key = getattr(ns, "trusted_key", None)
+    if trusted_key:  # a key that cannot be read is the user's error (one line), not a failed check
+        from harness.audit.attest import load_public_key
+
+        load_public_key(Path(trusted_key))
     report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
-                               corr_tolerance=ns.corr_tolerance, trusted_key=getattr(ns, "trusted_key", None))
+                               corr_tolerance=ns.corr_tolerance, trusted_key=trusted_key)
     if getattr(ns, "write_report", False):
         write_verification_report(exp, report)
     if ns.json:
