@@ -28,6 +28,7 @@ def test_points_grid_and_seeds_become_named_points():
     ({"points": {"a": {}}, "seeds": [1], "pionts": {}}, "spec: unknown key 'pionts'"),
     ({"points": {"a": {"flag": {}}}, "seeds": [1]}, "points.a: unknown key 'flag'"),
     ({"points": {"a": {"flags": {"learnin_rate": 1}}}, "seeds": [1]}, "unknown parameter 'learnin_rate'"),
+    ({"points": {"a": {"flags": {"n_blocks": 1}}}, "seeds": [1]}, "a spec names the parameter 'num_encoder_blocks'"),
     ({"grid": {"epochs": []}, "seeds": [1]}, "grid.epochs: empty grid"),
     ({"grid": {}, "seeds": [1]}, "grid: expected a non-empty mapping"),
     ({"points": {"a": {}, "A": {}}, "seeds": [1]}, "duplicate point name 'A'"),

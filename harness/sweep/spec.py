@@ -101,6 +101,10 @@ def coerce_flag(where: str, name: str, value: Any) -> Any:
     """A parameter value from YAML, checked against the parameter registry."""
     param = BY_NAME.get(name)
     if param is None:
+        canonical = next((p.name for p in BY_NAME.values() if f"--{name}" in p.flags), None)
+        if canonical is not None:
+            raise SweepError(f"{where}: {name!r} is a command-line spelling; a spec names the parameter "
+                             f"{canonical!r}")
         raise SweepError(f"{where}: unknown parameter {name!r} (see `harness run --help`)")
     if value is None and param.nullable:
         return None
