@@ -110,6 +110,8 @@ def test_sigterm_of_the_launcher_is_an_interruption_with_truthful_seed_statuses(
     assert results["per_seed"]["6"]["status"] == "interrupted", results["per_seed"]["6"]
     assert re.search(r"\(SIGTERM\) after epoch [1-9][0-9]*; resume continues it", results["per_seed"]["6"]["reason"])
     assert results["per_seed"]["7"]["status"] == "not_run"
+    assert results["failed_seeds"] == [] and results["unfinished_seeds"] == [6, 7]  # interrupted is not failed
+    assert status["failed_seeds"] == [] and status["unfinished_seeds"] == [6, 7]
     assert (exp / MANIFEST).is_file() and "interrupted (SIGTERM)" in (exp / "stdout.log").read_text()
     assert wait_group_gone(proc.pid) == []
 

@@ -126,15 +126,17 @@ def build_results(cfg: RunConfig | Mapping[str, Any], outcomes: dict[int, dict])
             # failed, not_run (its worker died first) or interrupted (Ctrl-C/SIGTERM mid-training)
             per_seed[str(seed)] = {"seed": seed, "status": out.get("status", "failed"), "reason": out.get("reason")}
     primary = per_seed[str(seeds[0])]
-    failed = [s for s in seeds if per_seed[str(s)]["status"] in ("failed", "not_run", "interrupted")]
+    unfinished = [s for s in seeds if per_seed[str(s)]["status"] in ("failed", "not_run", "interrupted")]
+    failed = [s for s in unfinished if per_seed[str(s)]["status"] == "failed"]
     return {
         "schema_version": run.schema_version,
         "config_md5": run.config_md5,
         "seeds": seeds,
         "primary_seed": seeds[0],
         "multi_seed": len(seeds) > 1,
-        "status": "completed" if not failed else ("failed" if len(failed) == len(seeds) else "partial"),
-        "failed_seeds": failed,
+        "status": "completed" if not unfinished else ("failed" if len(unfinished) == len(seeds) else "partial"),
+        "failed_seeds": failed,  # seeds that failed; interrupted and never-run seeds are only unfinished
+        "unfinished_seeds": unfinished,
         # The guide's top-level keys, from the primary seed. best_mastery_corr/best_gain_corr are
         # the best model's correlations over all validation students (the reference stored final
         # values under these names; ours are measured on the best checkpoint).

@@ -437,9 +437,12 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         log.warning(line)
     finish_folder(exp_dir, cfg, results, outcomes, trajectories, seed_devices, pairs, rows)
     status = results["status"]
-    atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"]}
+    atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"],
+                                                    "unfinished_seeds": results["unfinished_seeds"]}
                       | ({"signal": interrupted[0]} if interrupted else {}))
-    log.info(f"status: {status}" + (f"; failed seeds {results['failed_seeds']}" if results["failed_seeds"] else ""))
+    unfinished = [s for s in results["unfinished_seeds"] if s not in results["failed_seeds"]]
+    log.info(f"status: {status}" + (f"; failed seeds {results['failed_seeds']}" if results["failed_seeds"] else "")
+             + (f"; unfinished (interrupted or not run) seeds {unfinished}" if unfinished else ""))
     from harness.folder.summary import print_summary
 
     if not quiet:
