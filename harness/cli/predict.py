@@ -17,6 +17,7 @@ import numpy as np
 from gainakt.config import ConfigValueError
 from harness.config.schema import RunConfig
 from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment
+from harness.run.allocator import keep_freed_buffers
 
 FORMATS = ("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015", "csv")
 COLUMN_MEANINGS = {
@@ -307,6 +308,7 @@ def write_predictions(exp: Path, run: RunConfig, ds: Any, students: np.ndarray, 
     meta["threads"] = threads
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)  # float sums depend on the thread count: use the run's
+    keep_freed_buffers()  # as in the training workers: batches reuse freed buffers (numbers unchanged)
     try:
         _write_files(exp, run, ds, students, seeds, out, ns, meta, plot_index)
     finally:

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.run import allocator
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -105,6 +107,7 @@ def capture(*, runtime: str, dataset: dict[str, Any], determinism: dict[str, Any
         ("cpu_count", str(os.cpu_count())),
         ("cpu_usable", str(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else "unknown"),
         ("torch_threads", str(torch.get_num_threads())),
+        ("allocator", allocator.description()),
     ]
     pairs += gpu_lines()
     host_gpus = os.environ.get("HARNESS_HOST_GPUS")

@@ -23,6 +23,7 @@ from typing import Any
 from harness.config.schema import RunConfig
 from harness.errors import is_user_error
 from harness.folder.checkpoints import checkpoint_name
+from harness.run.allocator import keep_freed_buffers
 
 
 @dataclass
@@ -155,8 +156,10 @@ def _load_resume_state(path: Path) -> Any:
 
 
 def prepare_process(exp_dir: Path, threads: int) -> dict:
-    """Set up a process that trains seeds (thread counts, deterministic cuBLAS when asked, before
-    torch computes anything) and return the folder's config record. Local workers and Ray tasks share it."""
+    """Set up a process that trains seeds (thread counts, deterministic cuBLAS when asked, freed
+    buffers kept for reuse, before torch computes anything) and return the folder's config record.
+    Local workers and Ray tasks share it."""
+    keep_freed_buffers()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     from harness.folder.experiment import read_json
