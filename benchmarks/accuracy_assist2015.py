@@ -51,17 +51,16 @@ def summarise(exp: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_dir", default="../shared/datasets/assist2015_pykt")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--output_base", default="/tmp/gainakt_bench")
     p.add_argument("--json_out", default=None, help="also write the summary here")
+    p.add_argument("harness_args", nargs="*", metavar="-- ARG",
+                   help="arguments after -- go to `harness run` unchanged")
     ns = p.parse_args(argv)
+    extra: list[str] = ns.harness_args
     if not Path(ns.data_dir).exists():
         print(f"dataset not found: {ns.data_dir}", file=sys.stderr)
         return 2

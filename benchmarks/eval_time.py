@@ -30,22 +30,27 @@ from gainakt.evaluate import evaluate, evaluate_predictions
 from gainakt.simulate import simulate
 from gainakt.train import MemorySink, build_model, train_seed
 from harness.cli.main import build_parser
+from harness.run.allocator import keep_freed_buffers
 from harness.run.launcher import resolve_run
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_dir", default=None, help="a dataset folder (pyKT, DKVMN, raw ASSISTments 2015)")
     p.add_argument("--synthetic", default="1000,200,1200",
                    help="skills,min_len,max_len of the simulator when no --data_dir is given")
     p.add_argument("--students", type=int, default=300, help="simulator students")
     p.add_argument("--old_rows", type=int, default=1024, help="window rows timed on the old (full) path")
+    p.add_argument("--allocator", choices=("kept", "default"), default="kept",
+                   help="kept: freed buffers reused, as in harness's training workers "
+                        "(harness/run/allocator.py); default: glibc's own thresholds")
+    p.add_argument("harness_args", nargs="*", metavar="-- ARG",
+                   help="arguments after -- go to `harness run` unchanged")
     ns = p.parse_args(argv)
+    extra: list[str] = ns.harness_args
+    if ns.allocator == "kept":
+        keep_freed_buffers()
     if ns.data_dir:
         data = load_dataset(ns.data_dir)
     else:
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# dataset {data.name}: {len(data.concepts)} students, {data.num_c} concepts, "
           f"longest sequence {max(len(c) for c in data.concepts)}; torch threads {torch.get_num_threads()}; "
           f"eval_batch_size {cfg['training']['eval_batch_size']}, eval_fast_path {cfg['training']['eval_fast_path']}, "
-          f"pack_windows {cfg['data']['pack_windows']}", flush=True)
+          f"pack_windows {cfg['data']['pack_windows']}; allocator {ns.allocator}", flush=True)
     sink = MemorySink(echo=False)
     result = train_seed(cfg, data, "cpu", sink)
     epoch_s = result.history[0]["epoch_seconds"]

@@ -34,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "benchmarks" / "results" / "paper_table.md"
 SEEDS = (21, 42, 63, 84, 105)
+POINTS = ("amp", "fp32")
 FINISHED = ("completed", "early_stopped")
 
 # The reference's published 5-seed figures (fp32, 12 epochs, 8x V100): mean, std.
@@ -142,13 +143,14 @@ def build_table(points: dict[str, tuple[Path, str]], title: str = "Paper table")
 
 
 def spec(ns: argparse.Namespace) -> dict[str, Any]:
-    """The sweep spec: the paper configuration with AMP and in fp32 (the reference's precision)."""
+    """The sweep spec: the paper configuration with AMP and/or in fp32 (the reference's precision)."""
     flags: dict[str, Any] = {"dataset": "assist2015", "fold": 0, "epochs": ns.epochs, "model_preset": ns.preset}
+    points = {name: {"flags": {"mixed_precision": name == "amp"}} for name in ns.points}
     return {
-        "description": "paper table: paper configuration, ASSISTments 2015 pyKT fold 0, AMP and fp32",
+        "description": f"paper table: paper configuration, ASSISTments 2015 pyKT fold 0, {' and '.join(ns.points)}",
         "base": {"flags": flags},
-        "points": {"amp": {"flags": {"mixed_precision": True}}, "fp32": {"flags": {"mixed_precision": False}}},
-        "base_point": "amp",
+        "points": points,
+        "base_point": ns.points[0],
         "seeds": list(ns.seeds),
     }
 
@@ -205,12 +207,15 @@ def run_sweep(ns: argparse.Namespace, extra: list[str]) -> Path:
     return found
 
 
+def _points(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names or len(set(names)) != len(names) or not set(names) <= set(POINTS):
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(POINTS)} without repeats, got {text!r}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_dir", default="../shared/datasets/assist2015_pykt")
     p.add_argument("--output_base", default="/tmp/paper_table")
@@ -219,12 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=list(SEEDS))
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--preset", default="paper", choices=("paper", "small"))
+    p.add_argument("--points", type=_points, default=list(POINTS),
+                   help="which precisions, in order of running: amp, fp32 or amp,fp32 (a GPU loan too short for "
+                        "both runs one per title)")
     p.add_argument("--title", default="paper_table")
     p.add_argument("--out", default=str(OUT_MD), help="where the markdown table goes")
     p.add_argument("--cpu-small", "--cpu_small", dest="cpu_small", action="store_true",
                    help="smoke run: small preset, 1 epoch, seeds 21,42, CPU, title paper_table_small")
     p.add_argument("--table_only", default=None, help="a finished (or partial) sweep folder: only build the table")
+    p.add_argument("harness_args", nargs="*", metavar="-- ARG",
+                   help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)
+    extra: list[str] = ns.harness_args
     if ns.cpu_small:
         ns.preset, ns.epochs, ns.devices, ns.title = "small", 1, "cpu", "paper_table_small"
         ns.seeds = ns.seeds if "--seeds" in argv else [21, 42]

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from gainakt import train_seed
 from gainakt.data import build_window_test, build_windows, iterate_batches
@@ -266,12 +267,28 @@ def test_paper_table_spec_is_the_paper_configuration_with_both_precisions():
     import yaml
 
     pt = _paper_table()
-    spec = pt.spec(argparse.Namespace(epochs=12, preset="paper", seeds=[21, 42, 63, 84, 105]))
+    spec = pt.spec(argparse.Namespace(epochs=12, preset="paper", seeds=[21, 42, 63, 84, 105], points=["amp", "fp32"]))
     doc = yaml.safe_load(yaml.safe_dump(spec))
     assert doc["base"]["flags"] == {"dataset": "assist2015", "fold": 0, "epochs": 12, "model_preset": "paper"}
     assert doc["points"] == {"amp": {"flags": {"mixed_precision": True}},
                              "fp32": {"flags": {"mixed_precision": False}}}
     assert doc["seeds"] == [21, 42, 63, 84, 105]
+
+
+def test_paper_table_runs_one_precision_per_title_when_asked(tmp_path, monkeypatch):
+    pt = _paper_table()
+    seen: list[list[str]] = []
+    monkeypatch.setattr(pt.subprocess, "call", lambda cmd, cwd: seen.append(cmd) or 1)
+    with pytest.raises(SystemExit, match="left no sweep folder"):
+        pt.main(["--points", "fp32", "--title", "t_fp32", "--output_base", str(tmp_path), "--data_dir", str(tmp_path),
+                 "--", "--max_parallel", "2"])
+    spec = yaml.safe_load((tmp_path / "t_fp32_spec.yaml").read_text())
+    assert spec["points"] == {"fp32": {"flags": {"mixed_precision": False}}} and spec["base_point"] == "fp32"
+    assert seen[0][-2:] == ["--max_parallel", "2"] and "t_fp32" in seen[0]
+    for bad in ("amp,amp", "bf16", ""):
+        with pytest.raises(SystemExit) as exc:
+            pt.main(["--points", bad])
+        assert exc.value.code == 2
 
 
 def test_device_batches_serve_the_same_batches_and_plans_as_the_host_path(data):
