@@ -408,8 +408,8 @@ def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int
             train_masks.append(b.mask.flatten())
         if (b_i + 1) % monitor_freq == 0:
             sink.log(
-                f"seed {run.seed} epoch {epoch + 1} batch {b_i + 1}: loss {float(loss.detach()):.4f} "
-                f"bce {float(terms['bce']):.4f} mastery_var {float(terms.get('mastery_variance', math.nan)):.5f}"
+                f"seed {run.seed} epoch {epoch + 1} batch {b_i + 1}: loss {_item(loss):.4f} "
+                f"bce {_item(terms['bce']):.4f} mastery_var {_item(terms.get('mastery_variance', math.nan)):.5f}"
             )
     if bad.failed():
         return f"non-finite loss ({bad.value()}) at epoch {epoch + 1}, batch {bad.batch()}", math.nan
@@ -518,6 +518,11 @@ def best_state_of(sink: TrainSink, model: torch.nn.Module) -> dict:
     getter = getattr(sink, "best_model_state", None)
     state = getter() if getter is not None else None
     return state if state is not None else model.state_dict()
+
+
+def _item(x: Any) -> float:
+    """A logged scalar: a tensor (detached, so no autograd warning) or a plain number."""
+    return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
 
 
 def fmt(x: Any) -> str:

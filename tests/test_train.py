@@ -134,3 +134,15 @@ def test_log_head_stats_records_variance_and_skew_per_epoch(data):
     quiet = MemorySink()
     train_seed(config(*TINY, "--epochs", "1"), data, "cpu", quiet, seed=4)
     assert "head_stats" not in quiet.entries[0]
+
+
+def test_the_monitor_lines_raise_no_autograd_warning(data):
+    # Every batch logs its loss terms (--monitor_freq 1); reading a term that still holds its graph used to
+    # print torch's "Converting a tensor with requires_grad=True to a scalar" warning into the run's log.
+    import warnings
+
+    sink = MemorySink(echo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train_seed(config(*TINY, "--epochs", "1", "--monitor_freq", "1"), data, "cpu", sink)
+    assert any("batch 1: loss" in line and "mastery_var" in line for line in sink.messages)
