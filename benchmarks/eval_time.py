@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from gainakt.data import build_window_test, load_dataset, split_students
+from gainakt.data import build_window_test, build_windows, load_dataset, split_students
 from gainakt.evaluate import evaluate, evaluate_predictions
 from gainakt.simulate import simulate
 from gainakt.train import MemorySink, build_model, train_seed
@@ -71,8 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(result.eval_seconds.values())
     print(f"final evaluation, all passes: {total:.1f} s = {total / epoch_s:.2f} x the training epoch")
 
-    _, _, test_idx = split_students(data, cfg["data"]["fold"])
+    train_idx, _, test_idx = split_students(data, cfg["data"]["fold"])
     window = build_window_test(data, test_idx, cfg["data"]["seq_len"])
+    train_tokens = int(build_windows(data, train_idx, cfg["data"]["seq_len"]).length.sum())
+    window_tokens = int(window.length.sum())
+    print(f"work: the training epoch runs {train_tokens:,} token positions forward and backward (about 3 forward "
+          f"passes' worth: {3 * train_tokens:,}); the window pass runs {window_tokens:,} forward "
+          f"({window_tokens / (3 * train_tokens):.1f}x the epoch's, before the last-block shortcut)")
     model = build_model(cfg, data.num_c)
     model.load_state_dict(sink.best_model_state())
     part = window.select(torch.arange(min(ns.old_rows, len(window))))
