@@ -123,10 +123,16 @@ import json, sys
 from pathlib import Path
 import torch
 runs = sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir()) if Path(sys.argv[1]).is_dir() else []
-if len(runs) < 2:
-    out = {"error": f"{len(runs)} of 2 runs finished"}
+def finished(p: Path) -> bool:
+    r = p / "results.json"
+    return r.is_file() and json.loads(r.read_text()).get("status") in ("completed", "early_stopped")
+
+
+done = [p for p in runs[-2:] if finished(p)]
+if len(done) < 2:
+    out = {"error": f"{len(done)} of 2 runs finished within the cap", "folders": [p.name for p in runs[-2:]]}
 else:
-    a, b = runs[-2:]
+    a, b = done
     ra, rb = (json.loads((p / "results.json").read_text()) for p in (a, b))
     sa = torch.load(a / "model_last.pth", map_location="cpu", weights_only=True)["model"]
     sb = torch.load(b / "model_last.pth", map_location="cpu", weights_only=True)["model"]
