@@ -317,3 +317,33 @@ def test_switches_are_flags_that_enter_config_md5_only_when_on():
     for name in names:
         single = _config(pack_windows=False, amp_dtype="fp16", **{name: flags[name]})
         assert config_md5(single) != config_md5(unpacked), name
+
+
+# --- end to end: a tiny training run with every switch on -----------------------------------------
+
+def test_a_run_with_every_switch_trains_records_them_and_warns_about_the_inert_clip_order():
+    from gainakt import train_seed
+    from gainakt.simulate import simulate
+    from gainakt.train import MemorySink
+    from harness.cli.main import build_parser
+
+    tiny = ["run", "t", "--devices", "cpu", "--model_preset", "small", "--d_model", "16", "--n_heads", "2",
+            "--n_blocks", "1", "--d_ff", "16", "--batch_size", "16", "--max_semantic_students", "10",
+            "--alignment_global_students", "20", "--warmup_constraint_epochs", "0", "--alignment_warmup_epochs", "1",
+            "--epochs", "1"]
+    switches = ["--no-pack_windows", "--amp_dtype", "fp16", "--constraints_over_padding", "--constraints_current_step",
+                "--pooled_correlations", "--alignment_max_students", "4", "--retention_detached", "--lag_detached",
+                "--variance_floor_per_batch", "--clip_before_unscale"]
+    data = simulate(num_students=40, num_skills=6, min_len=8, max_len=20, seed=3)
+    results = {}
+    for name, argv in (("ours", ["--no-pack_windows", "--amp_dtype", "fp16"]), ("reference", switches)):
+        cfg = resolve_run(build_parser().parse_args([*tiny, *argv]), "t").config
+        sink = MemorySink()
+        results[name] = (train_seed(cfg, data, "cpu", sink, seed=5), sink)
+    ref, ref_sink = results["reference"]
+    ours, ours_sink = results["ours"]
+    assert ref.status == ours.status == "completed"
+    assert "has no effect in this run" in ref.amp["clip_before_unscale"]
+    assert any("warning: training.clip_before_unscale has no effect" in m for m in ref_sink.messages)
+    assert "clip_before_unscale" not in ours.amp and not any("clip_before_unscale" in m for m in ours_sink.messages)
+    assert ref.history[-1]["train_loss"] != ours.history[-1]["train_loss"]
