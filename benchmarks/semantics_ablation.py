@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 from scipy import stats
 
+from gainakt.config import REFERENCE_SEMANTICS, REFERENCE_SEMANTICS_NEEDS
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "benchmarks" / "results" / "semantics_ablation.md"
 SEEDS = (21, 42, 63, 84, 105)
@@ -47,36 +49,48 @@ class AblationPoint:
     description: str = ""
 
 
-_LOSS_SWITCHES: dict[str, Any] = {
-    "constraints_over_padding": True, "constraints_current_step": True, "pooled_correlations": True,
-    "alignment_max_students": 32, "retention_detached": True, "lag_detached": True,
-    "variance_floor_per_batch": True,
+# What each switch restores (table column); the switches themselves come from gainakt.config.
+_WHAT = {
+    "constraints_over_padding": "defect 3: constraint losses count padding",
+    "constraints_current_step": "defect 4: performance constraints on (q_t, r_t)",
+    "pooled_correlations": "defect 10: batch-pooled alignment/retention/lag correlations",
+    "alignment_max_students": "alignment and lag on the first 32 rows of a batch",
+    "retention_detached": "defect 7: retention without gradient",
+    "lag_detached": "defect 6 (Era A): lag without gradient",
+    "variance_floor_per_batch": "defect 11: variance floor counted in batches, compounding",
+    "clip_before_unscale": "defect 12: clip the scaled gradients (acts only under fp16 AMP)",
 }
-# name -> point. Every switch point differs from its baseline by that switch only.
-POINTS: dict[str, AblationPoint] = {
-    "ours": AblationPoint({}, None, "our fixed semantics (the guide's defaults)"),
-    "ours_unpacked": AblationPoint({"pack_windows": False}, "ours",
-                                   "control: padded batches instead of packed rows (same batches)"),
-    "constraints_over_padding": AblationPoint({"constraints_over_padding": True, "pack_windows": False},
-                                              "ours_unpacked", "defect 3: constraint losses count padding"),
-    "constraints_current_step": AblationPoint({"constraints_current_step": True}, "ours",
-                                              "defect 4: performance constraints on (q_t, r_t)"),
-    "pooled_correlations": AblationPoint({"pooled_correlations": True}, "ours",
-                                         "defect 10: batch-pooled alignment/retention/lag correlations"),
-    "alignment_max_students": AblationPoint({"alignment_max_students": 32}, "ours",
-                                            "alignment and lag on the first 32 rows of a batch"),
-    "retention_detached": AblationPoint({"retention_detached": True}, "ours",
-                                        "defect 7: retention without gradient"),
-    "lag_detached": AblationPoint({"lag_detached": True}, "ours", "defect 6 (Era A): lag without gradient"),
-    "variance_floor_per_batch": AblationPoint({"variance_floor_per_batch": True}, "ours",
-                                              "defect 11: variance floor counted in batches, compounding"),
-    "ours_fp16": AblationPoint({"amp_dtype": "fp16"}, "ours", "control: fp16 AMP with a GradScaler"),
-    "clip_before_unscale": AblationPoint({"amp_dtype": "fp16", "clip_before_unscale": True}, "ours_fp16",
-                                         "defect 12: clip the scaled gradients (acts only under fp16 AMP)"),
-    "reference_all": AblationPoint({**_LOSS_SWITCHES, "pack_windows": False}, "ours",
-                                   "every loss switch at once (fp32/bf16: no clip switch, as the reference's "
-                                   "reported fp32 runs)"),
+# The control point of a switch that needs other settings: it has those settings and not the switch.
+_CONTROLS = {
+    "constraints_over_padding": ("ours_unpacked", "control: padded batches instead of packed rows (same batches)"),
+    "clip_before_unscale": ("ours_fp16", "control: fp16 AMP with a GradScaler"),
 }
+
+
+def _points() -> dict[str, AblationPoint]:
+    """ours; per switch of REFERENCE_SEMANTICS its control (if it needs one) and its point; reference_all.
+
+    Every switch point differs from its baseline by that switch only. reference_all has every loss
+    switch (not the training section's clip order: the reference's reported runs were fp32).
+    """
+    points = {"ours": AblationPoint({}, None, "our fixed semantics (the guide's defaults)")}
+    every: dict[str, Any] = {}
+    for section, switches in REFERENCE_SEMANTICS.items():
+        for name, value in switches.items():
+            needs = REFERENCE_SEMANTICS_NEEDS.get(name, {})
+            baseline = "ours"
+            if needs:
+                baseline, what = _CONTROLS.get(name, (f"ours_for_{name}", f"control for {name}"))
+                points[baseline] = AblationPoint(dict(needs), "ours", what)
+            points[name] = AblationPoint({name: value, **needs}, baseline, _WHAT.get(name, name))
+            if section != "training":
+                every.update({name: value, **needs})
+    points["reference_all"] = AblationPoint(every, "ours", "every loss switch at once (no clip-order switch: "
+                                            "the reference's reported runs were fp32)")
+    return points
+
+
+POINTS: dict[str, AblationPoint] = _points()
 
 
 def select_points(names: list[str] | None) -> list[str]:

@@ -109,3 +109,19 @@ def test_cpu_small_is_a_smoke_configuration():
         "small", 2, "cpu", [21, 42], "synthetic", None)
     flags = sa.spec(argparse.Namespace(**{**vars(ns)}))["base"]["flags"]
     assert flags == {"epochs": 2, "model_preset": "small", "mixed_precision": True, "warmup_constraint_epochs": 0}
+
+
+def test_every_switch_point_differs_from_its_baseline_by_that_switch_only():
+    sa = _script()
+    from gainakt.config import REFERENCE_SEMANTICS
+
+    switches = {name: value for fields in REFERENCE_SEMANTICS.values() for name, value in fields.items()}
+    for name, value in switches.items():
+        point = sa.POINTS[name]
+        base = sa.POINTS[point.baseline]
+        extra = {k: v for k, v in point.flags.items() if base.flags.get(k) != v}
+        assert extra == {name: value}, name
+        assert set(base.flags) <= set(point.flags)
+    everything = sa.POINTS["reference_all"].flags
+    assert all(everything[n] == v for n, v in switches.items() if n != "clip_before_unscale")
+    assert "clip_before_unscale" not in everything and everything["pack_windows"] is False
