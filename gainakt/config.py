@@ -30,6 +30,8 @@ __all__ = [
     "HeadsConfig",
     "InterpretabilityConfig",
     "MODEL_PRESETS",
+    "REFERENCE_SEMANTICS",
+    "REFERENCE_SEMANTICS_NEEDS",
     "ModelConfig",
     "RetentionLagConfig",
     "SECTION_TYPES",
@@ -124,6 +126,27 @@ def resolve_ablation(mode: str, overrides: Mapping[str, bool | None] | None = No
         if value is not None:
             flags[name] = bool(value)
     return flags
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference semantics
+
+# The switches that restore a fixed defect of the reference implementation (docs/losses.md,
+# "Reference semantics"), as {section: {field: value that restores the reference}}. Each field's
+# default is our fixed behaviour. `clip_before_unscale` acts only under fp16 AMP and
+# `constraints_over_padding` needs `pack_windows` off, so both are listed with what they need.
+REFERENCE_SEMANTICS: dict[str, dict[str, Any]] = {
+    "interpretability": {"constraints_over_padding": True, "constraints_current_step": True},
+    "alignment": {"pooled_correlations": True, "alignment_max_students": 32},
+    "retention_lag": {"retention_detached": True, "lag_detached": True},
+    "stability_controls": {"variance_floor_per_batch": True},
+    "training": {"clip_before_unscale": True},
+}
+# What a switch needs besides itself: {switch: {field: value}} (flat field names).
+REFERENCE_SEMANTICS_NEEDS: dict[str, dict[str, Any]] = {
+    "constraints_over_padding": {"pack_windows": False},
+    "clip_before_unscale": {"mixed_precision": True, "amp_dtype": "fp16"},
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +380,18 @@ class TrainingConfig(_Section):
                                 "length order; --no_eval_fast_path runs the full forward in data order", before=False)
     fused_optimizer: bool = spec(True, "fused Adam/AdamW kernel (--no_fused_optimizer: the foreach kernel)",
                                  before=False)
+    clip_before_unscale: bool = spec(False, "reference semantics (defect 12): clip the loss-scaled gradients "
+                                     "before GradScaler unscales them; acts only under fp16 AMP (bf16 AMP and "
+                                     "fp32 have no GradScaler: refused with amp_dtype bf16, warned at run time "
+                                     "where AMP does not run as fp16)", before=False)
+
+    def _cross_check(self) -> None:
+        if self.clip_before_unscale and self.amp_dtype == "bf16":
+            raise ConfigValueError("training.clip_before_unscale", "has no effect with amp_dtype bf16 (no "
+                                   "GradScaler, nothing is scaled): use --amp_dtype fp16, or leave it off")
+        if self.clip_before_unscale and self.gradient_clip == 0:
+            raise ConfigValueError("training.clip_before_unscale", "has no effect with gradient_clip 0 (nothing "
+                                   "is clipped): set --gradient_clip > 0, or leave it off")
 
 
 @dataclass(frozen=True)
@@ -379,6 +414,13 @@ class InterpretabilityConfig(_Section):
     enable_lag_gain_loss: bool = spec(True, "lag-gain loss on/off (default: from --ablation_mode)",
                                       derived="ablation")
     lag_gain_weight: float = spec(0.05, "lag-gain loss weight", ge=0.0)
+    constraints_over_padding: bool = spec(False, "reference semantics (defect 3): the six constraint losses "
+                                          "also count padding positions (concept 0, incorrect); needs "
+                                          "--no-pack_windows", before=False)
+    constraints_current_step: bool = spec(False, "reference semantics (defect 4): the performance constraints "
+                                          "judge m[t, q_t], g[t, q_t] against r_t (already in the input token) "
+                                          "instead of m[t, qry_t], g[t, qry_t] against the response at t+1",
+                                          before=False)
 
 
 @dataclass(frozen=True)
@@ -394,6 +436,12 @@ class AlignmentConfig(_Section):
     alignment_residual_window: int = spec(5, "moving-average window of the residualisation", ge=1)
     alignment_share_cap: float = spec(0.10, "cap on the alignment loss share")
     alignment_share_decay_factor: float = spec(0.75, "alignment weight decay when over the cap")
+    pooled_correlations: bool = spec(False, "reference semantics (defect 10): alignment, retention and lag "
+                                     "correlations pool the valid positions of all rows of the batch instead of "
+                                     "one correlation per student row", before=False)
+    alignment_max_students: int | None = spec(None, "reference semantics: alignment and lag use only the first N "
+                                              "rows of each batch (the reference: 32; none: every row)", ge=1,
+                                              before=None)
 
 
 @dataclass(frozen=True)
@@ -404,6 +452,10 @@ class RetentionLagConfig(_Section):
     lag_l1_weight: float = spec(0.5, "weight of lag 1", ge=0.0)
     lag_l2_weight: float = spec(0.3, "weight of lag 2", ge=0.0)
     lag_l3_weight: float = spec(0.2, "weight of lag 3", ge=0.0)
+    retention_detached: bool = spec(False, "reference semantics (defect 7): the retention term carries no "
+                                    "gradient (the reference added it as a constant)", before=False)
+    lag_detached: bool = spec(False, "reference semantics (defect 6, Era A): the lag-gain term carries no "
+                              "gradient (Era A rebuilt it from Python floats)", before=False)
 
 
 @dataclass(frozen=True)
@@ -422,6 +474,9 @@ class StabilityConfig(_Section):
     variance_floor: float = spec(1e-4, "mastery variance floor")
     variance_floor_patience: int = spec(3, "epochs under the floor before reducing", ge=1)
     variance_floor_reduce_factor: float = spec(0.5, "sparsity reduction factor")
+    variance_floor_per_batch: bool = spec(False, "reference semantics (defect 11): count low-variance batches, "
+                                          "not epochs, and reduce sparsity on every batch once the count reaches "
+                                          "the patience (compounding); only with alignment on", before=False)
 
 
 @dataclass(frozen=True)
@@ -491,6 +546,12 @@ class TrainConfig:
     determinism: DeterminismConfig = field(default_factory=DeterminismConfig)
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     config_md5: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.interpretability.constraints_over_padding and self.data.pack_windows:
+            raise ConfigValueError("interpretability.constraints_over_padding", "needs --no-pack_windows: packed "
+                                   "batches never compute the padding positions the reference's constraint "
+                                   "losses counted")
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> TrainConfig:

@@ -60,6 +60,7 @@ __all__ = [
     "mastery_variance",
     "monotonicity_loss",
     "non_negative_loss",
+    "pooled_pearson",
     "residualise_rows",
     "resolve_ablation",
     "retention_loss",
@@ -151,6 +152,14 @@ class LossSettings:
     variance_floor_patience: int = _d("variance_floor_patience")
     variance_floor_reduce_factor: float = _d("variance_floor_reduce_factor")
     freeze_sparsity: bool = _d("freeze_sparsity")
+    # reference semantics (each default is our fixed behaviour; docs/losses.md "Reference semantics")
+    constraints_over_padding: bool = _d("constraints_over_padding")
+    constraints_current_step: bool = _d("constraints_current_step")
+    pooled_correlations: bool = _d("pooled_correlations")
+    alignment_max_students: int | None = _d("alignment_max_students")
+    retention_detached: bool = _d("retention_detached")
+    lag_detached: bool = _d("lag_detached")
+    variance_floor_per_batch: bool = _d("variance_floor_per_batch")
 
     def __post_init__(self) -> None:
         """The sections' rules, one per parameter (e.g. lag_max_lag 1-3, weights >= 0)."""
@@ -216,6 +225,13 @@ class EpochWeights:
     retention_delta: float = 0.005
     variance_floor: float = 1e-4
     gain_scale: float = 0.1
+    # reference semantics (all off: our fixed behaviour)
+    constraints_over_padding: bool = False
+    constraints_current_step: bool = False
+    pooled_correlations: bool = False
+    alignment_max_students: int | None = None
+    retention_detached: bool = False
+    lag_detached: bool = False
 
     @property
     def alignment_active(self) -> bool:
@@ -397,6 +413,31 @@ def residualise_rows(y: Tensor, mask: Tensor, window: int) -> Tensor:
         return torch.where(long_enough & mask, residual, y)
 
 
+def pooled_pearson(
+    x: Tensor, y: Tensor, mask: Tensor, *, min_count: int = 3, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
+    """The reference's correlation (defect 10): one Pearson correlation over the masked positions of all rows.
+
+    ``corr = mean((x - mean x)(y - mean y)) / (std_pop(x) std_pop(y) + eps)`` over the pooled positions,
+    as the reference computed it (between-student differences count). Returns (corr [1], usable [1]);
+    usable with >= ``min_count`` masked positions (the reference returned 0 below 3). A standard
+    deviation is floored at 1e-6 so that the gradient of a constant series stays finite.
+    """
+    flat = mask.reshape(1, -1)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    maskf = flat.to(x.dtype)
+    n = maskf.sum(1)
+    n_safe = n.clamp(min=1)
+    xs = torch.where(flat, x.reshape(1, -1), zero)
+    ys = torch.where(flat, y.reshape(1, -1).to(x.dtype), zero)
+    dx = (xs - (xs.sum(1) / n_safe).unsqueeze(1)) * maskf
+    dy = (ys - (ys.sum(1) / n_safe).unsqueeze(1)) * maskf
+    cov = (dx * dy).sum(1) / n_safe
+    std_x = ((dx * dx).sum(1) / n_safe).clamp(min=1e-12).sqrt()
+    std_y = ((dy * dy).sum(1) / n_safe).clamp(min=1e-12).sqrt()
+    return cov / (std_x * std_y + eps), n >= min_count
+
+
 def alignment_loss(
     mastery: Tensor,
     gains: Tensor,
@@ -404,17 +445,20 @@ def alignment_loss(
     mask: Tensor,
     *,
     residual_window: int | None = None,
+    pooled: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """-(corr(mean_c m, perf) + corr(mean_c g, perf)), correlations per student row, averaged over rows.
 
     perf is ``target`` (the response at t+1), residualised per row when ``residual_window`` is
-    given. Rows need >= 3 valid positions and a non-constant target. Returns
-    (loss, mean mastery correlation, mean gain correlation); the correlations carry gradient.
+    given. Rows need >= 3 valid positions and a non-constant target. ``pooled`` (reference
+    semantics) uses one ``pooled_pearson`` correlation over all rows' valid positions instead.
+    Returns (loss, mean mastery correlation, mean gain correlation); the correlations carry gradient.
     """
     perf = target if residual_window is None else residualise_rows(target, mask, residual_window)
-    corr_m, usable = rowwise_pearson(mastery.mean(-1), perf, mask)
-    corr_g, _ = rowwise_pearson(gains.mean(-1), perf, mask)
-    if residual_window is not None:
+    correlate = pooled_pearson if pooled else rowwise_pearson
+    corr_m, usable = correlate(mastery.mean(-1), perf, mask)
+    corr_g, _ = correlate(gains.mean(-1), perf, mask)
+    if residual_window is not None and not pooled:
         # usability is decided on the raw target (a residual can be non-constant by rounding)
         usable = usable & rowwise_pearson(target, target, mask)[1]
     mean_m = _mean_over_usable(corr_m, usable)
@@ -423,37 +467,44 @@ def alignment_loss(
 
 
 def retention_loss(
-    mastery: Tensor, target: Tensor, mask: Tensor, *, peak: float, delta: float
+    mastery: Tensor, target: Tensor, mask: Tensor, *, peak: float, delta: float, pooled: bool = False
 ) -> tuple[Tensor, Tensor]:
     """relu(peak - delta - corr_batch), corr_batch = mean per-row corr(mean_c m, target) of this batch.
 
     ``peak`` is the running maximum of the epoch-level mastery correlation. The penalty is
-    differentiable through corr_batch. Returns (penalty, corr_batch).
+    differentiable through corr_batch. ``pooled`` (reference semantics): corr_batch is one
+    ``pooled_pearson`` correlation over the batch. Returns (penalty, corr_batch).
     """
-    corr, usable = rowwise_pearson(mastery.mean(-1), target, mask)
+    correlate = pooled_pearson if pooled else rowwise_pearson
+    corr, usable = correlate(mastery.mean(-1), target, mask)
     corr_batch = _mean_over_usable(corr, usable)
     return F.relu(peak - delta - corr_batch), corr_batch
 
 
 def lag_gain_loss(
-    gains: Tensor, target: Tensor, mask: Tensor, lag_weights: tuple[float, ...]
+    gains: Tensor, target: Tensor, mask: Tensor, lag_weights: tuple[float, ...], *, pooled: bool = False
 ) -> tuple[Tensor, Tensor]:
     """-(mean over rows of the lag-weighted correlation of mean gains at t with target at t+lag).
 
     For lag l = 1..len(lag_weights) and each row: Pearson of mean_c g[t] vs target[t+l] over the t
     where both positions are valid (>= 3 pairs, non-constant target). A row's value is
     sum_l w_l corr_l / sum of the w_l of its usable lags; the mean is over rows with a usable lag.
-    Returns (loss, mean lagged correlation); both carry gradient.
+    ``pooled`` (reference semantics, Era A): one ``pooled_pearson`` correlation per lag over the pairs
+    of all rows (>= 10 pairs), weighted the same way. Returns (loss, mean lagged correlation); both
+    carry gradient.
     """
     g_mean = gains.mean(-1)
     t = g_mean.shape[1]
-    numerator = torch.zeros(g_mean.shape[0], dtype=g_mean.dtype, device=g_mean.device)
+    numerator = torch.zeros(1 if pooled else g_mean.shape[0], dtype=g_mean.dtype, device=g_mean.device)
     denominator = torch.zeros_like(numerator)
     for lag, weight in enumerate(lag_weights, start=1):
         if weight <= 0 or lag >= t:
             continue
         pair_mask = mask[:, :-lag] & mask[:, lag:]
-        corr, usable = rowwise_pearson(g_mean[:, :-lag], target[:, lag:], pair_mask)
+        if pooled:
+            corr, usable = pooled_pearson(g_mean[:, :-lag], target[:, lag:], pair_mask, min_count=10)
+        else:
+            corr, usable = rowwise_pearson(g_mean[:, :-lag], target[:, lag:], pair_mask)
         usable_f = usable.to(corr.dtype)
         numerator = numerator + weight * torch.where(usable, corr, torch.zeros_like(corr))
         denominator = denominator + weight * usable_f
@@ -483,13 +534,12 @@ def compute_losses(out: Mapping[str, Any], batch: Any, w: EpochWeights) -> dict[
     ``mastery_variance``, ``alignment_corr_mastery``, ``alignment_corr_gain``, ``lag_corr``,
     ``retention_corr``, ``alignment_weight_effective``. A diagnostic that was not computed this
     batch is NaN. Terms with weight 0, and every head term when the model has no heads, are 0 and
-    are not computed.
+    are not computed. The reference-semantics switches of ``w`` (docs/losses.md) change the terms
+    they name; all off is our fixed behaviour.
     """
     logits = out["logits"]
     mastery = out.get("mastery")
     gains = out.get("gains")
-    q = _field(batch, "q").to(logits.device)
-    qry = _field(batch, "qry").to(logits.device)
     target = _field(batch, "target").to(logits.device).float()
     mask = _field(batch, "mask").to(logits.device).bool()
 
@@ -505,53 +555,86 @@ def compute_losses(out: Mapping[str, Any], batch: Any, w: EpochWeights) -> dict[
     if mastery is not None and gains is not None:
         mastery = mastery.float()
         gains = gains.float()
-        if w.monotonicity > 0:
-            res["monotonicity"] = monotonicity_loss(mastery, mask)
-        if w.non_negative > 0:
-            res["non_negative"] = non_negative_loss(gains, mask)
-        if w.mastery_performance > 0:
-            res["mastery_performance"] = mastery_performance_loss(mastery, qry, target, mask)
-        if w.gain_performance > 0:
-            res["gain_performance"] = gain_performance_loss(gains, qry, target, mask)
-        if w.sparsity > 0:
-            res["sparsity"] = sparsity_loss(gains, q, mask)
-        if w.consistency > 0:
-            res["consistency"] = consistency_loss(mastery, gains, mask, w.gain_scale)
+        res.update(_constraint_terms(mastery, gains, batch, mask, target, w))
         for name in CONSTRAINT_TERMS:
             weight = getattr(w, name)
             if weight > 0:
                 constraint = constraint + weight * res[name]
-
-        variance = mastery_variance(mastery, mask)
-        res["mastery_variance"] = variance
-        # Alignment and lag are skipped on a batch whose mastery has collapsed (reference behaviour):
-        # a correlation of a near-constant series only amplifies noise.
-        collapsed = float(variance) < w.variance_floor
-        if w.alignment_active and not collapsed:
-            window = w.alignment_residual_window if w.use_residual_alignment else None
-            align, corr_m, corr_g = alignment_loss(mastery, gains, target, mask, residual_window=window)
-            weight_t = torch.full((), w.alignment, device=logits.device)
-            if w.alignment_boost_from_batch:
-                # boost = min(3, 1 + 4 (min_corr - ref)) when ref < min_corr, else 1
-                weight_t = weight_t * (1 + 4 * (w.alignment_min_correlation - corr_m.detach())).clamp(1, 3)
-            res["alignment"] = weight_t * align
-            res["alignment_corr_mastery"] = corr_m.detach()
-            res["alignment_corr_gain"] = corr_g.detach()
-            res["alignment_weight_effective"] = weight_t.detach()
-        if w.lag_active and not collapsed:
-            lag, lag_corr = lag_gain_loss(gains, target, mask, w.lag_weights)
-            res["lag"] = w.lag * lag
-            res["lag_corr"] = lag_corr.detach()
-        if w.retention_active:
-            assert w.retention_peak is not None
-            penalty, corr_batch = retention_loss(
-                mastery, target, mask, peak=w.retention_peak, delta=w.retention_delta
-            )
-            res["retention"] = w.retention * penalty
-            res["retention_corr"] = corr_batch.detach()
+        res.update(_correlation_terms(mastery, gains, target, mask, w))
 
     res["constraint"] = constraint
     res["total"] = res["bce"] + constraint + res["alignment"] + res["lag"] + res["retention"]
+    return res
+
+
+def _constraint_terms(mastery: Tensor, gains: Tensor, batch: Any, mask: Tensor, target: Tensor,
+                      w: EpochWeights) -> dict[str, Tensor]:
+    """The unweighted constraint terms whose weight is > 0.
+
+    Reference semantics: ``constraints_over_padding`` counts every position (padding reads concept 0,
+    incorrect); ``constraints_current_step`` judges the performance terms on (q[t], r[t]).
+    """
+    device = mastery.device
+    q = _field(batch, "q").to(device)
+    concept, outcome = _field(batch, "qry").to(device), target
+    if w.constraints_current_step:
+        concept, outcome = q, _field(batch, "r").to(device).float()
+    cmask = torch.ones_like(mask) if w.constraints_over_padding else mask
+    res: dict[str, Tensor] = {}
+    if w.monotonicity > 0:
+        res["monotonicity"] = monotonicity_loss(mastery, cmask)
+    if w.non_negative > 0:
+        res["non_negative"] = non_negative_loss(gains, cmask)
+    if w.mastery_performance > 0:
+        res["mastery_performance"] = mastery_performance_loss(mastery, concept, outcome, cmask)
+    if w.gain_performance > 0:
+        res["gain_performance"] = gain_performance_loss(gains, concept, outcome, cmask)
+    if w.sparsity > 0:
+        res["sparsity"] = sparsity_loss(gains, q, cmask)
+    if w.consistency > 0:
+        res["consistency"] = consistency_loss(mastery, gains, cmask, w.gain_scale)
+    return res
+
+
+def _correlation_terms(mastery: Tensor, gains: Tensor, target: Tensor, mask: Tensor,
+                       w: EpochWeights) -> dict[str, Tensor]:
+    """Alignment, lag and retention (weighted) with their detached diagnostics and the mastery variance.
+
+    Reference semantics: ``pooled_correlations`` pools the batch's positions; ``alignment_max_students``
+    keeps the first rows for alignment and lag; ``retention_detached`` / ``lag_detached`` cut the
+    gradient of those terms (their values are unchanged).
+    """
+    res: dict[str, Tensor] = {}
+    variance = mastery_variance(mastery, mask)
+    res["mastery_variance"] = variance
+    # Alignment and lag are skipped on a batch whose mastery has collapsed (reference behaviour):
+    # a correlation of a near-constant series only amplifies noise.
+    collapsed = float(variance) < w.variance_floor
+    rows = slice(None, w.alignment_max_students)
+    a_mastery, a_gains, a_target, a_mask = mastery[rows], gains[rows], target[rows], mask[rows]
+    if w.alignment_active and not collapsed:
+        window = w.alignment_residual_window if w.use_residual_alignment else None
+        align, corr_m, corr_g = alignment_loss(a_mastery, a_gains, a_target, a_mask, residual_window=window,
+                                               pooled=w.pooled_correlations)
+        weight_t = torch.full((), w.alignment, device=mastery.device)
+        if w.alignment_boost_from_batch:
+            # boost = min(3, 1 + 4 (min_corr - ref)) when ref < min_corr, else 1
+            weight_t = weight_t * (1 + 4 * (w.alignment_min_correlation - corr_m.detach())).clamp(1, 3)
+        res["alignment"] = weight_t * align
+        res["alignment_corr_mastery"] = corr_m.detach()
+        res["alignment_corr_gain"] = corr_g.detach()
+        res["alignment_weight_effective"] = weight_t.detach()
+    if w.lag_active and not collapsed:
+        lag, lag_corr = lag_gain_loss(a_gains, a_target, a_mask, w.lag_weights, pooled=w.pooled_correlations)
+        res["lag"] = w.lag * (lag.detach() if w.lag_detached else lag)
+        res["lag_corr"] = lag_corr.detach()
+    if w.retention_active:
+        assert w.retention_peak is not None
+        penalty, corr_batch = retention_loss(
+            mastery, target, mask, peak=w.retention_peak, delta=w.retention_delta, pooled=w.pooled_correlations
+        )
+        res["retention"] = w.retention * (penalty.detach() if w.retention_detached else penalty)
+        res["retention_corr"] = corr_batch.detach()
     return res
 
 
@@ -621,6 +704,7 @@ class LossSchedule:
         self.consistency_rebalanced = False
         self._weights: EpochWeights | None = None
         self._acc = _Accumulator()
+        self._sparsity_at_begin = self.sparsity_weight_current
 
     # -- per epoch -------------------------------------------------------------------------------
 
@@ -679,8 +763,15 @@ class LossSchedule:
             retention_delta=s.retention_delta,
             variance_floor=s.variance_floor,
             gain_scale=self.gain_scale,
+            constraints_over_padding=s.constraints_over_padding,
+            constraints_current_step=s.constraints_current_step,
+            pooled_correlations=s.pooled_correlations,
+            alignment_max_students=s.alignment_max_students,
+            retention_detached=s.retention_detached,
+            lag_detached=s.lag_detached,
         )
         self._acc = _Accumulator()
+        self._sparsity_at_begin = self.sparsity_weight_current
         return self._weights
 
     def observe_batch(self, terms: Mapping[str, Tensor]) -> None:
@@ -688,6 +779,27 @@ class LossSchedule:
         for name in _OBSERVED:
             if name in terms:
                 self._acc.add(name, terms[name])
+        if self.settings.variance_floor_per_batch and "mastery_variance" in terms:
+            self._variance_floor_batch(terms["mastery_variance"])
+
+    def _variance_floor_batch(self, variance: Tensor) -> None:
+        """Reference semantics (defect 11), with alignment on: count consecutive low-variance *batches*;
+        while the count is >= patience, every such batch multiplies the sparsity weight by the factor
+        (compounding; the count is not reset). The next batch uses the reduced weight. One host sync
+        per batch, only with this switch."""
+        s = self.settings
+        if not s.enable_alignment_loss:
+            return
+        value = float(variance)
+        if math.isnan(value):
+            return
+        self.variance_low_epochs = self.variance_low_epochs + 1 if value < s.variance_floor else 0
+        if self.variance_low_epochs < s.variance_floor_patience or s.freeze_sparsity:
+            return
+        self.sparsity_weight_current *= s.variance_floor_reduce_factor
+        self.sparsity_reductions += 1
+        if self._weights is not None:
+            self._weights.sparsity = (1.0 if s.enhanced_constraints else 0.0) * self.sparsity_weight_current
 
     def observed_means(self) -> dict[str, float | None]:
         """Epoch means of the observed batch values so far (None where nothing was observed)."""
@@ -837,8 +949,14 @@ class LossSchedule:
         return False
 
     def _variance_floor(self, variance: float | None) -> bool:
-        """Rule 5: patience epochs under the variance floor reduce the sparsity weight (unless frozen)."""
+        """Rule 5: patience epochs under the variance floor reduce the sparsity weight (unless frozen).
+
+        With ``variance_floor_per_batch`` the rule ran per batch (``observe_batch``); this reports
+        whether it reduced the weight during the epoch.
+        """
         s = self.settings
+        if s.variance_floor_per_batch:
+            return self.sparsity_weight_current < self._sparsity_at_begin
         if variance is None or math.isnan(variance):
             return False
         self.variance_low_epochs = self.variance_low_epochs + 1 if variance < s.variance_floor else 0

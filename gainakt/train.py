@@ -131,6 +131,29 @@ def amp_settings(config: TrainConfig | Mapping[str, Any], device: torch.device) 
     return {"enabled": True, "dtype": choice, "grad_scaler": choice == "fp16", "note": "enabled"}
 
 
+def clip_order_note(config: TrainConfig | Mapping[str, Any], amp: Mapping[str, Any]) -> str | None:
+    """Why ``clip_before_unscale`` cannot act in a run with these AMP settings (None if it acts or is off)."""
+    if not as_train_config(config).training.clip_before_unscale or amp.get("grad_scaler"):
+        return None
+    precision = f"AMP {amp['dtype']}" if amp.get("enabled") else "fp32 (AMP " + str(amp.get("note")) + ")"
+    return (f"training.clip_before_unscale has no effect in this run: {precision} uses no GradScaler, so the "
+            "gradients are never scaled (it acts only under fp16 AMP on CUDA)")
+
+
+def clip_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   max_norm: float, before_unscale: bool = False) -> None:
+    """Clip the true gradients: unscale them first (a no-op without an enabled GradScaler), then clip.
+
+    ``before_unscale`` (reference semantics, defect 12) clips the loss-scaled gradients instead, so the
+    effective clip norm is max_norm / scale; ``scaler.step`` unscales afterwards. Without an enabled
+    GradScaler (bf16 AMP, fp32) the two orders are the same computation.
+    """
+    if not before_unscale:
+        scaler.unscale_(optimizer)
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
 def make_optimizer(config: TrainConfig | Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
     t = as_train_config(config).training
     cls = torch.optim.AdamW if t.optimizer == "AdamW" else torch.optim.Adam
@@ -275,6 +298,8 @@ def _build_run(cfg: TrainConfig, seed: int, device: torch.device, num_c: int, de
     model = build_model(cfg, num_c).to(device)
     optimizer = make_optimizer(cfg, model)
     amp = amp_settings(cfg, device)
+    if cfg.training.clip_before_unscale:  # recorded in results.json: whether the switch acted
+        amp["clip_before_unscale"] = clip_order_note(cfg, amp) or "active: the loss-scaled gradients are clipped"
     scheduler = None
     if cfg.training.lr_scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=5)
@@ -314,6 +339,9 @@ def train_seed(
         f"{' (' + amp['dtype'] + ')' if amp['enabled'] else ''}; {len(d.train)} train / "
         f"{len(d.valid)} valid windows"
     )
+    clip_note = clip_order_note(cfg, amp)
+    if clip_note:
+        sink.log(f"seed {seed}: warning: {clip_note}")
     status, reason, epoch_times = _train_epochs(run, d, state, sink)
     result = SeedResult(
         seed=seed, status=status, reason=reason, epochs_run=len(state.history),
@@ -396,9 +424,7 @@ def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int
             break
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
-        run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
-        if t.gradient_clip > 0:
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.gradient_clip)
+        clip_gradients(run.model, run.optimizer, run.scaler, t.gradient_clip, t.clip_before_unscale)
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.schedule.observe_batch(terms)
