@@ -164,9 +164,14 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     checks.run("schema_version", lambda: _check_schema(schema))
     checks.run("missing_params", lambda: _check_missing_params(cfg))
     checks.run("config_md5", lambda: _check_config_md5(cfg))
-    checks.run("manifest", lambda: _check_manifest(exp, ctx["unfinished"]))
+    if _killed_without_manifest(ctx):
+        for name in ("manifest", "manifest paths inside the folder"):
+            checks.skip(name, f"the run was killed before it wrote {MANIFEST} (its launcher writes it when the "
+                        f"run ends): tampering cannot be detected; {NOT_APPLICABLE}")
+    else:
+        checks.run("manifest", lambda: _check_manifest(exp))
+        checks.run("manifest paths inside the folder", lambda: _check_manifest_paths(exp))
     checks.run("no symlinks", lambda: _check_no_symlinks(exp))
-    checks.run("manifest paths inside the folder", lambda: _check_manifest_paths(exp))
     if trusted_key is not None:
         checks.run("signed attestation", lambda: _check_attestation(exp, Path(trusted_key)))
     _artifact_checks(checks, ctx)
@@ -245,6 +250,15 @@ def _run_status(exp: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _killed_without_manifest(ctx: dict[str, Any]) -> bool:
+    """No manifest because the launcher was killed while it wrote the folder (run_status.json still
+    "running", or "crashed"): the launcher removes the manifest while it writes and adds it at the end."""
+    exp = ctx["exp"]
+    if ctx["unfinished"] is None or (exp / MANIFEST).exists() or (exp / MANIFEST).is_symlink():
+        return False
+    return (_run_status(exp) or {}).get("status") in ("running", "crashed")
+
+
 def _not_finished(ctx: dict[str, Any]) -> str:
     """'the run did not finish (status interrupted: seed 1 interrupted, seed 2 not_run)'."""
     u = ctx["unfinished"]
@@ -282,10 +296,9 @@ def _check_config_md5(cfg: dict) -> tuple[bool, str]:
     return False, f"stored {stored}, recomputed {own} ({rule}): config.json changed after the run"
 
 
-def _check_manifest(exp: Path, unfinished: dict[str, Any] | None = None) -> tuple[bool, str]:
+def _check_manifest(exp: Path) -> tuple[bool, str]:
     if not (exp / MANIFEST).is_file():
-        why = " (the run stopped before writing it)" if unfinished is not None else ""
-        return False, f"{MANIFEST} is missing{why}: tampering cannot be detected"
+        return False, f"{MANIFEST} is missing (tampering cannot be detected)"
     try:
         entries = read_manifest(exp)
     except ExperimentError as exc:
@@ -314,7 +327,7 @@ def _artifact_checks(checks: Checks, ctx: dict[str, Any]) -> None:
     run = partial(_run_artifact, checks, ctx)
     run("environment.txt", lambda: _art_environment(exp / "environment.txt"))
     run("stdout.log", lambda: _art_stdout(exp / "stdout.log"))
-    run("metrics_epoch.csv", lambda: _art_metrics(exp / "metrics_epoch.csv", schema))
+    run("metrics_epoch.csv", lambda: _art_metrics(exp / "metrics_epoch.csv", schema, ctx["unfinished"] is not None))
     run("results.json", lambda: _art_results(ctx))
     if ctx["multi"] or (exp / "results_multi_seed.json").exists():
         run("results_multi_seed.json", lambda: _art_multi(exp / "results_multi_seed.json", ctx))
@@ -411,7 +424,7 @@ def _art_stdout(path: Path) -> tuple[bool, str]:
     return True, f"{len(lines)} timestamped lines"
 
 
-def _art_metrics(path: Path, schema: Any) -> tuple[bool, str]:
+def _art_metrics(path: Path, schema: Any, unfinished: bool = False) -> tuple[bool, str]:
     if not path.is_file():
         return _missing(path)
     try:
@@ -434,6 +447,8 @@ def _art_metrics(path: Path, schema: Any) -> tuple[bool, str]:
             float(row["val_auc"])
         except (TypeError, ValueError):
             return False, f"metrics_epoch.csv line {n}: seed/epoch/val_auc do not parse"
+    if not rows and unfinished:
+        return True, "expected header, no rows: no epoch finished before the run stopped"
     if not rows:
         return False, "metrics_epoch.csv has no rows"
     return True, f"{len(rows)} rows, expected header"
