@@ -41,7 +41,9 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
     opts = LaunchOptions.from_namespace(ns)
     if opts.compare_only:
         if not opts.source_exp or not opts.target_exp:
-            raise LaunchError("--compare_only needs both --source_exp and --target_exp")
+            from harness.errors import UsageError
+
+            raise UsageError("--compare_only needs both --source_exp and --target_exp")
         return compare(opts.source_exp, opts.target_exp, opts)
     if opts.resume:
         return resume(opts.resume, opts)
