@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--accept_modified", action="store_true",
                       help="write the report even if the target differs from its manifest (recorded)")
 
-    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report)")
+    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report "
+                         "or --report_file)")
     ver.add_argument("experiment", help="experiment (id under --output_base, or path)")
     ver.add_argument("--against", default=None, help="also compare with this source experiment")
     ver.add_argument("--output_base", default=None, help="folder holding experiment folders "
@@ -70,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--corr_tolerance", type=tolerance, default=None,
                      help="with --against: largest correlation difference accepted (default: by AMP)")
     ver.add_argument("--write_report", action="store_true",
-                     help="store the verdict as <experiment>/verification_report.json (recorded in its manifest)")
+                     help="store the verdict as <experiment>/verification_report.json (recorded in its manifest); "
+                     "refused, writing nothing, unless every check of the folder itself passes")
+    ver.add_argument("--report_file", default=None, metavar="PATH",
+                     help="also write the JSON report to PATH, outside the verified folder (any verdict)")
     ver.add_argument("--trusted_key", default=None, metavar="PUB",
                      help="Ed25519 public key (PEM): the folder's signed attestation must verify with it")
 
