@@ -152,7 +152,8 @@ def test_against_an_unfinished_run_is_skipped_not_compared(folders):
 @pytest.mark.slow
 def test_a_run_sigtermed_mid_epoch_is_incomplete_and_its_checkpoints_are_checked(tmp_path):
     base = tmp_path / "runs"
-    argv = [*RUN[:-4], "--epochs", "30", "--seeds", "1", "2", "--output_base", str(base)]
+    argv = ["run", "sigterm", *audit_runs.QUICK, "--epochs", "30", "--seeds", "1", "2", "--runtime", "local",
+            "--output_base", str(base)]
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 180
@@ -173,7 +174,8 @@ def test_a_run_sigtermed_mid_epoch_is_incomplete_and_its_checkpoints_are_checked
     for name in ("checkpoint model_best_seed1.pth", "checkpoint model_last_seed1.pth"):
         assert checks[name]["passed"] and "did not finish" in checks[name]["reason"]
     # A checkpoint of the unfinished seed that is not what the run wrote is still found.
-    shutil.copy(exp / "model_best_seed1.pth", exp / "model_last_seed1.pth")
+    with (exp / "model_last_seed1.pth").open("ab") as fh:
+        fh.write(b"\0")
     assert "manifest" in verify_experiment(exp)["failed"]
 
 
