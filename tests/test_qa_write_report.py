@@ -104,3 +104,14 @@ def test_a_passing_folder_gets_its_report_recorded_and_a_tampered_one_does_not(b
     line = refused(capsys, ["verify", str(bad), "--write_report", "--json"])
     assert "manifest" in line and "results.json top level" in line
     assert snapshot(bad) == before
+
+
+def test_the_compose_verifier_takes_its_lock_where_it_can_write():
+    """The Compose `reproduce` verifier mounts the experiments read-only except the reproduction:
+    the lock --write_report takes must go to its writable /tmp."""
+    import yaml
+
+    service = yaml.safe_load((Path(__file__).resolve().parent.parent / "compose.yaml").read_text())["services"][
+        "reproduce"]
+    assert "--write_report" in " ".join(service["command"])
+    assert service["environment"]["HARNESS_LOCK_DIR"] == "/tmp" and any(t.startswith("/tmp:") for t in service["tmpfs"])
