@@ -100,7 +100,9 @@ def test_none_is_settable_where_it_is_a_documented_choice():
 @pytest.mark.parametrize("title, message", [("abc\n", "may contain only"), ("x" * 300, "the limit is")])
 def test_bad_titles_are_one_line(tmp_path, capsys, title, message):
     out = tmp_path / "out"
-    assert main(["run", title, "--output_base", str(out), "--devices", "cpu"]) == 1
+    with pytest.raises(SystemExit) as exc:  # a usage error (argparse): exit 2
+        main(["run", title, "--output_base", str(out), "--devices", "cpu"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not out.exists()
