@@ -86,12 +86,13 @@ def test_errors_that_depend_on_files_or_data_stay_exit_1(tmp_path, capsys, argv)
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def test_the_guide_launcher_script_checks_its_flags_alike(tmp_path, capsys):
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--experiment_title", "a/b"), ("--seeds", "-2")])
+def test_the_guide_launcher_script_checks_its_flags_alike(tmp_path, capsys, flag, value):
     spec = importlib.util.spec_from_file_location("repro", REPO / "examples" / "train_gainakt2exp_repro.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as exc:
-        module.main(["--epochs", "0", "--output_base", str(tmp_path / "out")])
+        module.main([flag, value, "--output_base", str(tmp_path / "out")])
     assert exc.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
