@@ -11,14 +11,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from harness.cli.flags import OneLineParser  # noqa: E402
+from harness.cli.flags import OneLineParser, title  # noqa: E402
 from harness.cli.main import add_run_arguments  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="train_gainakt2exp_repro.py",
                            description="Train, reproduce or compare GainAKT2Exp experiments (unified launcher).")
-    parser.add_argument("--experiment_title", "--short-title", dest="experiment_title", default="baseline",
+    parser.add_argument("--experiment_title", "--short-title", dest="experiment_title", default="baseline", type=title,
                         help="short title of the experiment folder (default: baseline)")
     add_run_arguments(parser)
     ns = parser.parse_args(argv)

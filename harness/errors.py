@@ -14,6 +14,10 @@ class HarnessError(Exception):
     """A problem the user can fix; its message is one line."""
 
 
+class UsageError(HarnessError):
+    """Command-line flags that do not go together (checked after parsing): exit 2 like argparse's."""
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     from gainakt.data import DataError
 

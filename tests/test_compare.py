@@ -217,4 +217,4 @@ def test_compare_only_flag_needs_both_experiments(base_run, capsys):
     base = base_run
     code = main(["run", "x", "--compare_only", "--source_exp", str(base)])
     err = capsys.readouterr().err.strip()
-    assert code == 1 and len(err.splitlines()) == 1 and "--source_exp and --target_exp" in err
+    assert code == 2 and len(err.splitlines()) == 1 and "--source_exp and --target_exp" in err

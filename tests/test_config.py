@@ -79,11 +79,17 @@ def test_set_integer_into_float_leaf_is_promoted():
     assert resolve("--set", "training.gradient_clip=2").config["training"]["gradient_clip"] == 2.0
 
 
+@pytest.mark.parametrize("item, message", [("training.epochs", "malformed --set"), ("epochs=3", "dotted path")])
+def test_malformed_set_is_a_usage_error(item, message, capsys):
+    with pytest.raises(SystemExit) as exc:  # the flag's text alone is wrong: argparse, exit 2
+        resolve("--set", item)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "item, message",
     [
-        ("training.epochs", "malformed --set"),
-        ("epochs=3", "dotted path"),
         ("training.epoch=3", "did you mean training.epochs"),
         ("training.epochs=abc", "expects an integer"),
         ("training.mixed_precision=1", "expects true or false"),

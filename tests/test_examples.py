@@ -90,6 +90,6 @@ def test_deprecated_stub_points_to_the_unified_launcher():
 
 def test_compare_only_requires_both_experiments(tmp_path, capsys):
     module = load_script()
-    assert module.main(["--compare_only", "--source_exp", "x", "--output_base", str(tmp_path)]) == 1
+    assert module.main(["--compare_only", "--source_exp", "x", "--output_base", str(tmp_path)]) == 2  # usage
     err = capsys.readouterr().err.strip()
     assert "needs both --source_exp and --target_exp" in err and len(err.splitlines()) == 1

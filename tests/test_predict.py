@@ -245,18 +245,13 @@ def interactions_csv(path: Path, concept: int) -> Path:
 @pytest.mark.parametrize("case, extra, message", [
     ("unknown students", ["--students", "5,nobody,ghost"], "unknown student id(s) nobody, ghost"),
     ("concept beyond num_c", ["--format", "csv"], "concept id 57 is beyond the model's 20 concepts"),
-    ("parquet", ["--out_parquet"], "parquet output needs pyarrow"),
     ("seed", ["--seed", "3"], "seed 3 is not a seed of this experiment"),
-    ("mastery format alone", ["--mastery_format", "long"], "--mastery_format needs --full_mastery"),
-    ("device", ["--device", "toaster"], "is not a torch device"),
-])
+])  # bad flag values (parquet --out, --device toaster, ...) exit 2: tests/test_qa_exit_codes.py
 def test_bad_inputs_give_one_clear_line(trained, tmp_path, capsys, case, extra, message):
     out = tmp_path / "p.csv"
     args = ["predict", str(trained["exp"]), "--data", str(trained["data"]), "--out", str(out)]
     if case == "concept beyond num_c":
         args[3] = str(interactions_csv(tmp_path / "logs.csv", 57))
-    if extra == ["--out_parquet"]:
-        args[-1], extra = str(tmp_path / "p.parquet"), []
     capsys.readouterr()
     assert main([*args, *extra]) == 1
     err = capsys.readouterr().err.strip().splitlines()

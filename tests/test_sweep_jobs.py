@@ -54,7 +54,9 @@ def test_results_are_byte_identical_whatever_jobs_per_device(tmp_path):
     (["--devices", "cpu", "cpu"], "the CPU is one device; use --jobs_per_device N"),
 ])
 def test_bad_device_settings_are_refused(tmp_path, capsys, args, message):
-    assert main(["run", "bad", "--output_base", str(tmp_path), *TINY, *args]) == 1
+    with pytest.raises(SystemExit) as exc:  # a usage error (argparse): exit 2
+        main(["run", "bad", "--output_base", str(tmp_path), *TINY, *args])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.glob("*_bad"))

@@ -133,7 +133,7 @@ def test_resume_of_something_else_is_one_line(tmp_path, capsys):
 
 
 def test_resume_refuses_flags_that_would_change_the_points(swept, capsys):
-    assert main(["sweep", "--resume", str(swept), "--epochs", "3"]) == 1
+    assert main(["sweep", "--resume", str(swept), "--epochs", "3"]) == 2  # flags that do not go together
     assert "--epochs cannot change them" in capsys.readouterr().err
-    assert main(["sweep", "--resume", str(swept), "--set", "training.epochs=3"]) == 1
+    assert main(["sweep", "--resume", str(swept), "--set", "training.epochs=3"]) == 2
     assert "--set cannot change them" in capsys.readouterr().err

@@ -69,17 +69,18 @@ def test_set_errors_name_the_point_and_nothing_is_created(tmp_path, capsys):
 def test_yaml_and_cli_problems_are_one_line(tmp_path, capsys):
     code, err = _sweep(tmp_path, capsys, "points: [a, \n")
     assert code == 1 and "not valid YAML" in err and err.count("\n") == 1
-    assert main(["sweep", "t", "--matrix", "nope", *FAST]) == 1
-    assert "unknown matrix" in capsys.readouterr().err
-    assert main(["sweep", "t", *FAST]) == 1
+    # Flags and values a sweep cannot take are usage errors (exit 2; argparse's own raise SystemExit).
+    for argv, message in ((["--matrix", "nope"], "unknown matrix"),
+                          (["--matrix", "guide", "--experiment_dir", "x"], "unrecognized arguments: --experiment_dir"),
+                          (["--matrix", "guide", "--auc_tolerance", "0.1"], "unrecognized arguments: --auc_tolerance")):
+        with pytest.raises(SystemExit) as exc:
+            main(["sweep", "t", *argv, *FAST])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert main(["sweep", "t", *FAST]) == 2
     assert "exactly one of --spec" in capsys.readouterr().err
-    assert main(["sweep", "t", "--matrix", "guide", "--experiment_dir", "x", *FAST]) == 1
-    assert "--experiment_dir does not apply to a sweep" in capsys.readouterr().err
-    assert main(["sweep", "t", "--matrix", "guide", "--auc_tolerance", "0.1", *FAST]) == 1
-    assert "--auc_tolerance does not apply to a sweep" in capsys.readouterr().err
-    assert main(["sweep", "t", "--matrix", "guide", "--runtime", "docker", *FAST]) == 1
+    assert main(["sweep", "t", "--matrix", "guide", "--runtime", "docker", *FAST]) == 2
     assert "--runtime docker is not supported by sweeps" in capsys.readouterr().err
-    assert main(["sweep", "t", "--matrix", "guide", "--ray_address", "auto", *FAST]) == 1
+    assert main(["sweep", "t", "--matrix", "guide", "--ray_address", "auto", *FAST]) == 2
     assert "--ray_address needs --backend ray" in capsys.readouterr().err
 
 

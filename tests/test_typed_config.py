@@ -68,22 +68,25 @@ def test_bad_config_files_are_one_line_naming_file_and_key_and_leave_no_folder(t
 
 
 @pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--learning_rate", "nan"], "--learning_rate: must be a finite number"),
-        (["--learning_rate", "inf"], "--learning_rate: must be a finite number"),
-        (["--n_heads", "0"], "must be a positive integer"),
-        (["--d_model", "130", "--n_heads", "4"], "must divide model.d_model"),
-        (["--seeds", "-1"], "non-negative"),
-        (["--seed", "5", "--seeds", "7"], "--seed 5 and --seeds 7 both given"),
-        (["--set", "training.learning_rate=-1"], "--set training.learning_rate: must be positive"),
+    "argv, message, expected",
+    [  # a bad value of one flag is a usage error (2, at parse time); rules between values exit 1
+        (["--learning_rate", "nan"], "--learning_rate/--lr: must be a finite number", 2),
+        (["--learning_rate", "inf"], "--learning_rate/--lr: must be a finite number", 2),
+        (["--n_heads", "0"], "must be a positive integer", 2),
+        (["--d_model", "130", "--n_heads", "4"], "must divide model.d_model", 1),
+        (["--seeds", "-1"], "--seeds: must be 0 or more", 2),
+        (["--seed", "5", "--seeds", "7"], "argument --seeds: not allowed with argument --seed", 2),
+        (["--set", "training.learning_rate=-1"], "--set training.learning_rate: must be positive", 1),
     ],
 )
-def test_bad_flags_fail_before_any_folder(tmp_path, capsys, argv, message):
+def test_bad_flags_fail_before_any_folder(tmp_path, capsys, argv, message, expected):
     out = tmp_path / "out"
-    code = main(["run", "t", "--output_base", str(out), "--devices", "cpu", *argv])
+    try:
+        code = main(["run", "t", "--output_base", str(out), "--devices", "cpu", *argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
     err = capsys.readouterr().err.strip()
-    assert code == 1 and len(err.splitlines()) == 1 and message in err
+    assert code == expected and len(err.splitlines()) == 1 and message in err
     assert not out.exists()
 
 
@@ -97,7 +100,9 @@ def test_none_is_settable_where_it_is_a_documented_choice():
 @pytest.mark.parametrize("title, message", [("abc\n", "may contain only"), ("x" * 300, "the limit is")])
 def test_bad_titles_are_one_line(tmp_path, capsys, title, message):
     out = tmp_path / "out"
-    assert main(["run", title, "--output_base", str(out), "--devices", "cpu"]) == 1
+    with pytest.raises(SystemExit) as exc:  # a usage error (argparse): exit 2
+        main(["run", title, "--output_base", str(out), "--devices", "cpu"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not out.exists()

@@ -1,8 +1,9 @@
 """One `Check` type for verify, compare and the run README's checklist.
 
-A check has a name, a status and its reasons. Statuses rank met < info < note < failed; marking a
-check again keeps the worst status (compare's criteria), adding one appends a new line (verify's
-list). `passed` is every status but "failed".
+A check has a name, a status and its reasons. Statuses rank met < info < note < skipped < failed;
+marking a check again keeps the worst status (compare's criteria), adding one appends a new line
+(verify's list). `passed` is every status but "failed" and "skipped" (a check that did not run,
+verify's "not applicable": it never counts as passed).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-RANK = {"met": 0, "info": 1, "note": 2, "failed": 3}
+RANK = {"met": 0, "info": 1, "note": 2, "skipped": 3, "failed": 4}
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return self.status != "failed"
+        return self.status not in ("failed", "skipped")
 
     @property
     def reason(self) -> str:
@@ -58,16 +59,31 @@ class Checks:
             self.items.append(check)
         check.mark(status, reason)
 
-    def run(self, name: str, fn: Callable[[], tuple[bool, str]]) -> None:
-        """Run one check; an unexpected error fails that check (with its message), never the caller."""
+    def skip(self, name: str, reason: str) -> Check:
+        """A check that does not apply (e.g. it needs results an unfinished run has not written)."""
+        check = Check(name)
+        check.mark("skipped", reason)
+        self.items.append(check)
+        self._by_name.setdefault(name, check)
+        return check
+
+    def run(self, name: str, fn: Callable[[], tuple[bool | None, str]]) -> None:
+        """Run one check; an unexpected error fails that check (with its message), never the caller.
+        A check returning (None, reason) did not apply: it is skipped."""
         try:
             passed, reason = fn()
         except Exception as exc:  # noqa: BLE001 - a broken file must not crash the verifier
             passed, reason = False, f"check could not run: {type(exc).__name__}: {exc}"
-        self.add(name, passed, reason)
+        if passed is None:
+            self.skip(name, reason)
+        else:
+            self.add(name, passed, reason)
 
     def lines(self, status: str) -> list[str]:
         return [r for c in self.items for st, r in c.reasons if st == status]
+
+    def names(self, status: str) -> list[str]:
+        return [c.name for c in self.items if c.status == status]
 
     def as_results(self) -> list[dict[str, Any]]:
         """verify's shape: [{"name", "passed", "reason"}]."""

@@ -3,6 +3,10 @@
 The verifier only reads. It writes nothing (the caller stores its JSON output), so it runs on a
 read-only mount inside the verifier container. Every check has a name, passed (bool) and a
 one-line reason; a folder passes only when every check passes.
+
+A run that did not finish (interrupted, a failed or never-run seed, killed) is recognised from
+results.json and run_status.json: every integrity check still runs, the checks that need finished
+results are skipped with the reason, and the verdict is `incomplete` (never `pass`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import csv
 import io
 import math
 import re
+import shlex
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,10 @@ SCHEMA3_CSV_HEADER_BEFORE_ISSUE12 = (
 )
 PLOTS = ("learning_curves.png", "interpretability.png", "mastery_trajectories.png")
 FINISHED = ("completed", "early_stopped")
+RUN_STATUS = "run_status.json"
+# The one check that reports an unfinished run; with it the only failure, the verdict is `incomplete`.
+COMPLETED_CHECK = "run completed"
+NOT_APPLICABLE = f"not applicable until the run finishes (see '{COMPLETED_CHECK}')"
 
 
 def expected_csv_header(schema: Any) -> tuple[str, ...]:
@@ -140,7 +149,7 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     cfg, why = _load_json(exp / "config.json")
     if not isinstance(cfg, dict):
         checks.add("artifact config.json", False, why or "config.json: expected a JSON object")
-        return _report(exp, checks)
+        return _report(exp, checks, None)
     checks.add("artifact config.json", True, "parses")
     schema = cfg.get("schema_version")
     results, results_why = _load_json(exp / "results.json")
@@ -150,19 +159,25 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     multi = len(seeds) > 1
     ctx = {"exp": exp, "cfg": cfg, "schema": schema, "results": results, "results_why": results_why,
            "seeds": seeds, "multi": multi, "checkpoint_seeds": {}}
+    ctx["unfinished"] = unfinished_run(ctx)
 
     checks.run("schema_version", lambda: _check_schema(schema))
     checks.run("missing_params", lambda: _check_missing_params(cfg))
     checks.run("config_md5", lambda: _check_config_md5(cfg))
-    checks.run("manifest", lambda: _check_manifest(exp))
+    if _killed_without_manifest(ctx):
+        for name in ("manifest", "manifest paths inside the folder"):
+            checks.skip(name, f"the run was killed before it wrote {MANIFEST} (its launcher writes it when the "
+                        f"run ends): tampering cannot be detected; {NOT_APPLICABLE}")
+    else:
+        checks.run("manifest", lambda: _check_manifest(exp))
+        checks.run("manifest paths inside the folder", lambda: _check_manifest_paths(exp))
     checks.run("no symlinks", lambda: _check_no_symlinks(exp))
-    checks.run("manifest paths inside the folder", lambda: _check_manifest_paths(exp))
     if trusted_key is not None:
         checks.run("signed attestation", lambda: _check_attestation(exp, Path(trusted_key)))
     _artifact_checks(checks, ctx)
     checks.run("results config_md5", lambda: _check_results_md5(ctx))
     checks.run("results.json top level", lambda: _check_results_top(ctx))
-    checks.run("run completed", lambda: _check_completed(ctx))
+    checks.run(COMPLETED_CHECK, lambda: _check_completed(ctx))
     checks.run("metrics_epoch.csv vs results.json", lambda: _check_metrics_vs_results(ctx))
     for seed in seeds:
         for kind in ("best", "last"):
@@ -170,20 +185,89 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
             checks.run(f"checkpoint {name}", partial(_check_checkpoint, ctx, seed, kind, name))
     checks.run("seeds agree", lambda: _check_seeds(ctx))
     checks.run("dataset checksum", lambda: _check_dataset(ctx))
-    if against is not None:
+    if against is not None and ctx["unfinished"]:
+        checks.skip("against: comparison", f"the comparison needs finished results; {NOT_APPLICABLE}")
+    elif against is not None:
         _against_checks(checks, Path(against), exp, auc_tolerance, corr_tolerance)
-    return _report(exp, checks)
+    return _report(exp, checks, ctx["unfinished"])
 
 
-def _report(exp: Path, checks: Checks) -> dict[str, Any]:
+def _report(exp: Path, checks: Checks, unfinished: dict[str, Any] | None) -> dict[str, Any]:
+    """The report. `passed`, `failed` and `checks` as before; `verdict`, `skipped` and `unfinished`
+    were added with the incomplete verdict (a skipped check has passed False and is not in `failed`)."""
     items = checks.as_results()
+    failed = checks.names("failed")
+    if unfinished is not None and set(failed) <= {COMPLETED_CHECK}:
+        verdict = "incomplete"
+    elif failed or not items or unfinished is not None:
+        verdict = "fail"
+    else:
+        verdict = "pass"
     return {
         "experiment": exp.name,
         "path": str(exp.resolve()),
-        "passed": bool(items) and all(c["passed"] for c in items),
-        "failed": [c["name"] for c in items if not c["passed"]],
+        "passed": verdict == "pass",
+        "verdict": verdict,
+        "failed": failed,
+        "skipped": checks.names("skipped"),
+        "unfinished": unfinished,
         "checks": items,
     }
+
+
+# An unfinished run ------------------------------------------------------------------------------
+
+
+def unfinished_run(ctx: dict[str, Any]) -> dict[str, Any] | None:
+    """Why a schema-3 run did not finish, from results.json (or, when the run was killed before
+    writing it, run_status.json): {"status", "seeds": {seed: status}, "source", "resume"}; None
+    when it finished (or for a reference folder, which has no such records)."""
+    if ctx["schema"] != SCHEMA_VERSION:
+        return None
+    exp, res = ctx["exp"], ctx["results"]
+    if res is not None:
+        rows = _seed_rows(ctx)
+        seeds = {s: str(rows.get(s, {}).get("status", "absent")) for s in ctx["seeds"]
+                 if rows.get(s, {}).get("status") not in FINISHED}
+        if not seeds and res.get("status") == "completed":
+            return None
+        status, source = str(res.get("status")), "results.json"
+    else:
+        run_status = _run_status(exp)
+        if (exp / "results.json").exists() or run_status is None or run_status.get("status") in FINISHED:
+            return None  # a missing or corrupt results.json of a finished run is a finding, not a state
+        status, source = str(run_status.get("status")), RUN_STATUS
+        seeds = {s: "unknown (results.json not written)" for s in ctx["seeds"]}
+    return {"status": status, "seeds": {str(s): st for s, st in seeds.items()}, "source": source,
+            "resume": f"harness resume {shlex.quote(str(exp))}"}
+
+
+def _run_status(exp: Path) -> dict[str, Any] | None:
+    path = exp / RUN_STATUS
+    if path.is_symlink() or not path.is_file():
+        return None
+    data, _ = _load_json(path)
+    return data if isinstance(data, dict) else None
+
+
+def _killed_without_manifest(ctx: dict[str, Any]) -> bool:
+    """No manifest because the launcher was killed while it wrote the folder (run_status.json still
+    "running", or "crashed"): the launcher removes the manifest while it writes and adds it at the end."""
+    exp = ctx["exp"]
+    if ctx["unfinished"] is None or (exp / MANIFEST).exists() or (exp / MANIFEST).is_symlink():
+        return False
+    return (_run_status(exp) or {}).get("status") in ("running", "crashed")
+
+
+def _not_finished(ctx: dict[str, Any]) -> str:
+    """'the run did not finish (status interrupted: seed 1 interrupted, seed 2 not_run)'."""
+    u = ctx["unfinished"]
+    seeds = ", ".join(f"seed {s} {st}" for s, st in u["seeds"].items())
+    return f"the run did not finish (status {u['status']}{': ' + seeds if seeds else ''})"
+
+
+def _unfinished_seed(ctx: dict[str, Any], seed: int) -> bool:
+    return ctx["unfinished"] is not None and str(seed) in ctx["unfinished"]["seeds"]
 
 
 def _check_schema(schema: Any) -> tuple[bool, str]:
@@ -240,26 +324,37 @@ def _check_manifest(exp: Path) -> tuple[bool, str]:
 
 def _artifact_checks(checks: Checks, ctx: dict[str, Any]) -> None:
     exp, seeds, schema = ctx["exp"], ctx["seeds"], ctx["schema"]
-    checks.run("artifact environment.txt", lambda: _art_environment(exp / "environment.txt"))
-    checks.run("artifact stdout.log", lambda: _art_stdout(exp / "stdout.log"))
-    checks.run("artifact metrics_epoch.csv", lambda: _art_metrics(exp / "metrics_epoch.csv", schema))
-    checks.run("artifact results.json", lambda: _art_results(ctx))
+    run = partial(_run_artifact, checks, ctx)
+    run("environment.txt", lambda: _art_environment(exp / "environment.txt"))
+    run("stdout.log", lambda: _art_stdout(exp / "stdout.log"))
+    run("metrics_epoch.csv", lambda: _art_metrics(exp / "metrics_epoch.csv", schema, ctx["unfinished"] is not None))
+    run("results.json", lambda: _art_results(ctx))
     if ctx["multi"] or (exp / "results_multi_seed.json").exists():
-        checks.run("artifact results_multi_seed.json", lambda: _art_multi(exp / "results_multi_seed.json", ctx))
-    checks.run("artifact SEED_INFO.md", lambda: _art_seed_info(exp / "SEED_INFO.md", ctx))
-    checks.run("artifact README.md", lambda: _art_readme(exp / "README.md", ctx))
-    checks.run("artifact overrides_applied.txt", lambda: _art_overrides(exp / "overrides_applied.txt", schema))
+        run("results_multi_seed.json", lambda: _art_multi(exp / "results_multi_seed.json", ctx))
+    run("SEED_INFO.md", lambda: _art_seed_info(exp / "SEED_INFO.md", ctx))
+    run("README.md", lambda: _art_readme(exp / "README.md", ctx))
+    run("overrides_applied.txt", lambda: _art_overrides(exp / "overrides_applied.txt", schema))
     for seed in seeds:
         rng = f"artifacts/rng_seed{seed}.json"
         traj = f"artifacts/semantic_trajectory_seed{seed}.json"
-        checks.run(f"artifact {rng}", partial(_art_rng, exp / rng, seed))
-        checks.run(f"artifact {traj}", partial(_art_trajectory, exp / traj))
+        run(rng, partial(_art_rng, exp / rng, seed))
+        run(traj, partial(_art_trajectory, exp / traj))
     for png in PLOTS:
         path = exp / "artifacts" / png
         if png == "mastery_trajectories.png" and not path.exists() and not _heads_on(ctx["cfg"]):
             checks.add(f"artifact artifacts/{png}", True, "not expected: a head is off, so no mastery is plotted")
             continue
-        checks.run(f"artifact artifacts/{png}", partial(_art_png, path))
+        run(f"artifacts/{png}", partial(_art_png, path))
+
+
+def _run_artifact(checks: Checks, ctx: dict[str, Any], name: str, fn: Any) -> None:
+    """One artifact check; a file an unfinished run has not written (yet) is not applicable.
+    (Files deleted from a folder that has a manifest still fail the `manifest` check.)"""
+    path = ctx["exp"] / name
+    if ctx["unfinished"] is not None and not path.exists() and not path.is_symlink():
+        checks.skip(f"artifact {name}", f"{name} is not written yet; {NOT_APPLICABLE}")
+        return
+    checks.run(f"artifact {name}", fn)
 
 
 def _heads_on(cfg: dict[str, Any]) -> bool:
@@ -329,7 +424,7 @@ def _art_stdout(path: Path) -> tuple[bool, str]:
     return True, f"{len(lines)} timestamped lines"
 
 
-def _art_metrics(path: Path, schema: Any) -> tuple[bool, str]:
+def _art_metrics(path: Path, schema: Any, unfinished: bool = False) -> tuple[bool, str]:
     if not path.is_file():
         return _missing(path)
     try:
@@ -352,6 +447,8 @@ def _art_metrics(path: Path, schema: Any) -> tuple[bool, str]:
             float(row["val_auc"])
         except (TypeError, ValueError):
             return False, f"metrics_epoch.csv line {n}: seed/epoch/val_auc do not parse"
+    if not rows and unfinished:
+        return True, "expected header, no rows: no epoch finished before the run stopped"
     if not rows:
         return False, "metrics_epoch.csv has no rows"
     return True, f"{len(rows)} rows, expected header"
@@ -458,10 +555,17 @@ def _art_png(path: Path) -> tuple[bool, str]:
 # Consistency ----------------------------------------------------------------------------------
 
 
-def _check_results_md5(ctx: dict[str, Any]) -> tuple[bool, str]:
+def _results_absent(ctx: dict[str, Any]) -> tuple[bool | None, str]:
+    """A results.json a killed run never wrote is not applicable; otherwise missing or corrupt fails."""
+    if ctx["unfinished"] is not None:
+        return None, f"results.json is not written yet; {NOT_APPLICABLE}"
+    return False, ctx["results_why"] or "results.json is missing"
+
+
+def _check_results_md5(ctx: dict[str, Any]) -> tuple[bool | None, str]:
     res = ctx["results"]
     if res is None:
-        return False, ctx["results_why"] or "results.json is missing"
+        return _results_absent(ctx)
     stored = ctx["cfg"].get("config_md5")
     if res.get("config_md5") is None:
         return False, "results.json has no config_md5"
@@ -476,10 +580,10 @@ TOP_LEVEL_KEYS = {"best_epoch": "best_epoch", "best_epoch_auc": "best_val_auc", 
                   "test_window_auc": "test_window_auc"}
 
 
-def _check_results_top(ctx: dict[str, Any]) -> tuple[bool, str]:
+def _check_results_top(ctx: dict[str, Any]) -> tuple[bool | None, str]:
     res = ctx["results"]
     if res is None:
-        return False, ctx["results_why"] or "results.json is missing"
+        return _results_absent(ctx)
     if ctx["schema"] != SCHEMA_VERSION:
         return True, "reference layout: the top level is the only copy"
     seeds = ctx["seeds"]
@@ -514,26 +618,30 @@ def _seed_rows(ctx: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 
 def _check_completed(ctx: dict[str, Any]) -> tuple[bool, str]:
-    res = ctx["results"]
+    """Every seed finished; for an unfinished run, the one place that says which seeds and how to go on."""
+    res, unfinished = ctx["results"], ctx["unfinished"]
+    if unfinished is not None:
+        return False, (f"{_not_finished(ctx)}, says {unfinished['source']}; finish it with: "
+                       f"{unfinished['resume']}")
     if res is None:
         return False, ctx["results_why"] or "results.json is missing"
     if ctx["schema"] != SCHEMA_VERSION:
         return True, "reference results.json (written only when the run finished)"
     rows = _seed_rows(ctx)
-    bad = {s: rows.get(s, {}).get("status", "absent") for s in ctx["seeds"]
-           if rows.get(s, {}).get("status") not in FINISHED}
-    if bad or res.get("status") != "completed":
-        detail = ", ".join(f"seed {s} {st}" for s, st in bad.items())
-        return False, f"status {res.get('status')}" + (f" ({detail}); finish it with harness resume" if detail else "")
+    run_status = _run_status(ctx["exp"])
+    if run_status is not None and run_status.get("status") != res.get("status"):
+        return False, (f"results.json says {res.get('status')} but {RUN_STATUS} says {run_status.get('status')} "
+                       "(the folder was written after its run finished)")
     return True, f"every seed finished ({', '.join(str(rows[s]['status']) for s in ctx['seeds'])})"
 
 
-def _check_metrics_vs_results(ctx: dict[str, Any]) -> tuple[bool, str]:
+def _check_metrics_vs_results(ctx: dict[str, Any]) -> tuple[bool | None, str]:
     path = ctx["exp"] / "metrics_epoch.csv"
-    if not path.is_file():
-        return False, "metrics_epoch.csv is missing"
     if ctx["results"] is None:
-        return False, ctx["results_why"] or "results.json is missing"
+        return _results_absent(ctx)
+    if not path.is_file():
+        return (None, f"metrics_epoch.csv is not written yet; {NOT_APPLICABLE}") \
+            if ctx["unfinished"] else (False, "metrics_epoch.csv is missing")
     _, rows = read_metrics_csv(path)
     by_seed: dict[int, list[dict[str, str]]] = {}
     for row in rows:
@@ -559,6 +667,8 @@ def _check_metrics_vs_results(ctx: dict[str, Any]) -> tuple[bool, str]:
         compared += 1
     if problems:
         return False, "; ".join(problems)
+    if not compared and ctx["unfinished"] is not None:
+        return None, f"no seed finished; {NOT_APPLICABLE}"
     if not compared:
         return False, "no finished seed to compare"
     return True, f"best epoch and best val AUC agree for {compared} seed(s)"
@@ -570,8 +680,11 @@ def _checkpoint_file(schema: Any, kind: str, seed: int, multi: bool) -> str:
     return f"model_{kind}_seed{seed}.pth"  # the reference always used the seed suffix
 
 
-def _check_checkpoint(ctx: dict[str, Any], seed: int, kind: str, name: str) -> tuple[bool, str]:
+def _check_checkpoint(ctx: dict[str, Any], seed: int, kind: str, name: str) -> tuple[bool | None, str]:
     path = ctx["exp"] / name
+    unfinished = _unfinished_seed(ctx, seed)
+    if not path.is_file() and unfinished and not path.is_symlink():
+        return None, f"seed {seed} wrote no {kind} checkpoint; {NOT_APPLICABLE}"
     if not path.is_file():
         return False, f"{name} is missing"
     from harness.folder.checkpoints import load_checkpoint
@@ -585,7 +698,6 @@ def _check_checkpoint(ctx: dict[str, Any], seed: int, kind: str, name: str) -> t
     if ctx["schema"] != SCHEMA_VERSION:
         return True, f"{name} loads with weights_only=True"
     ctx["checkpoint_seeds"][name] = state.get("seed")
-    entry = _seed_rows(ctx).get(seed, {})
     problems = []
     if state.get("seed") != seed:
         problems.append(f"records seed {state.get('seed')}")
@@ -593,18 +705,32 @@ def _check_checkpoint(ctx: dict[str, Any], seed: int, kind: str, name: str) -> t
         problems.append("has no model weights")
     if state.get("config_md5") is not None and state["config_md5"] != ctx["cfg"].get("config_md5"):
         problems.append(f"was written for config_md5 {state['config_md5']}")
-    if not _same(state.get("best_val_auc"), entry.get("best_val_auc")):
-        problems.append(f"best_val_auc {state.get('best_val_auc')} but results.json says {entry.get('best_val_auc')}")
-    if state.get("best_epoch") != entry.get("best_epoch"):
-        problems.append(f"best_epoch {state.get('best_epoch')} but results.json says {entry.get('best_epoch')}")
+    problems += _checkpoint_vs_results(state, _seed_rows(ctx).get(seed, {}), kind, unfinished)
+    epoch = state.get("epoch")
+    saved_at = epoch + 1 if isinstance(epoch, int) else None
+    if problems:
+        return False, f"{name} " + "; ".join(problems)
+    note = f"; seed {seed} did not finish: compared with what results.json records of it" if unfinished else ""
+    return True, f"loads with weights_only=True; epoch {saved_at}, best_val_auc {state.get('best_val_auc')}{note}"
+
+
+def _checkpoint_vs_results(state: dict[str, Any], entry: dict[str, Any], kind: str, unfinished: bool) -> list[str]:
+    """Where a checkpoint disagrees with its seed's results.json entry. An unfinished seed's entry
+    may record nothing (interrupted) or its epochs so far (failed): only what it records is compared."""
     epoch = state.get("epoch")
     saved_at = epoch + 1 if isinstance(epoch, int) else None
     want = entry.get("best_epoch") if kind == "best" else entry.get("epochs_run")
-    if saved_at != want:
-        problems.append(f"saved after epoch {saved_at} but results.json implies {want}")
-    if problems:
-        return False, f"{name} " + "; ".join(problems)
-    return True, f"loads with weights_only=True; epoch {saved_at}, best_val_auc {state.get('best_val_auc')}"
+    pairs = [("best_val_auc", state.get("best_val_auc"), entry.get("best_val_auc")),
+             ("best_epoch", state.get("best_epoch"), entry.get("best_epoch")),
+             ("saved after epoch", saved_at, want)]
+    problems = []
+    for what, found, recorded in pairs:
+        if unfinished and recorded is None:
+            continue
+        if not _same(found, recorded):
+            said = "implies" if what == "saved after epoch" else "says"
+            problems.append(f"{what} {found} but results.json {said} {recorded}")
+    return problems
 
 
 def _check_seeds(ctx: dict[str, Any]) -> tuple[bool, str]:
@@ -685,7 +811,7 @@ def _against_checks(checks: Checks, source: Path, exp: Path, auc_tolerance: floa
 
 
 def print_report(report: dict[str, Any], console: Any = None) -> None:
-    """A table of the checks for humans (rich), with the overall result last."""
+    """A table of the checks for humans (rich), with the verdict last."""
     from rich.console import Console
     from rich.table import Table
 
@@ -694,11 +820,22 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     table.add_column("check", overflow="fold")
     table.add_column("result", no_wrap=True)
     table.add_column("reason", overflow="fold")
+    skipped = set(report.get("skipped", []))
     for c in report["checks"]:
-        table.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["reason"])
+        result = ("[green]pass[/green]" if c["passed"] else
+                  "[yellow]n/a[/yellow]" if c["name"] in skipped else "[red]FAIL[/red]")
+        table.add_row(c["name"], result, c["reason"])
     console.print(table)
-    failed = [c["name"] for c in report["checks"] if not c["passed"]]
+    failed = [c["name"] for c in report["checks"] if not c["passed"] and c["name"] not in skipped]
+    total = len(report["checks"])
     if report["passed"]:
-        console.print(f"[green]PASSED[/green]: all {len(report['checks'])} checks")
+        console.print(f"[green]PASSED[/green]: all {total} checks")
+    elif report.get("verdict") == "incomplete":
+        unfinished = report["unfinished"]
+        console.print(f"[yellow]INCOMPLETE[/yellow]: the run did not finish (status {unfinished['status']}; "
+                      f"unfinished seeds {', '.join(unfinished['seeds'])}); {total - len(failed) - len(skipped)} "
+                      f"of {total} checks passed, {len(skipped)} not applicable until it finishes; finish it "
+                      f"with: {unfinished['resume']}")
     else:
-        console.print(f"[red]FAILED[/red]: {len(failed)} of {len(report['checks'])} checks: {', '.join(failed)}")
+        console.print(f"[red]FAILED[/red]: {len(failed)} of {total} checks: {', '.join(failed)}"
+                      + (f" ({len(skipped)} not applicable: the run did not finish)" if skipped else ""))

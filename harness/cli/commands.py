@@ -41,7 +41,9 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
     opts = LaunchOptions.from_namespace(ns)
     if opts.compare_only:
         if not opts.source_exp or not opts.target_exp:
-            raise LaunchError("--compare_only needs both --source_exp and --target_exp")
+            from harness.errors import UsageError
+
+            raise UsageError("--compare_only needs both --source_exp and --target_exp")
         return compare(opts.source_exp, opts.target_exp, opts)
     if opts.resume:
         return resume(opts.resume, opts)
@@ -258,6 +260,7 @@ def verify(ns: argparse.Namespace) -> int:
     base = output_base(ns.output_base)
     exp = resolve_experiment(ns.experiment, base)
     against = resolve_experiment(ns.against, base) if ns.against else None
+    report_file = checked_report_file(getattr(ns, "report_file", None), exp)
     trusted_key = getattr(ns, "trusted_key", None)
     if trusted_key:  # a key that cannot be read is the user's error (one line), not a failed check
         from harness.audit.attest import load_public_key
@@ -265,27 +268,64 @@ def verify(ns: argparse.Namespace) -> int:
         load_public_key(Path(trusted_key))
     report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
                                corr_tolerance=ns.corr_tolerance, trusted_key=trusted_key)
-    if getattr(ns, "write_report", False):
-        write_verification_report(exp, report)
+    if report_file is not None:
+        write_report_file(report_file, report)
     if ns.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print_report(report)
+    if getattr(ns, "write_report", False):  # after the report is shown: a refusal is one line after it
+        write_verification_report(exp, report)
     return 0 if report["passed"] else 1
+
+
+def checked_report_file(name: str | None, exp: Path) -> Path | None:
+    """--report_file: a file outside the verified folder, in a folder that exists (checked before verifying)."""
+    if name is None:
+        return None
+    path = Path(name)
+    folder = exp.resolve()
+    if path.resolve() == folder or folder in path.resolve().parents:
+        raise ExperimentError(f"--report_file {name} is inside the verified folder {exp}; verify writes into it "
+                              "only with --write_report (and only when every check of the folder passes)")
+    if path.is_dir():
+        raise ExperimentError(f"--report_file {name} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ExperimentError(f"--report_file {name}: folder {path.parent} does not exist")
+    return path
+
+
+def write_report_file(path: Path, report: dict[str, Any]) -> None:
+    from harness.folder.experiment import atomic_write_json
+
+    try:
+        atomic_write_json(path, report)
+    except OSError as exc:
+        raise ExperimentError(f"cannot write --report_file {path}: {exc.strerror or exc}") from None
 
 
 def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
     """Store the verdict as <exp>/verification_report.json and record it in the folder's manifest
-    (what `harness run --runtime docker` does on the host; the Compose verifier uses this)."""
-    from harness.folder.experiment import MANIFEST, atomic_write_json, record_in_manifest
+    (the Compose verifier uses this), only when every check of the folder itself passes: a folder
+    that differs from its manifest, fails a check or did not finish is evidence and is never
+    modified (one line, nothing written; --report_file PATH stores the report elsewhere). Failed
+    `against:` checks (the reproduction is outside tolerance) are the report's subject: it is stored."""
+    from harness.folder.experiment import MANIFEST, atomic_write_json
 
+    own = [name for name in [*report["failed"], *report.get("skipped", [])] if not name.startswith("against: ")]
+    if own or not (exp / MANIFEST).is_file():
+        why = (f"verdict {report.get('verdict', 'fail')}: {', '.join(own)} did not pass" if own
+               else f"it has no {MANIFEST} to record the report in")
+        raise ExperimentError(f"{exp}: refusing to write verification_report.json into it ({why}); the folder "
+                              "is left as it is: store the report elsewhere with --report_file PATH")
     check_manifest_readable(exp)
-    try:
-        atomic_write_json(exp / "verification_report.json", report)
-        if (exp / MANIFEST).is_file():
+    with FolderLock(exp):  # the manifest could have changed since it was verified: checked again
+        check_before_write(exp, "write verification_report.json into it")
+        try:
+            atomic_write_json(exp / "verification_report.json", report)
             record_in_manifest(exp, ["verification_report.json"])
-    except OSError as exc:
-        raise ExperimentError(f"cannot write {exp / 'verification_report.json'}: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise ExperimentError(f"cannot write {exp / 'verification_report.json'}: {exc.strerror or exc}") from None
 
 
 def _parsed(exp_dir: Path, cfg: dict[str, Any]) -> RunConfig:

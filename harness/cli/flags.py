@@ -3,12 +3,19 @@
 Every registered parameter becomes a flag whose default is *absent* (argparse.SUPPRESS), so the
 launcher can tell what the user actually typed from what comes from defaults or `--from_config`.
 Boolean parameters can be turned on and off (`--x`, `--no_x`, `--no-x`).
+
+A flag value is checked where it is parsed: every parameter flag by its config field's rule, and
+the other flags by the `type=` validators below (positive_int, nonneg_int, tolerance, ...), so a
+bad value is a usage error (one line, exit 2) before anything runs or any folder is created.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any, NoReturn
 
 from harness.config.params import PARAMS, Param
@@ -31,7 +38,8 @@ def _add_param(group: argparse._ArgumentGroup, p: Param) -> None:
                            default=argparse.SUPPRESS, help=f"turn --{p.name} off")
         return
     if p.type is list:
-        group.add_argument(*names, dest=p.name, nargs="+", default=argparse.SUPPRESS,
+        devices: dict[str, Any] = {"type": device_item, "action": DevicesAction} if p.name == "devices" else {}
+        group.add_argument(*names, dest=p.name, nargs="+", default=argparse.SUPPRESS, **devices,
                            help=f"{p.help} (default: {' '.join(map(str, p.default))})")
         return
     kwargs: dict[str, Any] = {"dest": p.name, "type": _typed(p), "default": argparse.SUPPRESS,
@@ -59,16 +67,137 @@ def drop_flags(parser: argparse.ArgumentParser, dests: set[str]) -> None:
             parser._option_string_actions.pop(option, None)
 
 
-def _typed(p: Param):
+def _typed(p: Param) -> Callable[[str], Any]:
+    """The flag's converter: its type, then its config field's rule (range, choices, finite)."""
+    from gainakt.config import check_value
+
+    hint, meta = _field_rules()[p.name]
+
     def convert(text: str) -> Any:
         try:
-            return p.type(text)
+            value = p.type(text)
         except ValueError:
             kind = {int: "an integer", float: "a number"}.get(p.type, p.type.__name__)
             raise argparse.ArgumentTypeError(f"expects {kind}, got {text!r}") from None
+        problem = check_value(hint, meta, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
 
     convert.__name__ = p.type.__name__
     return convert
+
+
+@cache
+def _field_rules() -> Mapping[str, tuple[Any, Mapping[str, Any]]]:
+    """{parameter name: (type hint, field metadata)} of every config field behind a parameter flag."""
+    import typing
+    from dataclasses import fields
+
+    from gainakt.config import SECTION_TYPES
+    from harness.config.schema import ExperimentParams, RuntimeParams
+
+    rules: dict[str, tuple[Any, Mapping[str, Any]]] = {}
+    for cls in (ExperimentParams, *SECTION_TYPES.values(), RuntimeParams):
+        hints = typing.get_type_hints(cls)
+        rules.update({f.name: (hints[f.name], f.metadata) for f in fields(cls)})
+    return rules
+
+
+# ---------------------------------------------------------------------------------------------
+# Validators of flags that are not parameters (argparse `type=`): a bad value exits 2, one line.
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def tolerance(text: str) -> float:
+    """An AUC or correlation tolerance: a finite number >= 0."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
+    return value
+
+
+def param_value(name: str) -> Callable[[str], Any]:
+    """The converter of the parameter `name`'s flag, for another command's flag with its meaning
+    (`harness data simulate --students` is `--synthetic_students`)."""
+    return _typed(next(p for p in PARAMS if p.name == name))
+
+
+def title(text: str) -> str:
+    """An experiment or sweep title: it names a folder."""
+    from harness.config.schema import check_title
+
+    problem = check_title(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"title {problem}")
+    return text
+
+
+def device_item(text: str) -> str:
+    """One --devices entry: 'cpu', 'auto' or a GPU index (whether that GPU exists is checked later)."""
+    if text.strip().lower() in ("cpu", "auto") or text.strip().isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a GPU index (use 'cpu', 'auto' or numbers)")
+
+
+class DevicesAction(argparse.Action):
+    """--devices: 'cpu', 'auto' or GPU indices, not a mix (which GPUs exist is checked later)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        items = [str(v).strip().lower() for v in values]
+        if items.count("cpu") > 1:
+            raise argparse.ArgumentError(self, "the CPU is one device; use --jobs_per_device N to train several "
+                                         "seeds on it at once")
+        if len(items) > 1 and ("cpu" in items or "auto" in items):
+            raise argparse.ArgumentError(self, f"{' '.join(items)}: use 'cpu', 'auto' or GPU indices, not a mix")
+        setattr(namespace, self.dest, list(values))
+
+
+def container_memory(text: str) -> str:
+    """--container_memory: auto, none or a Docker size such as 16g or 512m."""
+    from harness.docker.containers import ContainerError, memory_limit
+
+    try:
+        memory_limit(text)
+    except ContainerError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use auto, none or a size like 16g or 512m") from None
+    return text
+
+
+def assignment(text: str) -> str:
+    """A --set KEY.PATH=VALUE (whether the key exists in the config is checked when it is built)."""
+    from harness.config.build import ConfigError, _split_assignment
+
+    try:
+        _split_assignment(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_param_flags(parser: argparse.ArgumentParser) -> None:
@@ -82,14 +211,16 @@ def add_param_flags(parser: argparse.ArgumentParser) -> None:
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that steer a launch but are not parameters of the run."""
     g = parser.add_argument_group("launch")
-    g.add_argument("--seeds", type=int, nargs="+", default=argparse.SUPPRESS, help="seeds to train")
-    g.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="single seed when --seeds is absent (42)")
+    seeds = parser.add_mutually_exclusive_group()  # --seed N is the same as --seeds N
+    seeds.add_argument("--seeds", type=nonneg_int, nargs="+", default=argparse.SUPPRESS, help="seeds to train")
+    seeds.add_argument("--seed", type=nonneg_int, default=argparse.SUPPRESS,
+                       help="single seed when --seeds is absent (42)")
     g.add_argument("--data_dir", default=None, help="dataset folder or file (real data)")
     g.add_argument("--output_base", default=None, help="folder holding experiment folders "
                    "(default: examples/experiments)")
     g.add_argument("--experiment_dir", default=None, help="use this experiment folder (id or path)")
     g.add_argument("--force", action="store_true", help="allow writing into an existing folder")
-    g.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY.PATH=VALUE",
+    g.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY.PATH=VALUE", type=assignment,
                    help="override any config leaf before hashing (repeatable)")
     g.add_argument("--unset", dest="unsets", action="append", default=[], metavar="KEY.PATH",
                    help="return a config leaf to the launcher default (repeatable)")
@@ -101,13 +232,13 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--manifest", action="store_true", help="write reproduction_manifest.json")
     g.add_argument("--strict_schema", action="store_true", help="abort on a schema_version mismatch")
     g.add_argument("--resume", default=None, help="resume an interrupted experiment (id or path)")
-    g.add_argument("--auc_tolerance", type=float, default=None, help="override the AUC tolerance")
-    g.add_argument("--corr_tolerance", type=float, default=None, help="override the correlation tolerance")
+    g.add_argument("--auc_tolerance", type=tolerance, default=None, help="override the AUC tolerance")
+    g.add_argument("--corr_tolerance", type=tolerance, default=None, help="override the correlation tolerance")
     g.add_argument("--no_verify", action="store_true", help="skip the verifier after a docker run")
     g.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
-    g.add_argument("--container_memory", default="auto", metavar="SIZE",
+    g.add_argument("--container_memory", default="auto", metavar="SIZE", type=container_memory,
                    help="memory limit of the training container: auto (90%% of host memory), none, or e.g. 16g")
-    g.add_argument("--container_pids", type=int, default=4096, metavar="N",
+    g.add_argument("--container_pids", type=positive_int, default=4096, metavar="N",
                    help="process/thread limit of the training container")
     add_integrity_flags(g)
 

@@ -15,6 +15,9 @@ from harness.cli.flags import (
     add_launch_flags,
     add_param_flags,
     drop_flags,
+    param_value,
+    title,
+    tolerance,
 )
 
 
@@ -31,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="train a new experiment")
-    run.add_argument("title", help="short title; the folder is <output_base>/YYYYMMDD_HHMMSS_gainakt2exp_<title>")
+    run.add_argument("title", type=title,
+                     help="short title; the folder is <output_base>/YYYYMMDD_HHMMSS_gainakt2exp_<title>")
     add_run_arguments(run)
 
     rep = sub.add_parser("reproduce", help="re-run an experiment from its own config")
@@ -47,26 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("target", help="target experiment; reproduction_report.json is written into it")
     cmp_.add_argument("--output_base", default=None, help="folder holding experiment folders "
                       "(default: examples/experiments)")
-    cmp_.add_argument("--auc_tolerance", type=float, default=None,
+    cmp_.add_argument("--auc_tolerance", type=tolerance, default=None,
                       help="largest AUC difference accepted (default: 0.0002 fp32, 0.002 with AMP)")
-    cmp_.add_argument("--corr_tolerance", type=float, default=None,
+    cmp_.add_argument("--corr_tolerance", type=tolerance, default=None,
                       help="largest correlation difference accepted (default: 0.0005 fp32, 0.01 with AMP)")
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
     cmp_.add_argument("--accept_modified", action="store_true",
                       help="write the report even if the target differs from its manifest (recorded)")
 
-    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report)")
+    ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report "
+                         "or --report_file)")
     ver.add_argument("experiment", help="experiment (id under --output_base, or path)")
     ver.add_argument("--against", default=None, help="also compare with this source experiment")
     ver.add_argument("--output_base", default=None, help="folder holding experiment folders "
                      "(default: examples/experiments)")
     ver.add_argument("--json", action="store_true", help="print one JSON object")
-    ver.add_argument("--auc_tolerance", type=float, default=None,
+    ver.add_argument("--auc_tolerance", type=tolerance, default=None,
                      help="with --against: largest AUC difference accepted (default: by AMP, as compare)")
-    ver.add_argument("--corr_tolerance", type=float, default=None,
+    ver.add_argument("--corr_tolerance", type=tolerance, default=None,
                      help="with --against: largest correlation difference accepted (default: by AMP)")
     ver.add_argument("--write_report", action="store_true",
-                     help="store the verdict as <experiment>/verification_report.json (recorded in its manifest)")
+                     help="store the verdict as <experiment>/verification_report.json (recorded in its manifest); "
+                     "refused, writing nothing, unless every check of the folder itself passes")
+    ver.add_argument("--report_file", default=None, metavar="PATH",
+                     help="also write the JSON report to PATH, outside the verified folder (any verdict)")
     ver.add_argument("--trusted_key", default=None, metavar="PUB",
                      help="Ed25519 public key (PEM): the folder's signed attestation must verify with it")
 
@@ -93,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("--format", default="auto",
                       choices=("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015"),
                       help="dataset format (default: auto, detected)")
-    desc.add_argument("--max_len", type=int, default=200, help="window length for the window counts (default: 200)")
-    desc.add_argument("--num_concepts", type=int, default=None,
+    desc.add_argument("--max_len", type=param_value("seq_len"), default=200,
+                      help="window length for the window counts (default: 200)")
+    desc.add_argument("--num_concepts", type=param_value("num_concepts"), default=None,
                       help="number of concepts (default: from the data)")
     desc.add_argument("--json", action="store_true", help="print one JSON object")
     from harness.cli.predict import add_commands as add_predict_commands
@@ -134,10 +143,11 @@ DEBUG_HINT = "run with --debug for the traceback"
 
 
 def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
-    """Run a command. A user error (HarnessError, gainakt's DataError) is one line and exit 1; any
-    other exception is a bug: one line plus a hint, or its full traceback on stderr with --debug
-    (the engine also writes it to the experiment's stdout.log when a folder exists)."""
-    from harness.errors import is_user_error
+    """Run a command. A user error (HarnessError, gainakt's DataError) is one line and exit 1 (a
+    UsageError, flags that do not go together: exit 2, as argparse's); any other exception is a
+    bug: one line plus a hint, or its full traceback on stderr with --debug (the engine also writes
+    it to the experiment's stdout.log when a folder exists)."""
+    from harness.errors import UsageError, is_user_error
 
     try:
         return action()
@@ -150,7 +160,7 @@ def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
         if is_user_error(exc):
             print(f"harness: error: {exc}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(exc, UsageError) else 1
         if debug:
             raise
         print(f"harness: internal error (a bug): {type(exc).__name__}: {exc}; {DEBUG_HINT}", file=sys.stderr)

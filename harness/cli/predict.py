@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gainakt.config import ConfigValueError
+from harness.cli.flags import nonneg_int, param_value, positive_int
 from harness.config.schema import RunConfig
 from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment
 from harness.run.allocator import keep_freed_buffers
@@ -45,19 +46,21 @@ def add_commands(sub: Any, data_sub: Any) -> None:
     pre.add_argument("--data", required=True, help="dataset folder or file to predict")
     pre.add_argument("--format", default="auto", choices=FORMATS, help="format of --data (csv: "
                      "student_id,concept_id,response rows, in order per student)")
-    pre.add_argument("--seed", type=int, default=None, help="one seed's checkpoint (default: every seed)")
-    pre.add_argument("--students", default=None, help="comma-separated student ids (default: all)")
-    pre.add_argument("--out", required=True, help="output FILE.csv (a FILE.csv.meta.json sidecar is written)")
+    pre.add_argument("--seed", type=nonneg_int, default=None, help="one seed's checkpoint (default: every seed)")
+    pre.add_argument("--students", default=None, type=student_ids, help="comma-separated student ids (default: all)")
+    pre.add_argument("--out", required=True, type=csv_file,
+                     help="output FILE.csv (a FILE.csv.meta.json sidecar is written)")
     pre.add_argument("--full_mastery", action="store_true", help="also write the mastery of every concept")
     pre.add_argument("--mastery_format", default=None, choices=("wide", "long"),
                      help="wide: mastery_c<k> columns; long: FILE_mastery_long.csv (seed,student_id,step,concept,mastery)")
     pre.add_argument("--plot", default=None, metavar="STUDENT", help="write this student's mastery trajectories as PNG")
     pre.add_argument("--allow_unverified", action="store_true",
                      help="predict although `harness verify` fails (recorded in the metadata)")
-    pre.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    pre.add_argument("--threads", type=int, default=None,
+    pre.add_argument("--device", default="cpu", type=torch_device, help="torch device (default cpu)")
+    pre.add_argument("--threads", type=positive_int, default=None,
                      help="CPU threads (default: the run's; the same count gives bit-identical predictions)")
-    pre.add_argument("--chunk_students", type=int, default=512, help="students whose windows are built at once")
+    pre.add_argument("--chunk_students", type=positive_int, default=512,
+                     help="students whose windows are built at once")
     pre.add_argument("--output_base", default=None)
     pre.set_defaults(handler=predict_command)
 
@@ -65,10 +68,10 @@ def add_commands(sub: Any, data_sub: Any) -> None:
 
     builtin = default_params()  # the defaults are the built-in --dataset synthetic's
     sim = data_sub.add_parser("simulate", help="export simulated students with their true mastery")
-    for flag, param, kind in (("students", "synthetic_students", int), ("skills", "synthetic_skills", int),
-                              ("min_len", "synthetic_min_len", int), ("max_len", "synthetic_max_len", int),
-                              ("forgetting", "synthetic_forgetting", float), ("seed", "synthetic_seed", int)):
-        sim.add_argument(f"--{flag}", type=kind, default=builtin[param],
+    for flag, param in (("students", "synthetic_students"), ("skills", "synthetic_skills"),
+                        ("min_len", "synthetic_min_len"), ("max_len", "synthetic_max_len"),
+                        ("forgetting", "synthetic_forgetting"), ("seed", "synthetic_seed")):
+        sim.add_argument(f"--{flag}", type=param_value(param), default=builtin[param],
                          help=f"as --{param} of `harness run` (default %(default)s)")
     sim.add_argument("--format", default="pykt", choices=("pykt", "dkvmn"))
     sim.add_argument("--out", required=True, help="new or empty folder")
@@ -202,32 +205,53 @@ def _run_config(exp: Path) -> RunConfig:
         raise PredictError(f"{exp.name}/config.json: {exc}") from None
 
 
+def student_ids(text: str) -> str:
+    """--students: at least one comma-separated id (whether the data has them is checked later)."""
+    if not any(s.strip() for s in text.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r} lists no student id")
+    return text
+
+
+def csv_file(text: str) -> str:
+    """--out: a .csv file (whether its folder exists is checked later)."""
+    suffix = Path(text).suffix
+    if suffix == ".parquet":
+        raise argparse.ArgumentTypeError("parquet output needs pyarrow, which this project does not depend on; "
+                                         "write a .csv file")
+    if suffix != ".csv":
+        raise argparse.ArgumentTypeError(f"{text}: write a .csv file")
+    return text
+
+
+def torch_device(text: str) -> str:
+    """--device: a torch device name (whether CUDA is available is checked later)."""
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    return text
+
+
 def _check_options(ns: argparse.Namespace) -> None:
     import torch
 
+    from harness.errors import UsageError
+
     if ns.mastery_format is not None and not ns.full_mastery:
-        raise PredictError("--mastery_format needs --full_mastery")
+        raise UsageError("--mastery_format needs --full_mastery")
     data, out = Path(ns.data).resolve(), Path(ns.out).resolve()
     if out == data or data in out.parents:
         raise PredictError(f"--out {ns.out} would overwrite the input --data {ns.data} (or write into it)")
     ns.mastery_format = ns.mastery_format or "wide"
-    for flag in ("threads", "chunk_students"):
-        if getattr(ns, flag) is not None and getattr(ns, flag) < 1:
-            raise PredictError(f"--{flag} must be >= 1")
-    try:
-        device = torch.device(ns.device)
-    except RuntimeError:
-        raise PredictError(f"--device {ns.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    device = torch.device(ns.device)  # the name parsed (torch_device); CUDA is this machine's
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PredictError(f"--device {ns.device}: CUDA is not available on this machine")
 
 
 def _output_path(name: str) -> Path:
-    out = Path(name)
-    if out.suffix == ".parquet":
-        raise PredictError("parquet output needs pyarrow, which this project does not depend on; write a .csv file")
-    if out.suffix != ".csv":
-        raise PredictError(f"--out {name}: write a .csv file")
+    out = Path(name)  # a .csv name (csv_file)
     if not out.parent.is_dir():
         raise PredictError(f"--out {name}: folder {out.parent} does not exist")
     return out

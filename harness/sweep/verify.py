@@ -89,7 +89,16 @@ def verify_sweep_command(ns: argparse.Namespace) -> int:
 
     if ns.against:
         raise SweepError("--against compares two experiments; verify a sweep without it")
-    report = verify_sweep(resolve_sweep(ns.experiment, ns.output_base))
+    if getattr(ns, "write_report", False):
+        raise SweepError("--write_report stores an experiment's report in its folder; for a sweep use "
+                         "--report_file PATH")
+    folder = resolve_sweep(ns.experiment, ns.output_base)
+    from harness.cli.commands import checked_report_file, write_report_file
+
+    report_file = checked_report_file(getattr(ns, "report_file", None), folder)
+    report = verify_sweep(folder)
+    if report_file is not None:
+        write_report_file(report_file, report)
     if ns.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
