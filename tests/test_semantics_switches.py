@@ -282,13 +282,21 @@ def test_clip_before_unscale_is_refused_where_it_can_never_act(kwargs, message):
 @pytest.mark.parametrize("argv, message", [
     (["--constraints_over_padding"], "--constraints_over_padding: needs --no-pack_windows"),
     (["--clip_before_unscale", "--amp_dtype", "bf16"], "no effect with amp_dtype bf16"),
-    (["--alignment_max_students", "0"], "must be a positive integer"),
 ])
 def test_refused_switch_combinations_are_one_line_before_any_folder(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     code = main(["run", "t", "--output_base", str(out), "--devices", "cpu", *argv])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and message in err
+    assert not out.exists()
+
+
+def test_a_bad_switch_value_is_a_usage_error_before_any_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "t", "--output_base", str(out), "--devices", "cpu", "--alignment_max_students", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and "must be a positive integer" in err[-1]
     assert not out.exists()
 
 
