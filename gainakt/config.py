@@ -357,6 +357,20 @@ class TrainingConfig(_Section):
                                 "length order; --no_eval_fast_path runs the full forward in data order", before=False)
     fused_optimizer: bool = spec(True, "fused Adam/AdamW kernel (--no_fused_optimizer: the foreach kernel)",
                                  before=False)
+    compile: str = spec("none", "compile the training forward with torch.compile: none (eager), default "
+                        "(inductor), reduce-overhead (inductor + CUDA graphs, CUDA only); evaluation stays eager",
+                        choices=("none", "default", "reduce-overhead"), before="none")
+    compile_width_multiple: int = spec(16, "with --compile: batch widths are padded up to a multiple of this "
+                                       "(capped at --seq_len), so few shapes are compiled", ge=1, before=16)
+    compile_rows_multiple: int = spec(4, "with --compile and packing: packed rows are padded up to a multiple "
+                                      "of this (unpacked batches are padded to --batch_size rows)", ge=1, before=4)
+
+    def _cross_check(self) -> None:
+        if self.compile == "none":
+            for name in ("compile_width_multiple", "compile_rows_multiple"):
+                if getattr(self, name) != field_default(TrainingConfig, name):
+                    raise ConfigValueError(f"training.{name}", "acts only with training.compile default or "
+                                           "reduce-overhead; training.compile is none")
 
 
 @dataclass(frozen=True)
