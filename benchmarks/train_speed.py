@@ -81,7 +81,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         f"({' '.join(f'{k}={v}' for k, v in MALLOC_TUNING.items())}): fewer page faults")
     p.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead"),
                    help="also time the torch.compile training step of this mode, side by side with eager")
-    p.add_argument("--compile-width-multiple", type=int, default=16, help="with --compile: width rounding")
+    p.add_argument("--compile-width-multiple", type=int, default=64, help="with --compile: width rounding")
     p.add_argument("--compile-rows-multiple", type=int, default=4, help="with --compile: packed-row rounding")
     p.add_argument("--data", type=Path, default=None,
                    help="pyKT dataset folder: real fold-0 training batches (packed) instead of a synthetic one")

@@ -360,8 +360,8 @@ class TrainingConfig(_Section):
     compile: str = spec("none", "compile the training forward with torch.compile: none (eager), default "
                         "(inductor), reduce-overhead (inductor + CUDA graphs, CUDA only); evaluation stays eager",
                         choices=("none", "default", "reduce-overhead"), before="none")
-    compile_width_multiple: int = spec(16, "with --compile: batch widths are padded up to a multiple of this "
-                                       "(capped at --seq_len), so few shapes are compiled", ge=1, before=16)
+    compile_width_multiple: int = spec(64, "with --compile: batch widths are padded up to a multiple of this "
+                                       "(capped at --seq_len), so few shapes are compiled", ge=1, before=64)
     compile_rows_multiple: int = spec(4, "with --compile and packing: packed rows are padded up to a multiple "
                                       "of this (unpacked batches are padded to --batch_size rows)", ge=1, before=4)
 
