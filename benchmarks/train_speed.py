@@ -26,7 +26,9 @@ compiled training step side by side in one child process: two copies of the same
 with its own Adam, stepping on the same batches in alternating order, so load changes hit both. The
 compiled step is gainakt.compile.CompiledForward (the `training.compile` path: shapes padded up to a
 multiple of --compile-width-multiple, packed rows to a multiple of --compile-rows-multiple). Steps that
-met a new padded shape are compile steps: counted and timed apart from the steady-state median.
+met a new padded shape are compile steps: counted and timed apart. Both medians are over the same
+steps (the ones after the warm-up where the compiled step ran already-compiled code), and the speed-up
+is the median of the per-step ratios eager/compiled.
 `--data DIR` takes the batches from a pyKT dataset (fold-0 training windows, shuffled batches, packed
 as the default training path does, one batch per step) instead of one synthetic full-length batch.
 
@@ -236,7 +238,7 @@ def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
         return step
 
     steps = {"eager": make_step(eager, eager), "compiled": make_step(twin, compiled)}
-    times: dict[str, list[float]] = {"eager": [], "compiled": []}
+    times: dict[str, dict[int, float]] = {"eager": {}, "compiled": {}}
     compile_times: list[float] = []
     for i in range(args.steps + 1):
         batch, plan = batches[i % len(batches)]
@@ -252,22 +254,26 @@ def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
             if kind == "compiled" and len(compiled.shapes) > shapes:
                 compile_times.append(elapsed)  # this step traced and compiled a new shape
             elif i > 0:
-                times[kind].append(elapsed)
+                times[kind][i] = elapsed
+    paired = sorted(set(times["eager"]) & set(times["compiled"]))  # steps where the compiled one ran compiled code
     params = sum(p.numel() for p in eager.parameters())
     tokens = sum(int(_field(b, "mask").sum()) for b, _ in batches[1:args.steps + 1]) if args.data else None
     rows = []
     for kind in ("eager", "compiled"):
-        median = statistics.median(times[kind]) if times[kind] else float("nan")
+        own = [times[kind][i] for i in paired]
+        median = statistics.median(own) if own else float("nan")
         row = {
             "config": name if kind == "eager" else f"{name}+{args.compile}",
             "params": params, "device": str(device), "amp": {None: "fp32", torch.bfloat16: "bf16",
                                                             torch.float16: "fp16"}[amp_dtype],
             "threads": torch.get_num_threads(), "steps": args.steps, "data": str(args.data or "synthetic"),
-            "step_times_s": [round(x, 4) for x in times[kind]], "s_per_step": round(median, 4),
+            "paired_steps": paired, "step_times_s": [round(x, 4) for x in own], "s_per_step": round(median, 4),
             "steps_per_s": round(1.0 / median, 4), "scored_positions": tokens,
         }
         if kind == "compiled":
-            row.update(compile_steps=len(compile_times), compile_step_seconds=[round(x, 2) for x in compile_times],
+            ratios = [times["eager"][i] / times["compiled"][i] for i in paired]
+            row.update(speedup_median=round(statistics.median(ratios), 3) if ratios else None,
+                       compile_steps=len(compile_times), compile_step_seconds=[round(x, 2) for x in compile_times],
                        shapes=sorted(compiled.shapes, key=str), shape_bound=compiled.shape_bound())
         rows.append(row)
     return rows
@@ -517,7 +523,8 @@ def _format_row(r: dict) -> str:
 
 
 def _format_compare_row(r: dict) -> str:
-    compiled = (f"  compile steps {r['compile_steps']} ({sum(r['compile_step_seconds']):.1f}s: "
+    compiled = (f"  speed-up x{r['speedup_median']} (median of paired eager/compiled step times); "
+                f"compile steps {r['compile_steps']} ({sum(r['compile_step_seconds']):.1f}s: "
                 f"{r['compile_step_seconds']}), shapes {len(r['shapes'])}/{r['shape_bound']}") if "shapes" in r else ""
     return (f"{r['config']:<22} {r['params']:>12,} {r['amp']:>5} {r['s_per_step']:>9.3f} s/step "
             f"{r['steps_per_s']:>8.3f} steps/s over {len(r['step_times_s'])} steps{compiled}")
