@@ -85,6 +85,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also time the torch.compile training step of this mode, side by side with eager")
     p.add_argument("--compile-width-multiple", type=int, default=64, help="with --compile: width rounding")
     p.add_argument("--compile-rows-multiple", type=int, default=4, help="with --compile: packed-row rounding")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="with --compile: the gainakt configurations' dropout instead of theirs (0.2)")
     p.add_argument("--data", type=Path, default=None,
                    help="pyKT dataset folder: real fold-0 training batches (packed) instead of a synthetic one")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -100,8 +102,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for option, given in (("--compile", args.compile != "none"), ("--data", args.data is not None)):
         if given and any(c not in GAINAKT_CONFIGS for c in chosen):
             p.error(f"{option} applies to the gainakt configurations only ({', '.join(GAINAKT_CONFIGS)})")
-    if args.data is not None and args.compile == "none":
-        p.error("--data is used by the side-by-side --compile comparison; add --compile default")
+    for option, given in (("--data", args.data is not None), ("--dropout", args.dropout is not None)):
+        if given and args.compile == "none":
+            p.error(f"{option} is used by the side-by-side --compile comparison; add --compile default")
     return args
 
 
@@ -214,7 +217,8 @@ def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
 
     batches, num_c = _step_batches(args, device)
     weights = _weights_after_warmup()
-    eager = GainAKT2Exp(num_c=num_c, max_len=args.seq_len + 1, **GAINAKT_CONFIGS[name]).to(device).train()
+    dims = dict(GAINAKT_CONFIGS[name], **({} if args.dropout is None else {"dropout": args.dropout}))
+    eager = GainAKT2Exp(num_c=num_c, max_len=args.seq_len + 1, **dims).to(device).train()
     twin = copy.deepcopy(eager)
     compiled = CompiledForward(twin, args.compile, rows=args.batch_size, width_multiple=args.compile_width_multiple,
                                rows_multiple=args.compile_rows_multiple)
@@ -267,6 +271,7 @@ def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
             "params": params, "device": str(device), "amp": {None: "fp32", torch.bfloat16: "bf16",
                                                             torch.float16: "fp16"}[amp_dtype],
             "threads": torch.get_num_threads(), "steps": args.steps, "data": str(args.data or "synthetic"),
+            "dropout": dims["dropout"],
             "paired_steps": paired, "step_times_s": [round(x, 4) for x in own], "s_per_step": round(median, 4),
             "steps_per_s": round(1.0 / median, 4), "scored_positions": tokens,
         }
@@ -542,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     args.device = _resolve_device(args.device)
     print(f"# train_speed: device={args.device} batch={args.batch_size} T={args.seq_len} C={args.num_c} "
           f"steps={args.steps} (+1 warm-up) amp={args.amp} tune_malloc={args.tune_malloc} "
-          f"compile={args.compile} data={args.data or 'synthetic'} "
+          f"compile={args.compile} data={args.data or 'synthetic'} dropout={args.dropout or 'preset'} "
           f"python={platform.python_version()}")
     print(f"{'config':<8} {'params':>12} {'prec':>5} {'s/step':>9} {'seq/s':>9} {'cpu s':>9} {'peak MB':>9}")
     results, skipped = [], []
@@ -563,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--compile-rows-multiple", str(args.compile_rows_multiple)]
         if args.data is not None:
             cmd += ["--data", str(args.data)]
+        if args.dropout is not None:
+            cmd += ["--dropout", str(args.dropout)]
         env = os.environ.copy()
         if args.tune_malloc:
             env.update(MALLOC_TUNING)
