@@ -207,6 +207,7 @@ def _field(batch, name: str):
 
 def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
     """Eager and compiled training steps of one configuration, alternating on the same batches."""
+    import contextlib
     import copy
 
     import torch
@@ -250,7 +251,8 @@ def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
             shapes = len(compiled.shapes)
             _sync(device)
             start = time.perf_counter()
-            loss = steps[kind](batch, plan)
+            with compiled.settings() if kind == "compiled" else contextlib.nullcontext():
+                loss = steps[kind](batch, plan)
             _sync(device)
             elapsed = time.perf_counter() - start
             if not (loss == loss):

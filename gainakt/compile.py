@@ -21,8 +21,9 @@ Evaluation passes call the eager model (the same parameters): their shapes and m
 
 ``reduce-overhead`` adds CUDA graphs; on CPU torch.compile would skip them silently, so
 ``compile_problem`` refuses it there with one line. Under ``--torch_deterministic`` inductor's
-random ops fall back to eager's RNG (``torch._inductor.config.fallback_random``), so the dropout
-masks are eager's and a rerun is bit-identical.
+random ops fall back to eager's RNG (``torch._inductor.config.fallback_random``) and it skips the
+autotuning that can change numerics (``torch._inductor.config.deterministic``); a CPU rerun is
+bit-identical (tested), a GPU rerun is still to be checked.
 """
 
 from __future__ import annotations
@@ -134,10 +135,13 @@ class CompiledForward:
         return self.rows, width, packed
 
     @contextlib.contextmanager
-    def _settings(self) -> Iterator[None]:
+    def settings(self) -> Iterator[None]:
+        """Dynamo's recompile bound and, when deterministic, inductor's eager RNG and no numerics-changing
+        autotuning. Each call sets them; hold them around the backward pass as well (inductor compiles
+        the backward graph lazily, at its first backward), as ``train_seed`` does for each epoch."""
         limit = max(8, self.shape_bound())
         with torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True), \
-                torch._inductor.config.patch(fallback_random=self.deterministic):
+                torch._inductor.config.patch(fallback_random=self.deterministic, deterministic=self.deterministic):
             yield
 
     def __call__(self, q: Tensor, r: Tensor, qry: Tensor, *, pack: Packing | None = None) -> dict[str, Any]:
@@ -149,7 +153,7 @@ class CompiledForward:
         start = time.perf_counter() if new else 0.0
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        with self._settings():
+        with self.settings():
             out = self.compiled(args[0], args[1], args[2], pack=args[3])
         if new:
             self.shapes.add(shape)
@@ -167,5 +171,5 @@ class CompiledForward:
             "shapes_compiled": len(self.shapes),
             "shape_bound": self.shape_bound(),
             "first_call_seconds": round(self.compile_seconds, 3),
-            "fallback_random": self.deterministic,
+            "deterministic": self.deterministic,  # inductor: eager RNG, no numerics-changing autotuning
         }

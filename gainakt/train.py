@@ -243,6 +243,10 @@ class _Run:
             return self.compiled(q, r, qry, pack=pack)
         return self.model(q, r, qry, pack=pack)
 
+    def compile_settings(self) -> contextlib.AbstractContextManager:
+        """The compiled forward's settings, held over a whole epoch (its backward compiles lazily)."""
+        return self.compiled.settings() if self.compiled is not None else contextlib.nullcontext()
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp["enabled"]:
             return contextlib.nullcontext()
@@ -373,7 +377,8 @@ def _train_epochs(run: _Run, d: _Data, state: TrainState, sink: TrainSink) -> tu
     for epoch in range(state.epoch + 1, t.epochs):
         t0 = time.perf_counter()
         weights = run.schedule.begin_epoch(epoch)
-        failure, train_auc = _train_one_epoch(run, d.train, weights, epoch, sink)
+        with run.compile_settings():
+            failure, train_auc = _train_one_epoch(run, d.train, weights, epoch, sink)
         if failure:
             return "failed", failure, epoch_times
         state.epoch = epoch
