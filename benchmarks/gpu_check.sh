@@ -16,6 +16,8 @@
 # Results come back under $OUT (at most 8 files): gpu.txt, gpu_check.log, timings.json (single-job epoch time and
 # each table's throughput), paper_table_amp.md, sweep_summary_amp.csv, determinism.json, paper_table_fp32.md,
 # sweep_summary_fp32.csv.
+# `bash benchmarks/gpu_check.sh compile` is a second prepared call, for a later loan: training.compile
+# (reduce-overhead, then default) against eager, paired steps of benchmarks/train_speed.py.
 # A CPU dry run of the same script (tiny model; proves it runs end to end on the packages the GPU image has):
 #     DEVICES=cpu BUDGET=400 EPOCHS=1 SEEDS=21,42 JOBS=2 TINY=1 OUT=/tmp/gpu_dry bash benchmarks/gpu_check.sh
 set -uo pipefail
@@ -48,6 +50,16 @@ exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 left() { echo $((BUDGET - SECONDS)); }
 cap() {  # the smaller of a step's cap and the time left, at least 1
   local l; l=$(left); (( l < $1 )) && echo $(( l > 1 ? l : 1 )) || echo "$1"
+}
+compile_check() {  # `gpu_check.sh compile`: a loan of its own for training.compile against eager
+  local dev=${TSDEV:-cuda} steps=${STEPS:-40} configs=${CONFIGS:-paper} mode
+  for mode in ${COMPILE_MODES:-reduce-overhead default}; do
+    echo "== compile $mode against eager: $configs, $steps paired steps, real fold-0 packed batches (cap $(cap 240)s)"
+    timeout "$(cap 240)" "$PY" benchmarks/train_speed.py --device "$dev" --amp --configs "$configs" --compile "$mode" \
+      --compile-width-multiple 200 --compile-rows-multiple 8 --steps "$steps" --data "$DATA" \
+      --json "$OUT/compile_$mode.json" | tail -n 12
+  done
+  echo "== done in ${SECONDS}s; files in $OUT:"; ls "$OUT"
 }
 hrun() {  # $1: time limit in seconds; the rest: harness run arguments
   local t=$1; shift
@@ -88,6 +100,7 @@ PY
 }
 
 echo "== 0. machine ($(date -u +%FT%TZ)); budget ${BUDGET}s"
+[[ "${1:-}" == "compile" ]] && { compile_check; exit 0; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
             torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"; } | tee "$OUT/gpu.txt"

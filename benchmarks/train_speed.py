@@ -21,9 +21,22 @@ AKT (pyKT 0.0.38: d_model 256, 4 blocks, 8 heads, d_ff 256, dropout 0.05, BCE) i
     pip install --target /tmp/pykt pykt-toolkit==0.0.38 --no-deps
 and run with PYTHONPATH=/tmp/pykt. Otherwise it is skipped with a note.
 
+`--compile MODE` (default or reduce-overhead; gainakt configurations only) times the eager and the
+compiled training step side by side in one child process: two copies of the same initial model, each
+with its own Adam, stepping on the same batches in alternating order, so load changes hit both. The
+compiled step is gainakt.compile.CompiledForward (the `training.compile` path: shapes padded up to a
+multiple of --compile-width-multiple, packed rows to a multiple of --compile-rows-multiple). Steps that
+met a new padded shape are compile steps: counted and timed apart. Both medians are over the same
+steps (the ones after the warm-up where the compiled step ran already-compiled code), and the speed-up
+is the median of the per-step ratios eager/compiled.
+`--data DIR` takes the batches from a pyKT dataset (fold-0 training windows, shuffled batches, packed
+as the default training path does, one batch per step) instead of one synthetic full-length batch.
+
 Examples:
     python benchmarks/train_speed.py --steps 3
     python benchmarks/train_speed.py --device cuda --steps 20 --amp
+    python benchmarks/train_speed.py --configs small --compile default --steps 20 \
+        --data /work/shared/datasets/assist2015_pykt
 """
 
 from __future__ import annotations
@@ -68,6 +81,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tune-malloc", action="store_true",
                    help="run the children with glibc malloc never returning memory to the OS "
                         f"({' '.join(f'{k}={v}' for k, v in MALLOC_TUNING.items())}): fewer page faults")
+    p.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead"),
+                   help="also time the torch.compile training step of this mode, side by side with eager")
+    p.add_argument("--compile-width-multiple", type=int, default=64, help="with --compile: width rounding")
+    p.add_argument("--compile-rows-multiple", type=int, default=4, help="with --compile: packed-row rounding")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="with --compile: the gainakt configurations' dropout instead of theirs (0.2)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="pyKT dataset folder: real fold-0 training batches (packed) instead of a synthetic one")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -77,6 +98,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(ALL_CONFIGS)}")
     if args.steps < 1:
         p.error("--steps must be >= 1")
+    chosen = [args.child] if args.child else args.configs
+    for option, given in (("--compile", args.compile != "none"), ("--data", args.data is not None)):
+        if given and any(c not in GAINAKT_CONFIGS for c in chosen):
+            p.error(f"{option} applies to the gainakt configurations only ({', '.join(GAINAKT_CONFIGS)})")
+    for option, given in (("--data", args.data is not None), ("--dropout", args.dropout is not None)):
+        if given and args.compile == "none":
+            p.error(f"{option} is used by the side-by-side --compile comparison; add --compile default")
     return args
 
 
@@ -143,6 +171,119 @@ def _gainakt_step_factory(name: str, args, device, amp_dtype):
         return float(terms["total"].detach())
 
     return model, step
+
+
+def _weights_after_warmup():
+    from gainakt.losses import LossSchedule, LossSettings, resolve_ablation
+
+    schedule = LossSchedule(LossSettings(**resolve_ablation("both_lag")), num_epochs=40, gain_scale=0.1)
+    schedule.begin_epoch(9)
+    schedule.end_epoch(9, mastery_corr_reference=0.10, loss_shares={"alignment": 0.0})
+    return schedule.begin_epoch(10)
+
+
+def _step_batches(args, device) -> tuple[list, int]:
+    """(batch, packing plan) per step and the number of concepts: one synthetic batch, or --data's batches."""
+    import itertools
+
+    import torch
+
+    if args.data is None:
+        return [(_synthetic_batch(args, device), None)], args.num_c
+    from gainakt.data import build_windows, load_dataset, split_students
+    from gainakt.data.batching import device_batches
+
+    data = load_dataset(args.data)
+    train_idx, _, _ = split_students(data, 0)
+    windows = build_windows(data, train_idx, args.seq_len + 1)
+    order = torch.Generator().manual_seed(args.seed)
+    batches = device_batches(windows, device, args.batch_size, generator=order, shuffle=True, pack=True)
+    return list(itertools.islice(batches, args.steps + 1)), data.num_c
+
+
+def _field(batch, name: str):
+    return batch[name] if isinstance(batch, dict) else getattr(batch, name)
+
+
+def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
+    """Eager and compiled training steps of one configuration, alternating on the same batches."""
+    import contextlib
+    import copy
+
+    import torch
+
+    from gainakt.compile import CompiledForward
+    from gainakt.losses import compute_losses
+    from gainakt.model import GainAKT2Exp
+
+    batches, num_c = _step_batches(args, device)
+    weights = _weights_after_warmup()
+    dims = dict(GAINAKT_CONFIGS[name], **({} if args.dropout is None else {"dropout": args.dropout}))
+    eager = GainAKT2Exp(num_c=num_c, max_len=args.seq_len + 1, **dims).to(device).train()
+    twin = copy.deepcopy(eager)
+    compiled = CompiledForward(twin, args.compile, rows=args.batch_size, width_multiple=args.compile_width_multiple,
+                               rows_multiple=args.compile_rows_multiple)
+
+    def make_step(model, forward):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1.6e-4, weight_decay=1.7571e-5, fused=True)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+        def step(batch, plan) -> float:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                out = forward(_field(batch, "q"), _field(batch, "r"), _field(batch, "qry"), pack=plan)
+            terms = compute_losses(out, batch, weights)
+            scaler.scale(terms["total"]).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            return float(terms["total"].detach())
+
+        return step
+
+    steps = {"eager": make_step(eager, eager), "compiled": make_step(twin, compiled)}
+    times: dict[str, dict[int, float]] = {"eager": {}, "compiled": {}}
+    compile_times: list[float] = []
+    for i in range(args.steps + 1):
+        batch, plan = batches[i % len(batches)]
+        for kind in ("eager", "compiled") if i % 2 == 0 else ("compiled", "eager"):
+            shapes = len(compiled.shapes)
+            _sync(device)
+            start = time.perf_counter()
+            with compiled.settings() if kind == "compiled" else contextlib.nullcontext():
+                loss = steps[kind](batch, plan)
+            _sync(device)
+            elapsed = time.perf_counter() - start
+            if not (loss == loss):
+                raise RuntimeError(f"{name} {kind}: NaN loss at step {i}")
+            if kind == "compiled" and len(compiled.shapes) > shapes:
+                compile_times.append(elapsed)  # this step traced and compiled a new shape
+            elif i > 0:
+                times[kind][i] = elapsed
+    paired = sorted(set(times["eager"]) & set(times["compiled"]))  # steps where the compiled one ran compiled code
+    params = sum(p.numel() for p in eager.parameters())
+    tokens = sum(int(_field(b, "mask").sum()) for b, _ in batches[1:args.steps + 1]) if args.data else None
+    rows = []
+    for kind in ("eager", "compiled"):
+        own = [times[kind][i] for i in paired]
+        median = statistics.median(own) if own else float("nan")
+        row = {
+            "config": name if kind == "eager" else f"{name}+{args.compile}",
+            "params": params, "device": str(device), "amp": {None: "fp32", torch.bfloat16: "bf16",
+                                                            torch.float16: "fp16"}[amp_dtype],
+            "threads": torch.get_num_threads(), "steps": args.steps, "data": str(args.data or "synthetic"),
+            "dropout": dims["dropout"],
+            "paired_steps": paired, "step_times_s": [round(x, 4) for x in own], "s_per_step": round(median, 4),
+            "steps_per_s": round(1.0 / median, 4), "scored_positions": tokens,
+        }
+        if kind == "compiled":
+            ratios = [times["eager"][i] / times["compiled"][i] for i in paired]
+            row.update(speedup_median=round(statistics.median(ratios), 3) if ratios else None,
+                       compile_steps=len(compile_times), compile_step_seconds=[round(x, 2) for x in compile_times],
+                       shapes=sorted(compiled.shapes, key=str), shape_bound=compiled.shape_bound())
+        rows.append(row)
+    return rows
 
 
 def _refstyle_model(num_c: int, max_len: int):
@@ -296,7 +437,7 @@ def _akt_step_factory(args, device, amp_dtype):
     return model, step
 
 
-def _run_child(args) -> dict:
+def _run_child(args) -> dict | list[dict]:
     import torch
 
     if args.threads:
@@ -310,6 +451,8 @@ def _run_child(args) -> dict:
         else:
             amp_dtype = torch.bfloat16
     name = args.child
+    if args.compile != "none":
+        return _compiled_side_by_side(name, args, device, amp_dtype)
     if name == "akt":
         model, step = _akt_step_factory(args, device, amp_dtype)
     elif name == "refstyle":
@@ -386,16 +529,27 @@ def _format_row(r: dict) -> str:
     )
 
 
+def _format_compare_row(r: dict) -> str:
+    compiled = (f"  speed-up x{r['speedup_median']} (median of paired eager/compiled step times); "
+                f"compile steps {r['compile_steps']} ({sum(r['compile_step_seconds']):.1f}s: "
+                f"{r['compile_step_seconds']}), shapes {len(r['shapes'])}/{r['shape_bound']}") if "shapes" in r else ""
+    return (f"{r['config']:<22} {r['params']:>12,} {r['amp']:>5} {r['s_per_step']:>9.3f} s/step "
+            f"{r['steps_per_s']:>8.3f} steps/s over {len(r['step_times_s'])} steps{compiled}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints one line per configuration and returns the exit code."""
     args = _parse(argv)
     if args.child:
-        print("RESULT " + json.dumps(_run_child(args)))
+        out = _run_child(args)
+        for row in out if isinstance(out, list) else [out]:
+            print("RESULT " + json.dumps(row))
         return 0
 
     args.device = _resolve_device(args.device)
     print(f"# train_speed: device={args.device} batch={args.batch_size} T={args.seq_len} C={args.num_c} "
           f"steps={args.steps} (+1 warm-up) amp={args.amp} tune_malloc={args.tune_malloc} "
+          f"compile={args.compile} data={args.data or 'synthetic'} dropout={args.dropout or 'preset'} "
           f"python={platform.python_version()}")
     print(f"{'config':<8} {'params':>12} {'prec':>5} {'s/step':>9} {'seq/s':>9} {'cpu s':>9} {'peak MB':>9}")
     results, skipped = [], []
@@ -411,6 +565,13 @@ def main(argv: list[str] | None = None) -> int:
                "--num-c", str(args.num_c), "--threads", str(args.threads), "--seed", str(args.seed)]
         if args.amp:
             cmd.append("--amp")
+        if args.compile != "none":
+            cmd += ["--compile", args.compile, "--compile-width-multiple", str(args.compile_width_multiple),
+                    "--compile-rows-multiple", str(args.compile_rows_multiple)]
+        if args.data is not None:
+            cmd += ["--data", str(args.data)]
+        if args.dropout is not None:
+            cmd += ["--dropout", str(args.dropout)]
         env = os.environ.copy()
         if args.tune_malloc:
             env.update(MALLOC_TUNING)
@@ -421,9 +582,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<8} failed: {tail[0]}")
             skipped.append({"config": name, "failed": tail[0]})
             continue
-        result = json.loads(found[-1][len("RESULT "):])
-        results.append(result)
-        print(_format_row(result), flush=True)
+        for line in found:
+            result = json.loads(line[len("RESULT "):])
+            results.append(result)
+            print(_format_row(result) if "cpu_s_per_step" in result else _format_compare_row(result), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "skipped": skipped}, indent=2) + "\n")
     return 0 if results or not args.configs else 1

@@ -384,6 +384,13 @@ class TrainingConfig(_Section):
                                      "before GradScaler unscales them; acts only under fp16 AMP (bf16 AMP and "
                                      "fp32 have no GradScaler: refused with amp_dtype bf16, warned at run time "
                                      "where AMP does not run as fp16)", before=False)
+    compile: str = spec("none", "compile the training forward with torch.compile: none (eager), default "
+                        "(inductor), reduce-overhead (inductor + CUDA graphs, CUDA only); evaluation stays eager",
+                        choices=("none", "default", "reduce-overhead"), before="none")
+    compile_width_multiple: int = spec(64, "with --compile: batch widths are padded up to a multiple of this "
+                                       "(capped at --seq_len), so few shapes are compiled", ge=1, before=64)
+    compile_rows_multiple: int = spec(4, "with --compile and packing: packed rows are padded up to a multiple "
+                                      "of this (unpacked batches are padded to --batch_size rows)", ge=1, before=4)
 
     def _cross_check(self) -> None:
         if self.clip_before_unscale and self.amp_dtype == "bf16":
@@ -392,6 +399,11 @@ class TrainingConfig(_Section):
         if self.clip_before_unscale and self.gradient_clip == 0:
             raise ConfigValueError("training.clip_before_unscale", "has no effect with gradient_clip 0 (nothing "
                                    "is clipped): set --gradient_clip > 0, or leave it off")
+        if self.compile == "none":
+            for name in ("compile_width_multiple", "compile_rows_multiple"):
+                if getattr(self, name) != field_default(TrainingConfig, name):
+                    raise ConfigValueError(f"training.{name}", "acts only with training.compile default or "
+                                           "reduce-overhead; training.compile is none")
 
 
 @dataclass(frozen=True)

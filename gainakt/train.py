@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gainakt.checkpoint import config_record, model_args
+from gainakt.compile import CompiledForward, compile_problem
 from gainakt.config import TrainConfig
 from gainakt.data import (
     KTDataset,
@@ -80,6 +81,7 @@ class SeedResult:
     determinism: dict[str, Any] = field(default_factory=dict)
     seconds_per_epoch: float | None = None
     eval_seconds: dict[str, float] = field(default_factory=dict)  # final evaluation passes, wall time
+    compile: dict[str, Any] | None = None  # training.compile: shapes compiled, first-call seconds (None: eager)
     rng_final: dict[str, Any] | None = None
     # A few validation students' trajectories under the best model (for the mastery plot).
     examples: list[dict] = field(default_factory=list)
@@ -256,6 +258,17 @@ class _Run:
     amp: dict[str, Any]
     determinism: dict[str, Any]
     record: dict[str, Any] = field(default_factory=dict)  # the configuration as given (config.json's dict)
+    compiled: CompiledForward | None = None  # training.compile: the training steps' forward
+
+    def forward(self, q: torch.Tensor, r: torch.Tensor, qry: torch.Tensor, pack: Any) -> dict:
+        """The training forward: compiled when training.compile asks for it, else the eager model."""
+        if self.compiled is not None:
+            return self.compiled(q, r, qry, pack=pack)
+        return self.model(q, r, qry, pack=pack)
+
+    def compile_settings(self) -> contextlib.AbstractContextManager:
+        """The compiled forward's settings, held over a whole epoch (its backward compiles lazily)."""
+        return self.compiled.settings() if self.compiled is not None else contextlib.nullcontext()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp["enabled"]:
@@ -301,6 +314,12 @@ def _build_run(cfg: TrainConfig, seed: int, device: torch.device, num_c: int, de
     if cfg.training.clip_before_unscale:  # recorded in results.json: whether the switch acted
         amp["clip_before_unscale"] = clip_order_note(cfg, amp) or "active: the loss-scaled gradients are clipped"
     scheduler = None
+    compiled = None
+    if cfg.training.compile != "none":
+        t = cfg.training
+        compiled = CompiledForward(model, t.compile, rows=t.batch_size, width_multiple=t.compile_width_multiple,
+                                   rows_multiple=t.compile_rows_multiple,
+                                   deterministic=cfg.determinism.torch_deterministic)
     if cfg.training.lr_scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=5)
     return _Run(
@@ -308,6 +327,7 @@ def _build_run(cfg: TrainConfig, seed: int, device: torch.device, num_c: int, de
         scaler=torch.amp.GradScaler("cuda", enabled=amp["grad_scaler"]),
         schedule=LossSchedule(LossSettings.from_config(cfg), cfg.training.epochs, gain_scale=cfg.model.gain_scale),
         scheduler=scheduler, order=torch.Generator().manual_seed(seed), amp=amp, determinism=determinism,
+        compiled=compiled,
     )
 
 
@@ -323,6 +343,9 @@ def train_seed(
     """Train one seed as `config` says and return its result; `resume` is a last checkpoint."""
     cfg = as_train_config(config)
     seed = int(cfg.seeds.primary if seed is None else seed)
+    problem = compile_problem(cfg.training.compile, device)
+    if problem:
+        raise ValueError(problem)
     determinism = configure_determinism(cfg.determinism.torch_deterministic)
     seed_everything(seed)
     d = _prepare_data(cfg, data, seed)
@@ -348,7 +371,13 @@ def train_seed(
         best_epoch=state.best_epoch, best_val_auc=state.best_val_auc,
         best=state.best_row, history=state.history, trajectory=state.trajectory, amp=amp,
         determinism=determinism, seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else None,
+        compile=run.compiled.record() if run.compiled is not None else None,
     )
+    if run.compiled is not None:
+        c = result.compile or {}
+        sink.log(f"seed {seed}: compiled training forward ({c['mode']}): {c['shapes_compiled']} distinct padded "
+                 f"shapes (bound {c['shape_bound']}), {c['first_call_seconds']:.1f}s in the steps that compiled "
+                 "them; evaluation ran eager")
     if status == "failed":
         sink.log(f"seed {seed}: FAILED: {reason}")
         return result
@@ -376,7 +405,8 @@ def _train_epochs(run: _Run, d: _Data, state: TrainState, sink: TrainSink) -> tu
     for epoch in range(state.epoch + 1, t.epochs):
         t0 = time.perf_counter()
         weights = run.schedule.begin_epoch(epoch)
-        failure, train_auc = _train_one_epoch(run, d.train, weights, epoch, sink)
+        with run.compile_settings():
+            failure, train_auc = _train_one_epoch(run, d.train, weights, epoch, sink)
         if failure:
             return "failed", failure, epoch_times
         state.epoch = epoch
@@ -416,7 +446,7 @@ def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int
                              bucket_by_length=run.cfg.data.bucket_by_length, pack=run.cfg.data.pack_windows)
     for b_i, (b, plan) in enumerate(batches):
         with run.autocast():
-            out = run.model(b.q, b.r, b.qry, pack=plan)
+            out = run.forward(b.q, b.r, b.qry, plan)
         terms = compute_losses(out, b, weights)
         loss = terms["total"]
         bad.observe(loss, b_i)

@@ -363,6 +363,7 @@ def write_timings(exp_dir: Path, seed: int, result: dict | None) -> None:
         "seconds_per_epoch_mean": result.get("seconds_per_epoch"),
         "epoch_seconds": [row.get("epoch_seconds") for row in result.get("history", [])],
         "final_eval_seconds": result.get("eval_seconds") or {},
+        "compile": result.get("compile"),  # training.compile: shapes compiled and their first-call seconds
     })
 
 

@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from gainakt.compile import compile_problem
 from harness.audit.checks import Check, Checks
 from harness.cli.flags import command_line
 from harness.config.build import (
@@ -174,6 +175,9 @@ def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespa
     resolved.params["threads"] = threads  # the cap is part of the resolved value
     if int(resolved.params.get("jobs_per_device", 1)) < 1:
         raise LaunchError(f"--jobs_per_device must be at least 1, got {resolved.params['jobs_per_device']}")
+    compile_refused = compile_problem(cfg["training"]["compile"], "cpu" if devices == ["cpu"] else "cuda")
+    if compile_refused:
+        raise LaunchError(compile_refused)
     requested_devices = resolved.params["devices"]
     resolved.params["devices"] = devices  # 'auto' resolved to what this machine has
     amp_requested = bool(resolved.params["mixed_precision"])
