@@ -24,14 +24,14 @@ import csv
 import json
 import math
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from sweep_tables import run_or_resume, write_table  # noqa: E402  (a sibling module of these scripts)
+
 OUT_MD = ROOT / "benchmarks" / "results" / "paper_table.md"
 SEEDS = (21, 42, 63, 84, 105)
 POINTS = ("amp", "fp32")
@@ -155,12 +155,6 @@ def spec(ns: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def find_sweep(base: Path, title: str) -> Path | None:
-    """The newest sweep folder of `title` under `base` (folders are named <timestamp>_sweep_<title>)."""
-    found = sorted(p for p in base.glob(f"*_sweep_{title}") if (p / "sweep.json").is_file())
-    return found[-1] if found else None
-
-
 def point_folders(sweep_dir: Path) -> dict[str, tuple[Path, str]]:
     state = json.loads((sweep_dir / "sweep.json").read_text())
     return {p["name"]: (sweep_dir / p["experiment_id"], "amp" if p["name"] == "amp" else "fp32")
@@ -178,33 +172,8 @@ def describe(exp_dir: Path, sweep_dir: Path) -> str:
 
 
 def run_sweep(ns: argparse.Namespace, extra: list[str]) -> Path:
-    base = Path(ns.output_base)
-    base.mkdir(parents=True, exist_ok=True)
-    cli = [sys.executable, "-m", "harness.cli", "sweep"]
-    launch = ["--devices", ns.devices, "--output_base", str(base)]
-    if ns.jobs_per_device:
-        launch += ["--jobs_per_device", str(ns.jobs_per_device)]
-    existing = find_sweep(base, ns.title)
-    if existing is not None:
-        state = json.loads((existing / "sweep.json").read_text())
-        if state.get("status") == "completed":
-            print(f"sweep {existing.name} already finished; rebuilding the table")
-            return existing
-        print(f"resuming sweep {existing.name}")
-        cmd = [*cli, "--resume", str(existing), *launch, *extra]
-    else:
-        spec_file = base / f"{ns.title}_spec.yaml"
-        spec_file.write_text(yaml.safe_dump(spec(ns), sort_keys=False))
-        cmd = [*cli, ns.title, "--spec", str(spec_file), "--data_dir", str(Path(ns.data_dir).resolve()), *launch,
-               *extra]
-    print("$ " + " ".join(cmd), flush=True)
-    rc = subprocess.call(cmd, cwd=ROOT)
-    found = find_sweep(base, ns.title)
-    if found is None:
-        raise SystemExit(f"harness sweep exited with {rc} and left no sweep folder under {base}")
-    if rc != 0:
-        print(f"harness sweep exited with {rc}; the table covers the seeds that finished (rerun to resume)")
-    return found
+    return run_or_resume(title=ns.title, spec=spec(ns), output_base=ns.output_base, data_dir=ns.data_dir,
+                         devices=ns.devices, jobs_per_device=ns.jobs_per_device, extra=extra)
 
 
 def _points(text: str) -> list[str]:
@@ -244,10 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_dir = Path(ns.table_only) if ns.table_only else run_sweep(ns, extra)
     points = point_folders(sweep_dir)
     text = build_table(points, title=describe(next(iter(points.values()))[0], sweep_dir))
-    Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.out).write_text(text)
-    print(text)
-    print(f"written: {ns.out}")
+    write_table(ns.out, text)
     return 0
 
 

@@ -24,18 +24,19 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from scipy import stats
 
 from gainakt.config import REFERENCE_SEMANTICS, REFERENCE_SEMANTICS_NEEDS
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from sweep_tables import run_or_resume, write_table  # noqa: E402  (a sibling module of these scripts)
+
 OUT_MD = ROOT / "benchmarks" / "results" / "semantics_ablation.md"
 SEEDS = (21, 42, 63, 84, 105)
 FINISHED = ("completed", "early_stopped")
@@ -228,42 +229,9 @@ def describe(sweep_dir: Path, folders: dict[str, Path]) -> str:
 
 # --- running --------------------------------------------------------------------------------------
 
-def find_sweep(base: Path, title: str) -> Path | None:
-    """The newest sweep folder of `title` under `base` (folders are named <timestamp>_sweep_<title>)."""
-    found = sorted(p for p in base.glob(f"*_sweep_{title}") if (p / "sweep.json").is_file())
-    return found[-1] if found else None
-
-
 def run_sweep(ns: argparse.Namespace, extra: list[str]) -> Path:
-    base = Path(ns.output_base)
-    base.mkdir(parents=True, exist_ok=True)
-    cli = [sys.executable, "-m", "harness.cli", "sweep"]
-    existing = find_sweep(base, ns.title)
-    if existing is not None:
-        if json.loads((existing / "sweep.json").read_text()).get("status") == "completed":
-            print(f"sweep {existing.name} already finished; rebuilding the table")
-            return existing
-        print(f"resuming sweep {existing.name}")
-        cmd = [*cli, "--resume", str(existing), "--output_base", str(base), *extra]
-        if ns.data_dir:
-            cmd += ["--data_dir", str(Path(ns.data_dir).resolve())]
-    else:
-        spec_file = base / f"{ns.title}_spec.yaml"
-        spec_file.write_text(yaml.safe_dump(spec(ns), sort_keys=False))
-        cmd = [*cli, ns.title, "--spec", str(spec_file), "--devices", ns.devices, "--output_base", str(base)]
-        if ns.jobs_per_device:
-            cmd += ["--jobs_per_device", str(ns.jobs_per_device)]
-        if ns.data_dir:
-            cmd += ["--data_dir", str(Path(ns.data_dir).resolve())]
-        cmd += extra
-    print("$ " + " ".join(cmd), flush=True)
-    rc = subprocess.call(cmd, cwd=ROOT)
-    found = find_sweep(base, ns.title)
-    if found is None:
-        raise SystemExit(f"harness sweep exited with {rc} and left no sweep folder under {base}")
-    if rc != 0:
-        print(f"harness sweep exited with {rc}; the table covers the seeds that finished (rerun to resume)")
-    return found
+    return run_or_resume(title=ns.title, spec=spec(ns), output_base=ns.output_base, data_dir=ns.data_dir,
+                         devices=ns.devices, jobs_per_device=ns.jobs_per_device, extra=extra)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -284,6 +252,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="smoke run: small preset, 2 epochs, seeds 21,42, CPU, synthetic data, constraint warm-up 0, "
                    "title semantics_ablation_small")
     p.add_argument("--table_only", default=None, help="a finished (or partial) sweep folder: only build the table")
+    p.add_argument("harness_args", nargs="*", metavar="-- ARG",
+                   help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)
     if ns.cpu_small:
         ns.preset, ns.devices, ns.title = "small", "cpu", "semantics_ablation_small"
@@ -300,18 +270,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
     ns = parse(argv)
+    extra: list[str] = ns.harness_args
     sweep_dir = Path(ns.table_only) if ns.table_only else run_sweep(ns, extra)
     folders = point_folders(sweep_dir)
     text = build_table(folders, title=describe(sweep_dir, folders))
-    Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.out).write_text(text)
-    print(text)
-    print(f"written: {ns.out}")
+    write_table(ns.out, text)
     return 0
 
 

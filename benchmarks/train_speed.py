@@ -162,13 +162,7 @@ def _gainakt_step_factory(name: str, args, device, amp_dtype):
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             out = model(batch["q"], batch["r"], batch["qry"])
-        terms = compute_losses(out, batch, weights)
-        scaler.scale(terms["total"]).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        return float(terms["total"].detach())
+        return _update(compute_losses(out, batch, weights)["total"], model, optimizer, scaler)
 
     return model, step
 
@@ -232,13 +226,7 @@ def _compiled_side_by_side(name: str, args, device, amp_dtype) -> list[dict]:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = forward(_field(batch, "q"), _field(batch, "r"), _field(batch, "qry"), pack=plan)
-            terms = compute_losses(out, batch, weights)
-            scaler.scale(terms["total"]).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-            return float(terms["total"].detach())
+            return _update(compute_losses(out, batch, weights)["total"], model, optimizer, scaler)
 
         return step
 
@@ -381,6 +369,18 @@ def _refstyle_losses(out, batch):
         for lag_n, w in ((1, 0.5), (2, 0.3)):
             lag = lag + w * corr(g[b, :-lag_n].mean(-1), batch["target"][b, lag_n:])
     return loss + 0.3 * align - 0.05 * F.relu(lag / 0.8)
+
+
+def _update(loss, model, optimizer, scaler) -> float:
+    """The training loop's update: backward through the scaler, unscale, clip at 1.0, step; the loss."""
+    import torch
+
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach())
 
 
 def _refstyle_step_factory(args, device, amp_dtype):

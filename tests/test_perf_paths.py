@@ -7,6 +7,7 @@ can change numbers is a recorded config field (so it enters config_md5).
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -240,7 +241,8 @@ def test_paper_table_reads_the_points_and_judges_against_the_reference(tmp_path)
     _fake_point(sweep / "p_fp32", {21: _seed(0.7240, 0.7180, 0.7260, 3)}, {21: [12.0, 12.0]})
     (sweep / "sweep.json").write_text(json.dumps({"status": "completed", "points": [
         {"name": "amp", "experiment_id": "p_amp"}, {"name": "fp32", "experiment_id": "p_fp32"}]}))
-    assert pt.find_sweep(tmp_path, "paper_table") == sweep and pt.find_sweep(tmp_path, "other") is None
+    find_sweep = sys.modules["sweep_tables"].find_sweep  # the scripts' shared sibling module
+    assert find_sweep(tmp_path, "paper_table") == sweep and find_sweep(tmp_path, "other") is None
     points = pt.point_folders(sweep)
     assert points == {"amp": (sweep / "p_amp", "amp"), "fp32": (sweep / "p_fp32", "fp32")}
     values = pt.seed_values(sweep / "p_amp")
@@ -278,7 +280,7 @@ def test_paper_table_spec_is_the_paper_configuration_with_both_precisions():
 def test_paper_table_runs_one_precision_per_title_when_asked(tmp_path, monkeypatch):
     pt = _paper_table()
     seen: list[list[str]] = []
-    monkeypatch.setattr(pt.subprocess, "call", lambda cmd, cwd: seen.append(cmd) or 1)
+    monkeypatch.setattr(sys.modules["sweep_tables"].subprocess, "call", lambda cmd, cwd: seen.append(cmd) or 1)
     with pytest.raises(SystemExit, match="left no sweep folder"):
         pt.main(["--points", "fp32", "--title", "t_fp32", "--output_base", str(tmp_path), "--data_dir", str(tmp_path),
                  "--", "--max_parallel", "2"])

@@ -52,7 +52,7 @@ def test_table_gives_each_point_its_paired_difference_to_its_baseline(tmp_path):
         {"name": "ours", "experiment_id": "e_ours"}, {"name": "ours_unpacked", "experiment_id": "e_unpacked"},
         {"name": "constraints_over_padding", "experiment_id": "e_pad"},
         {"name": "constraints_current_step", "experiment_id": "e_step"}]}))
-    assert sa.find_sweep(tmp_path, "semantics_ablation") == sweep
+    assert sys.modules["sweep_tables"].find_sweep(tmp_path, "semantics_ablation") == sweep
     folders = sa.point_folders(sweep)
     text = sa.build_table(folders, sa.describe(sweep, folders))
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| `")}
