@@ -276,6 +276,13 @@ def parameter_differences(src_cfg: dict[str, Any], tgt_cfg: dict[str, Any]) -> d
     a = leaf_paths(hashed_view(src_cfg))
     b = leaf_paths(hashed_view(tgt_cfg))
     changed = {k: [a[k], b[k]] for k in sorted(a.keys() & b.keys()) if a[k] != b[k]}
+    # A field added after schema 3 is hashed only away from the value older configs had, so a switch
+    # turned on in one run is hashed on that side alone: name it with the other side's recorded value.
+    full_a, full_b = leaf_paths(src_cfg), leaf_paths(tgt_cfg)
+    for k in sorted(a.keys() ^ b.keys()):
+        if k in full_a and k in full_b and full_a[k] != full_b[k]:
+            changed[k] = [full_a[k], full_b[k]]
+    changed = dict(sorted(changed.items()))
     return {
         "changed": changed,
         "only_in_source": sorted(a.keys() - b.keys()),
