@@ -829,13 +829,13 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     failed = [c["name"] for c in report["checks"] if not c["passed"] and c["name"] not in skipped]
     total = len(report["checks"])
     if report["passed"]:
-        console.print(f"[green]PASSED[/green]: all {total} checks")
+        console.print(f"[green]PASSED[/green]: all {total} checks", soft_wrap=True)
     elif report.get("verdict") == "incomplete":
         unfinished = report["unfinished"]
         console.print(f"[yellow]INCOMPLETE[/yellow]: the run did not finish (status {unfinished['status']}; "
                       f"unfinished seeds {', '.join(unfinished['seeds'])}); {total - len(failed) - len(skipped)} "
                       f"of {total} checks passed, {len(skipped)} not applicable until it finishes; finish it "
-                      f"with: {unfinished['resume']}")
+                      f"with: {unfinished['resume']}", soft_wrap=True)  # the command stays one copyable line
     else:
         console.print(f"[red]FAILED[/red]: {len(failed)} of {total} checks: {', '.join(failed)}"
-                      + (f" ({len(skipped)} not applicable: the run did not finish)" if skipped else ""))
+                      + (f" ({len(skipped)} not applicable: the run did not finish)" if skipped else ""), soft_wrap=True)

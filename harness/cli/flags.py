@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Mapping
-from functools import cache
+from collections.abc import Callable
 from typing import Any, NoReturn
 
+from harness.config.build import field_rules
 from harness.config.params import PARAMS, Param
 
 
@@ -71,7 +71,7 @@ def _typed(p: Param) -> Callable[[str], Any]:
     """The flag's converter: its type, then its config field's rule (range, choices, finite)."""
     from gainakt.config import check_value
 
-    hint, meta = _field_rules()[p.name]
+    hint, meta = field_rules()[p.name]
 
     def convert(text: str) -> Any:
         try:
@@ -86,22 +86,6 @@ def _typed(p: Param) -> Callable[[str], Any]:
 
     convert.__name__ = p.type.__name__
     return convert
-
-
-@cache
-def _field_rules() -> Mapping[str, tuple[Any, Mapping[str, Any]]]:
-    """{parameter name: (type hint, field metadata)} of every config field behind a parameter flag."""
-    import typing
-    from dataclasses import fields
-
-    from gainakt.config import SECTION_TYPES
-    from harness.config.schema import ExperimentParams, RuntimeParams
-
-    rules: dict[str, tuple[Any, Mapping[str, Any]]] = {}
-    for cls in (ExperimentParams, *SECTION_TYPES.values(), RuntimeParams):
-        hints = typing.get_type_hints(cls)
-        rules.update({f.name: (hints[f.name], f.metadata) for f in fields(cls)})
-    return rules
 
 
 # ---------------------------------------------------------------------------------------------

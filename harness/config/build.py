@@ -15,12 +15,13 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig, added_later
+from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig, added_later, check_value
 from harness.config.params import BY_NAME, MODEL_PRESETS, PARAMS, SECTION_ORDER
 from harness.config.schema import (
     ExperimentParams,
@@ -456,6 +457,25 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
+@cache
+def field_rules() -> Mapping[str, tuple[Any, Mapping[str, Any]]]:
+    """{parameter name: (type hint, field metadata)} of every config field behind a parameter."""
+    import typing
+
+    rules: dict[str, tuple[Any, Mapping[str, Any]]] = {}
+    for cls in (ExperimentParams, *SECTION_TYPES.values(), RuntimeParams):
+        hints = typing.get_type_hints(cls)
+        rules.update({f.name: (hints[f.name], f.metadata) for f in fields(cls)})
+    return rules
+
+
+def field_problem(name: str, value: Any) -> str | None:
+    """Why `value` breaks the own rule (type, range, choices) of parameter `name`'s field; None if it
+    does not, or if no field stands behind the parameter."""
+    rule = field_rules().get(name)
+    return None if rule is None else check_value(rule[0], rule[1], value)
+
+
 def params_from_file(data: Mapping[str, Any], source: str,
                      sources: dict[str, str] | None = None) -> dict[str, Any]:
     """Parameters named in a config or parameter file: nested sections or flat names.
@@ -471,6 +491,11 @@ def params_from_file(data: Mapping[str, Any], source: str,
 
     def take(name: str, value: Any, section: str | None) -> None:
         if name in BY_NAME:
+            # Each value is checked against its own field's rule here, whatever later layers (flags,
+            # --set) put over it: a file with a bad value is refused even where a flag overrides it.
+            problem = field_problem(name, value)
+            if problem:
+                raise ConfigError(f"{source}: {name} ({section + '.' if section else ''}{name}): {problem}")
             out[name] = value
             where[name] = f"{source}: {section + '.' if section else ''}{name}"
         elif name not in _IGNORED_FILE_KEYS:
