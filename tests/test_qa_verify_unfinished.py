@@ -97,8 +97,9 @@ def test_an_unfinished_run_is_incomplete_with_its_integrity_checked(folders, kin
     assert report["skipped"], "nothing was skipped"
     for name in report["skipped"]:
         assert not checks[name]["passed"] and "not applicable until the run finishes" in checks[name]["reason"]
-    # Said once: the seeds and the resume command are in `run completed` only.
-    assert [c["name"] for c in report["checks"] if "harness resume" in c["reason"]] == ["run completed"]
+    # Said once: the seeds and what to do next are in `run completed` only.
+    advice = "harness resume" if kind != "failed" else "a resume repeats that unless the cause changes"
+    assert [c["name"] for c in report["checks"] if advice in c["reason"]] == ["run completed"]
 
 
 def test_the_report_keeps_its_schema_and_adds_verdict_skipped_unfinished(folders):
@@ -136,12 +137,20 @@ def test_a_tampered_unfinished_folder_still_fails(folders, tmp_path, tamper, che
 
 
 def test_the_cli_exits_1_and_says_incomplete_with_the_resume_command(folders, capsys):
-    exp = folders["failed"]
+    exp = folders["interrupted"]
     assert main(["verify", str(exp)]) == 1
     out = " ".join(capsys.readouterr().out.split())
-    assert "INCOMPLETE: the run did not finish (status failed; unfinished seeds 5, 6)" in out
+    assert "INCOMPLETE: the run did not finish (status interrupted; unfinished seeds 5, 6)" in out
     assert f"finish it with: harness resume {exp}" in out
     assert "FAILED" not in out and "n/a" in out
+
+
+def test_failed_seeds_are_not_sent_to_resume_which_would_repeat_the_failure(folders, capsys):
+    assert main(["verify", str(folders["failed"])]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "INCOMPLETE: the run did not finish (status failed; unfinished seeds 5, 6)" in out
+    assert "seed 5: non-finite loss (nan) at epoch 1, batch 1" in out
+    assert "a resume repeats that unless the cause changes" in out and "finish it with" not in out
 
 
 def test_against_an_unfinished_run_is_skipped_not_compared(folders):

@@ -231,6 +231,7 @@ def unfinished_run(ctx: dict[str, Any]) -> dict[str, Any] | None:
                  if rows.get(s, {}).get("status") not in FINISHED}
         if not seeds and res.get("status") == "completed":
             return None
+        failed = {str(s): str(rows[s].get("reason") or "no reason recorded") for s in seeds if seeds[s] == "failed"}
         status, source = str(res.get("status")), "results.json"
     else:
         run_status = _run_status(exp)
@@ -238,8 +239,20 @@ def unfinished_run(ctx: dict[str, Any]) -> dict[str, Any] | None:
             return None  # a missing or corrupt results.json of a finished run is a finding, not a state
         status, source = str(run_status.get("status")), RUN_STATUS
         seeds = {s: "unknown (results.json not written)" for s in ctx["seeds"]}
+        failed = {}
     return {"status": status, "seeds": {str(s): st for s, st in seeds.items()}, "source": source,
-            "resume": f"harness resume {shlex.quote(str(exp))}"}
+            "resume": f"harness resume {shlex.quote(str(exp))}", "failed": failed}
+
+
+def next_step(unfinished: dict[str, Any]) -> str:
+    """What to do about an unfinished run: resume it, unless every unfinished seed failed, which a
+    resume would only repeat."""
+    failed = unfinished.get("failed") or {}
+    if failed and len(failed) == len(unfinished["seeds"]):
+        reasons = "; ".join(f"seed {s}: {r}" for s, r in failed.items())
+        return (f"its seeds failed ({reasons}); a resume repeats that unless the cause changes, so fix it "
+                "(see stdout.log) and start a new run")
+    return f"finish it with: {unfinished['resume']}"
 
 
 def _run_status(exp: Path) -> dict[str, Any] | None:
@@ -621,8 +634,7 @@ def _check_completed(ctx: dict[str, Any]) -> tuple[bool, str]:
     """Every seed finished; for an unfinished run, the one place that says which seeds and how to go on."""
     res, unfinished = ctx["results"], ctx["unfinished"]
     if unfinished is not None:
-        return False, (f"{_not_finished(ctx)}, says {unfinished['source']}; finish it with: "
-                       f"{unfinished['resume']}")
+        return False, f"{_not_finished(ctx)}, says {unfinished['source']}; {next_step(unfinished)}"
     if res is None:
         return False, ctx["results_why"] or "results.json is missing"
     if ctx["schema"] != SCHEMA_VERSION:
@@ -834,8 +846,8 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
         unfinished = report["unfinished"]
         console.print(f"[yellow]INCOMPLETE[/yellow]: the run did not finish (status {unfinished['status']}; "
                       f"unfinished seeds {', '.join(unfinished['seeds'])}); {total - len(failed) - len(skipped)} "
-                      f"of {total} checks passed, {len(skipped)} not applicable until it finishes; finish it "
-                      f"with: {unfinished['resume']}", soft_wrap=True)  # the command stays one copyable line
+                      f"of {total} checks passed, {len(skipped)} not applicable until it finishes; "
+                      f"{next_step(unfinished)}", soft_wrap=True)  # the command stays one copyable line
     else:
         console.print(f"[red]FAILED[/red]: {len(failed)} of {total} checks: {', '.join(failed)}"
                       + (f" ({len(skipped)} not applicable: the run did not finish)" if skipped else ""), soft_wrap=True)
