@@ -25,9 +25,13 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 if [[ "${1:-}" == "--prepare" ]]; then
   src=${DATA_SRC:-../shared/datasets/assist2015_pykt}
-  [[ -d "$src" ]] || { echo "dataset not found: $src (set DATA_SRC)"; exit 2; }
-  mkdir -p .gpu_data && cp -r "$src" .gpu_data/ && chmod -R u+w .gpu_data || exit 1
-  grep -qx '/.gpu_data/' .git/info/exclude 2>/dev/null || echo '/.gpu_data/' >> "$(git rev-parse --git-path info/exclude)"
+  [[ -f "$src/train_valid.csv" && -f "$src/test.csv" ]] || {
+    echo "gpu_check.sh --prepare: $src is not a pyKT ASSISTments 2015 folder (train_valid.csv, test.csv); set DATA_SRC" >&2
+    exit 2; }
+  rm -rf .gpu_data/assist2015_pykt && mkdir -p .gpu_data && cp -r "$src" .gpu_data/assist2015_pykt \
+    && chmod -R u+w .gpu_data || exit 1
+  exclude=$(git rev-parse --git-path info/exclude)  # a worktree's .git is a file: ask git where it is
+  grep -qx '/.gpu_data/' "$exclude" 2>/dev/null || echo '/.gpu_data/' >> "$exclude"
   du -sh .gpu_data && echo "now: run(command=\"bash benchmarks/gpu_check.sh\", carry=[\".gpu_data\"], timeout_s=570)"
   exit 0
 fi

@@ -30,7 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sweep_tables import run_or_resume, write_table  # noqa: E402  (a sibling module of these scripts)
+from sweep_tables import run_or_resume, sweep_folder, write_table  # noqa: E402  (a sibling module of these scripts)
 
 OUT_MD = ROOT / "benchmarks" / "results" / "paper_table.md"
 SEEDS = (21, 42, 63, 84, 105)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(OUT_MD), help="where the markdown table goes")
     p.add_argument("--cpu-small", "--cpu_small", dest="cpu_small", action="store_true",
                    help="smoke run: small preset, 1 epoch, seeds 21,42, CPU, title paper_table_small")
-    p.add_argument("--table_only", default=None, help="a finished (or partial) sweep folder: only build the table")
+    p.add_argument("--table_only", type=sweep_folder, default=None, help="a finished (or partial) sweep folder: only build the table")
     p.add_argument("harness_args", nargs="*", metavar="-- ARG",
                    help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)

@@ -35,7 +35,7 @@ from gainakt.config import REFERENCE_SEMANTICS, REFERENCE_SEMANTICS_NEEDS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sweep_tables import run_or_resume, write_table  # noqa: E402  (a sibling module of these scripts)
+from sweep_tables import run_or_resume, sweep_folder, write_table  # noqa: E402  (a sibling module of these scripts)
 
 OUT_MD = ROOT / "benchmarks" / "results" / "semantics_ablation.md"
 SEEDS = (21, 42, 63, 84, 105)
@@ -251,7 +251,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cpu-small", "--cpu_small", dest="cpu_small", action="store_true",
                    help="smoke run: small preset, 2 epochs, seeds 21,42, CPU, synthetic data, constraint warm-up 0, "
                    "title semantics_ablation_small")
-    p.add_argument("--table_only", default=None, help="a finished (or partial) sweep folder: only build the table")
+    p.add_argument("--table_only", type=sweep_folder, default=None, help="a finished (or partial) sweep folder: only build the table")
     p.add_argument("harness_args", nargs="*", metavar="-- ARG",
                    help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)

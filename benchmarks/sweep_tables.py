@@ -3,6 +3,7 @@ sweep of a title, start it from a spec or resume it, and write the table."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -12,6 +13,14 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep_folder(text: str) -> Path:
+    """argparse type of --table_only: a folder `harness sweep` made (it holds sweep.json)."""
+    path = Path(text)
+    if not (path / "sweep.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a sweep folder (no sweep.json in it)")
+    return path
 
 
 def find_sweep(base: Path, title: str) -> Path | None:
