@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -72,8 +73,11 @@ def _typed(p: Param) -> Callable[[str], Any]:
     from gainakt.config import check_value
 
     hint, meta = field_rules()[p.name]
+    optional = type(None) in typing.get_args(hint)  # e.g. int | None: "none" (or "null") is None
 
     def convert(text: str) -> Any:
+        if optional and text.strip().lower() in ("none", "null"):
+            return None
         try:
             value = p.type(text)
         except ValueError:
