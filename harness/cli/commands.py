@@ -111,15 +111,18 @@ def check_reproduction_data(resolved: ResolvedRun, opts: LaunchOptions, reproduc
 
 
 def check_output_base(base: Path) -> None:
-    """Refuse an output base that is a file or where no folder can be created (read-only, no permission)."""
+    """Refuse an output base that is a file or where no folder can be created (read-only, no permission).
+
+    Nothing is left behind: the probe is a temporary folder in the base, or in its nearest existing
+    parent when the base does not exist yet (the run creates it with its experiment folder, so a run
+    refused later, e.g. for its data, leaves no empty base)."""
     existing = base
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise LaunchError(f"--output_base {base}: {existing} is not a folder")
     try:
-        base.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryDirectory(dir=base, prefix=".harness_probe_").cleanup()
+        tempfile.TemporaryDirectory(dir=existing, prefix=".harness_probe_").cleanup()
     except OSError as exc:
         raise LaunchError(f"--output_base {base}: cannot create folders there ({exc.strerror or exc})") from None
 
