@@ -305,6 +305,7 @@ def write_report_file(path: Path, report: dict[str, Any]) -> None:
         atomic_write_json(path, report)
     except OSError as exc:
         raise ExperimentError(f"cannot write --report_file {path}: {exc.strerror or exc}") from None
+    print(f"report written: {path}", file=sys.stderr)  # stderr: --json keeps stdout one JSON document
 
 
 def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
@@ -315,10 +316,12 @@ def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
     `against:` checks (the reproduction is outside tolerance) are the report's subject: it is stored."""
     from harness.folder.experiment import MANIFEST, atomic_write_json
 
-    own = [name for name in [*report["failed"], *report.get("skipped", [])] if not name.startswith("against: ")]
-    if own or not (exp / MANIFEST).is_file():
+    own = [name for name in report["failed"] if not name.startswith("against: ")]
+    skipped = [name for name in report.get("skipped", []) if not name.startswith("against: ")]
+    if own or skipped or not (exp / MANIFEST).is_file():
         why = (f"verdict {report.get('verdict', 'fail')}: {', '.join(own)} did not pass" if own
-               else f"it has no {MANIFEST} to record the report in")
+               else f"verdict {report.get('verdict')}: {len(skipped)} checks not applicable until the run finishes"
+               if skipped else f"it has no {MANIFEST} to record the report in")
         raise ExperimentError(f"{exp}: refusing to write verification_report.json into it ({why}); the folder "
                               "is left as it is: store the report elsewhere with --report_file PATH")
     check_manifest_readable(exp)
@@ -329,6 +332,7 @@ def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
             record_in_manifest(exp, ["verification_report.json"])
         except OSError as exc:
             raise ExperimentError(f"cannot write {exp / 'verification_report.json'}: {exc.strerror or exc}") from None
+    print(f"report written: {exp / 'verification_report.json'} (recorded in {MANIFEST})", file=sys.stderr)
 
 
 def _parsed(exp_dir: Path, cfg: dict[str, Any]) -> RunConfig:
