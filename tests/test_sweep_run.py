@@ -137,3 +137,50 @@ def test_resume_refuses_flags_that_would_change_the_points(swept, capsys):
     assert "--epochs cannot change them" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(swept), "--set", "training.epochs=3"]) == 2
     assert "--set cannot change them" in capsys.readouterr().err
+
+
+def _unfinish(folder: Path) -> None:
+    """What a sweep killed while `sparse` seed 6 trained leaves: sweep.json running, that job pending, the
+    point's folder interrupted (its own manifest written), no sweep summary or manifest yet."""
+    state = read_json(folder / "sweep.json")
+    state["status"] = "running"
+    next(j for j in state["jobs"] if (j["point"], j["seed"]) == ("sparse", 6))["status"] = "pending"
+    (folder / "sweep.json").write_text(json.dumps(state))
+    sparse = folder / next(p["experiment_id"] for p in state["points"] if p["name"] == "sparse")
+    results = read_json(sparse / "results.json")
+    results["status"] = "interrupted"
+    results["per_seed"]["6"] = {"seed": 6, "status": "interrupted", "reason": "SIGTERM after epoch 0"}
+    results["unfinished_seeds"] = [6]
+    (sparse / "results.json").write_text(json.dumps(results))
+    (sparse / "model_best_seed6.pth").unlink()
+    write_manifest(sparse)
+    for name in ("sweep_summary.csv", "SWEEP.md", "MANIFEST.sha256"):
+        (folder / name).unlink()
+
+
+def test_an_unfinished_sweep_is_incomplete_and_a_tampered_one_fails(swept, tmp_path, capsys):
+    copy = tmp_path / swept.name
+    shutil.copytree(swept, copy)
+    _unfinish(copy)
+    capsys.readouterr()
+    assert main(["verify", str(copy), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "incomplete" and report["failed"] == ["sweep completed"], report["failed"]
+    assert report["unfinished"]["jobs"] == ["sparse/seed 6"]
+    assert report["unfinished"]["resume"] == f"harness sweep --resume {copy}"
+    assert {"point sparse", "sweep manifest", "sweep_summary.csv equals the points' results"} <= set(report["skipped"])
+    assert main(["verify", str(copy)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "INCOMPLETE: the run did not finish (status running; 1 jobs left)" in out
+    assert f"finish it with: harness sweep --resume {copy}" in out
+    ref = copy / next(p["experiment_id"] for p in read_json(copy / "sweep.json")["points"] if p["name"] == "ref")
+    (ref / "README.md").write_text("edited\n")
+    assert main(["verify", str(copy), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "fail" and "point ref" in report["failed"]
+
+
+def test_a_finished_sweep_reports_verdict_pass(swept, capsys):
+    assert main(["verify", str(swept), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "pass" and report["skipped"] == [] and report["unfinished"] is None

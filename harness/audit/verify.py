@@ -248,7 +248,7 @@ def next_step(unfinished: dict[str, Any]) -> str:
     """What to do about an unfinished run: resume it, unless every unfinished seed failed, which a
     resume would only repeat."""
     failed = unfinished.get("failed") or {}
-    if failed and len(failed) == len(unfinished["seeds"]):
+    if failed and len(failed) == len(unfinished.get("seeds", {})):
         reasons = "; ".join(f"seed {s}: {r}" for s, r in failed.items())
         return (f"its seeds failed ({reasons}); a resume repeats that unless the cause changes, so fix it "
                 "(see stdout.log) and start a new run")
@@ -844,8 +844,10 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
         console.print(f"[green]PASSED[/green]: all {total} checks", soft_wrap=True)
     elif report.get("verdict") == "incomplete":
         unfinished = report["unfinished"]
+        left = (f"unfinished seeds {', '.join(unfinished['seeds'])}" if "seeds" in unfinished
+                else f"{len(unfinished['jobs'])} jobs left")  # an experiment's seeds, a sweep's jobs
         console.print(f"[yellow]INCOMPLETE[/yellow]: the run did not finish (status {unfinished['status']}; "
-                      f"unfinished seeds {', '.join(unfinished['seeds'])}); {total - len(failed) - len(skipped)} "
+                      f"{left}); {total - len(failed) - len(skipped)} "
                       f"of {total} checks passed, {len(skipped)} not applicable until it finishes; "
                       f"{next_step(unfinished)}", soft_wrap=True)  # the command stays one copyable line
     else:
