@@ -23,3 +23,15 @@ def test_a_bad_file_value_is_refused_even_where_a_flag_overrides_it(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and str(cfg) in err[0] and message in err[0]
     assert not out.exists()
+
+
+def test_a_reference_config_with_its_own_runtime_spellings_is_still_a_starting_point(tmp_path):
+    import audit_runs  # tests/fixtures, on sys.path via conftest.py
+
+    from harness.config.launch import LaunchOptions
+    from harness.run.launcher import resolve_run
+
+    ref = audit_runs.reference_copy(tmp_path) / "config.json"
+    assert '"devices": [\n' in ref.read_text() or '"devices": [0' in ref.read_text()  # integers, not texts
+    resolved = resolve_run(LaunchOptions(from_config=str(ref), explicit={"devices": ["cpu"]}), "r")
+    assert resolved.config["runtime"]["devices"] == ["cpu"]

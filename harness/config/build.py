@@ -457,6 +457,9 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
+_RUNTIME_NAMES = frozenset(f.name for f in fields(RuntimeParams))
+
+
 @cache
 def field_rules() -> Mapping[str, tuple[Any, Mapping[str, Any]]]:
     """{parameter name: (type hint, field metadata)} of every config field behind a parameter."""
@@ -477,7 +480,7 @@ def field_problem(name: str, value: Any) -> str | None:
 
 
 def params_from_file(data: Mapping[str, Any], source: str,
-                     sources: dict[str, str] | None = None) -> dict[str, Any]:
+                     sources: dict[str, str] | None = None, *, check_values: bool = False) -> dict[str, Any]:
     """Parameters named in a config or parameter file: nested sections or flat names.
 
     Unknown names are an error (with close matches); schema-2 configs from the reference launcher
@@ -491,9 +494,11 @@ def params_from_file(data: Mapping[str, Any], source: str,
 
     def take(name: str, value: Any, section: str | None) -> None:
         if name in BY_NAME:
-            # Each value is checked against its own field's rule here, whatever later layers (flags,
-            # --set) put over it: a file with a bad value is refused even where a flag overrides it.
-            problem = field_problem(name, value)
+            # With `check_values` (a --from_config file) each result-determining value is checked against
+            # its own field's rule here, whatever later layers (flags, --set) put over it: a file with a
+            # bad value is refused even where a flag overrides it. Runtime values (devices, threads, ...)
+            # are the launcher's to resolve, and a reproduced source keeps the reference's spellings.
+            problem = field_problem(name, value) if check_values and name not in _RUNTIME_NAMES else None
             if problem:
                 raise ConfigError(f"{source}: {name} ({section + '.' if section else ''}{name}): {problem}")
             out[name] = value

@@ -94,7 +94,8 @@ def resolve_run(options: LaunchOptions | argparse.Namespace, title: str, *,
     sources: dict[str, str] = {}
     notes: list[str] = []
     if opts.from_config:
-        params.update(params_from_file(load_config_file(opts.from_config), opts.from_config, sources))
+        params.update(params_from_file(load_config_file(opts.from_config), opts.from_config, sources,
+                                       check_values=True))
     if base_params:
         params.update(copy.deepcopy(base_params))
         sources.update({name: f"{base_source}: {name}" for name in base_params})
