@@ -20,7 +20,7 @@ import torch
 
 from gainakt.checkpoint import config_record, model_args
 from gainakt.compile import CompiledForward, compile_problem
-from gainakt.config import TrainConfig
+from gainakt.config import ConfigValueError, TrainConfig
 from gainakt.data import (
     KTDataset,
     SequenceSet,
@@ -344,8 +344,8 @@ def train_seed(
     cfg = as_train_config(config)
     seed = int(cfg.seeds.primary if seed is None else seed)
     problem = compile_problem(cfg.training.compile, device)
-    if problem:
-        raise ValueError(problem)
+    if problem:  # e.g. a GPU run's folder resumed on a machine without one: the config's, not a bug
+        raise ConfigValueError("training.compile", problem)
     determinism = configure_determinism(cfg.determinism.torch_deterministic)
     seed_everything(seed)
     d = _prepare_data(cfg, data, seed)

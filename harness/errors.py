@@ -19,9 +19,10 @@ class UsageError(HarnessError):
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
+    from gainakt.config import ConfigValueError
     from gainakt.data import DataError
 
-    return (HarnessError, DataError)
+    return (HarnessError, DataError, ConfigValueError)
 
 
 def is_user_error(exc: BaseException) -> bool:

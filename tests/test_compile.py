@@ -222,3 +222,23 @@ def test_deterministic_compiled_training_reruns_bit_identically():
         assert {k: v for k, v in a.items() if k != "epoch_seconds"} == \
                {k: v for k, v in b.items() if k != "epoch_seconds"}
     assert first.final == again.final
+
+
+def test_a_compile_mode_the_device_cannot_run_fails_its_seed_as_a_user_error(tmp_path):
+    # A folder configured for a GPU and resumed where there is none reaches train_seed with reduce-overhead
+    # on the CPU: the seed fails with the one-line reason, and no bug traceback is sent.
+    from harness.config.launch import LaunchOptions
+    from harness.run.launcher import resolve_run
+    from harness.run.workers import train_one_seed
+
+    cfg = resolve_run(LaunchOptions(explicit={"compile": "reduce-overhead", "devices": ["0"], "epochs": 1,
+                                              "model_preset": "small"}), "g").config
+    events: list = []
+
+    class Events:
+        put = events.append
+
+    data = simulate(num_students=20, num_skills=4, min_len=5, max_len=9, seed=1)
+    kind, seed, reason = train_one_seed(cfg, data, "cpu", tmp_path, 42, False, Events())
+    assert kind == "failed" and seed == 42 and "needs a CUDA device" in reason
+    assert not [e for e in events if e[0] == "traceback"]
