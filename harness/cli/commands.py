@@ -258,7 +258,7 @@ def check_manifest_readable(folder: Path) -> None:
 
 
 def verify(ns: argparse.Namespace) -> int:
-    from harness.audit.verify import print_report, verify_experiment
+    from harness.audit.verify import verify_experiment
 
     base = output_base(ns.output_base)
     exp = resolve_experiment(ns.experiment, base)
@@ -271,12 +271,7 @@ def verify(ns: argparse.Namespace) -> int:
         load_public_key(Path(trusted_key))
     report = verify_experiment(exp, against=against, auc_tolerance=ns.auc_tolerance,
                                corr_tolerance=ns.corr_tolerance, trusted_key=trusted_key)
-    if report_file is not None:
-        write_report_file(report_file, report)
-    if ns.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print_report(report)
+    show_report(report, ns, report_file)
     if getattr(ns, "write_report", False):  # after the report is shown: a refusal is one line after it
         write_verification_report(exp, report)
     return 0 if report["passed"] else 1
@@ -296,6 +291,18 @@ def checked_report_file(name: str | None, exp: Path) -> Path | None:
     if not path.parent.is_dir():
         raise ExperimentError(f"--report_file {name}: folder {path.parent} does not exist")
     return path
+
+
+def show_report(report: dict[str, Any], ns: argparse.Namespace, report_file: Path | None) -> None:
+    """A verify report (an experiment's or a sweep's): to --report_file if given, then as JSON or a table."""
+    from harness.audit.verify import print_report
+
+    if report_file is not None:
+        write_report_file(report_file, report)
+    if ns.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print_report(report)
 
 
 def write_report_file(path: Path, report: dict[str, Any]) -> None:

@@ -129,24 +129,17 @@ def verify_sweep(folder: Path) -> dict[str, Any]:
 
 
 def verify_sweep_command(ns: argparse.Namespace) -> int:
-    from harness.audit.verify import print_report
-
     if ns.against:
         raise SweepError("--against compares two experiments; verify a sweep without it")
     if getattr(ns, "write_report", False):
         raise SweepError("--write_report stores an experiment's report in its folder; for a sweep use "
                          "--report_file PATH")
     folder = resolve_sweep(ns.experiment, ns.output_base)
-    from harness.cli.commands import checked_report_file, write_report_file
+    from harness.cli.commands import checked_report_file, show_report
 
     report_file = checked_report_file(getattr(ns, "report_file", None), folder)
     report = verify_sweep(folder)
-    if report_file is not None:
-        write_report_file(report_file, report)
-    if ns.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print_report(report)
+    show_report(report, ns, report_file)
     return 0 if report["passed"] else 1
 
 
