@@ -10,7 +10,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 
 
-class Progress:
+class LiveDisplay:
+    """A rich display shown while the object is used as a context manager (none off a terminal)."""
+
+    _rich: RichProgress | None = None
+
+    def __enter__(self) -> Any:
+        if self._rich is not None:
+            self._rich.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+
+
+class Progress(LiveDisplay):
     """One bar per seed on a terminal; elsewhere the run log's epoch lines are the progress."""
 
     def __init__(self, seeds: list[int], epochs: int, enabled: bool = True) -> None:
@@ -24,15 +39,6 @@ class Progress:
             )
             for s in seeds:
                 self._tasks[s] = self._rich.add_task("", total=epochs, seed=s, info="starting")
-
-    def __enter__(self) -> Progress:
-        if self._rich is not None:
-            self._rich.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._rich is not None:
-            self._rich.stop()
 
     def epoch(self, seed: int, row: dict) -> None:
         if self._rich is not None and seed in self._tasks:

@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
+from harness.run.progress import LiveDisplay
 
-class SweepProgress:
+
+class SweepProgress(LiveDisplay):
     def __init__(self, total: int, done: int, enabled: bool = True) -> None:
         self.total, self.done = total, done
         self.live = enabled and sys.stdout.isatty()
@@ -24,15 +26,6 @@ class SweepProgress:
                                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                       TimeRemainingColumn(), console=Console())
             self._bar = self._rich.add_task("sweep jobs", total=total, completed=done, info="")
-
-    def __enter__(self) -> SweepProgress:
-        if self._rich is not None:
-            self._rich.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._rich is not None:
-            self._rich.stop()
 
     def started(self, point: str, seed: int, placement: dict) -> None:
         where = placement.get("ray_node_id", "")[:8] or placement.get("device", "?")
