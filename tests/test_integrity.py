@@ -14,6 +14,7 @@ from pathlib import Path
 
 import audit_runs  # tests/fixtures, on sys.path via conftest.py
 import pytest
+from processes import kill_workers  # tests/fixtures
 
 from harness.audit.verify import verify_experiment
 from harness.cli.main import main
@@ -136,11 +137,7 @@ def test_sigkill_of_the_launcher_takes_the_workers_down_and_resume_is_admitted(t
 def test_a_killed_worker_reports_a_seed_that_never_started_as_not_run(tmp_path):
     proc = launch(tmp_path, "wkill", "--epochs", "30", "--seeds", "6", "7")
     exp = first_epoch_done(tmp_path, proc, multi=True)
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    workers = [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")]
-    assert workers
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)
+    assert kill_workers(proc.pid)
     out, _ = proc.communicate(timeout=120)
     results = json.loads((exp / "results.json").read_text())
     assert results["per_seed"]["6"]["status"] == "failed" and "killed by signal 9" in results["per_seed"]["6"]["reason"]

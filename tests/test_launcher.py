@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import kill_workers  # tests/fixtures, on sys.path via conftest.py
 
 from harness.cli.main import main
 from harness.folder.experiment import read_manifest, sha256_file
@@ -173,11 +174,7 @@ def test_killed_worker_keeps_other_seeds_and_marks_failure(tmp_path):
     check that the folder records the failure and keeps what was written."""
     proc, exp = start_until_first_checkpoint(tmp_path, "killme", 5)
     # Kill only the worker (a child of the launcher): the launcher must survive and record it.
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    workers = [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")]
-    assert workers
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)
+    assert kill_workers(proc.pid)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, out
     results = json.loads((exp / "results.json").read_text())
