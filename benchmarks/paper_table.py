@@ -145,6 +145,8 @@ def build_table(points: dict[str, tuple[Path, str]], title: str = "Paper table")
 def spec(ns: argparse.Namespace) -> dict[str, Any]:
     """The sweep spec: the paper configuration with AMP and/or in fp32 (the reference's precision)."""
     flags: dict[str, Any] = {"dataset": "assist2015", "fold": 0, "epochs": ns.epochs, "model_preset": ns.preset}
+    if ns.stop_after_falls:  # the shortcut: early stopping once val AUC has not improved for that many epochs
+        flags["patience"] = ns.stop_after_falls
     points = {name: {"flags": {"mixed_precision": name == "amp"}} for name in ns.points}
     return {
         "description": f"paper table: paper configuration, ASSISTments 2015 pyKT fold 0, {' and '.join(ns.points)}",
@@ -200,11 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(OUT_MD), help="where the markdown table goes")
     p.add_argument("--cpu-small", "--cpu_small", dest="cpu_small", action="store_true",
                    help="smoke run: small preset, 1 epoch, seeds 21,42, CPU, title paper_table_small")
+    p.add_argument("--cpu", action="store_true",
+                   help="the reference's protocol on this machine's CPU: paper preset, fp32, 12 epochs, one seed at a "
+                        "time with --threads 2, title paper_table_cpu, table benchmarks/results/paper_table_cpu.md")
+    p.add_argument("--stop_after_falls", type=int, default=None, metavar="N",
+                   help="shortcut: stop a seed once its val AUC has not improved for N epochs (training.patience N; "
+                        "the epochs that ran are those of the full run). Default with --cpu: 2; else off")
     p.add_argument("--table_only", type=sweep_folder, default=None, help="a finished (or partial) sweep folder: only build the table")
     p.add_argument("harness_args", nargs="*", metavar="-- ARG",
                    help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)
     extra: list[str] = ns.harness_args
+    if ns.cpu:
+        ns.devices, ns.points = "cpu", ["fp32"]
+        ns.title = ns.title if "--title" in argv else "paper_table_cpu"
+        ns.stop_after_falls = 2 if ns.stop_after_falls is None else ns.stop_after_falls
+        if ns.out == str(OUT_MD):
+            ns.out = str(OUT_MD.with_name("paper_table_cpu.md"))
+        if not any(a.startswith("--threads") for a in extra):
+            extra = [*extra, "--threads", "2"]
     if ns.cpu_small:
         ns.preset, ns.epochs, ns.devices, ns.title = "small", 1, "cpu", "paper_table_small"
         ns.seeds = ns.seeds if "--seeds" in argv else [21, 42]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -365,7 +366,7 @@ def train_seed(
     clip_note = clip_order_note(cfg, amp)
     if clip_note:
         sink.log(f"seed {seed}: warning: {clip_note}")
-    status, reason, epoch_times = _train_epochs(run, d, state, sink)
+    status, reason, epoch_times, last = _train_epochs(run, d, state, sink)
     result = SeedResult(
         seed=seed, status=status, reason=reason, epochs_run=len(state.history),
         best_epoch=state.best_epoch, best_val_auc=state.best_val_auc,
@@ -391,6 +392,8 @@ def train_seed(
     result.eval_seconds = result.final.pop("eval_seconds")  # timings stay out of the results
     result.rng_final = rng_state_summary(rng_state(run.order))
     result.examples = trajectory_examples(final_val, d.sem_students)
+    if last is not None:  # the seed's primary evidence: the last checkpoint carries its whole outcome
+        sink.checkpoint("last", {**last, "result": outcome_record(result)})
     sink.log(
         f"seed {seed}: best epoch {state.best_epoch} val_auc {result.best_val_auc:.4f}; "
         f"test AUC {fmt(result.final.get('test_auc'))} (window {fmt(result.final.get('test_window_auc'))})"
@@ -398,17 +401,29 @@ def train_seed(
     return result
 
 
-def _train_epochs(run: _Run, d: _Data, state: TrainState, sink: TrainSink) -> tuple[str, str | None, list[float]]:
-    """Epochs from the state's next one to the end, early stop or failure: (status, reason, seconds)."""
+def outcome_record(result: SeedResult) -> dict[str, Any]:
+    """The finished seed's outcome as plain JSON values (loads with weights_only): everything of the
+    SeedResult but the history and trajectory, which the checkpoint already carries."""
+    record = {k: v for k, v in result.as_dict().items() if k not in ("history", "trajectory")}
+    return json.loads(json.dumps(record))
+
+
+def _train_epochs(run: _Run, d: _Data, state: TrainState,
+                  sink: TrainSink) -> tuple[str, str | None, list[float], dict | None]:
+    """Epochs from the state's next one to the end, early stop or failure: (status, reason, seconds,
+    the last checkpoint written or None)."""
     t = run.cfg.training
     epoch_times: list[float] = []
+    last: dict | None = state.checkpoint(run) if state.epoch >= 0 else None  # a resumed state
+    if t.patience > 0 and state.stale >= t.patience:  # resumed after its early stop (e.g. a crash in
+        return "early_stopped", _stop_reason(state.stale), epoch_times, last  # the final evaluation)
     for epoch in range(state.epoch + 1, t.epochs):
         t0 = time.perf_counter()
         weights = run.schedule.begin_epoch(epoch)
         with run.compile_settings():
             failure, train_auc = _train_one_epoch(run, d.train, weights, epoch, sink)
         if failure:
-            return "failed", failure, epoch_times
+            return "failed", failure, epoch_times, last
         state.epoch = epoch
         row, entry, val_auc, val_acc = _validate_epoch(run, d, epoch, train_auc, t0)
         epoch_times.append(row["epoch_seconds"])
@@ -423,15 +438,19 @@ def _train_epochs(run: _Run, d: _Data, state: TrainState, sink: TrainSink) -> tu
             f"mastery_corr {fmt(row['mastery_correlation'])} gain_corr {fmt(row['gain_correlation'])} "
             f"({row['epoch_seconds']:.1f}s){' *best*' if improved else ''}"
         )
-        snapshot = state.checkpoint(run)
+        last = state.checkpoint(run)
         if improved:
-            sink.checkpoint("best", snapshot)
-        sink.checkpoint("last", snapshot)
+            sink.checkpoint("best", last)
+        sink.checkpoint("last", last)
         if t.patience > 0 and state.stale >= t.patience:
-            reason = f"no val AUC improvement for {state.stale} epochs"
+            reason = _stop_reason(state.stale)
             sink.log(f"seed {run.seed}: early stopping after epoch {epoch + 1} ({reason})")
-            return "early_stopped", reason, epoch_times
-    return "completed", None, epoch_times
+            return "early_stopped", reason, epoch_times, last
+    return "completed", None, epoch_times, last
+
+
+def _stop_reason(stale: int) -> str:
+    return f"no val AUC improvement for {stale} epochs"
 
 
 def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int,
