@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
-import stat
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.folder import io
+from harness.folder.io import TEMP_SUFFIX, ExperimentError, dumps_json, is_temp_file, sha256_file
+
+__all__ = ["ExperimentError", "TEMP_SUFFIX", "dumps_json", "is_temp_file", "sha256_file"]
 
 DEFAULT_OUTPUT_BASE = Path("examples/experiments")
 MANIFEST = "MANIFEST.sha256"
 ATTESTATION = "ATTESTATION.intoto.json"  # signs the manifest, so it is never listed in it
-
-
-class ExperimentError(HarnessError, RuntimeError):
-    """A problem with an experiment folder; the message is one line for the user."""
 
 
 def output_base(arg: str | None) -> Path:
@@ -121,11 +116,7 @@ class FolderLock:
             held[1] += 1
             self._fd = held[0]
             return self
-        try:
-            self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            raise ExperimentError(f"{self.path}: cannot open the lock file ({exc.strerror}; "
-                                  "a symlink is never followed)") from None
+        self._fd = io.open_lock(self.path)  # never a symlink or a hard link (its content is replaced)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -162,49 +153,15 @@ def lock_is_held(folder: Path) -> bool:
 # Atomic writes
 
 
-TEMP_SUFFIX = ".tmp"
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file.
-
-    The rename replaces a symlink at `path` instead of writing through it; a symlinked parent
-    folder is refused.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.parent.is_symlink():
-        raise ExperimentError(f"{path.parent} is a symlink; refusing to write {path.name} through it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write through the folder I/O layer: temp file in the same folder, fsync, rename (io.write_bytes)."""
+    io.write_bytes(path, data)
 
 
 def open_append_nofollow(path: Path) -> int:
-    """A descriptor appending to `path`, created if absent; a symlink (or non-regular file) is refused."""
-    if path.parent.is_symlink():
-        raise ExperimentError(f"{path.parent} is a symlink; refusing to write {path.name} through it")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-    except OSError as exc:
-        raise ExperimentError(f"{path}: refusing to append ({exc.strerror}; a symlink is never followed)") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ExperimentError(f"{path}: not a regular file; refusing to append to it")
-    return fd
-
-
-def is_temp_file(name: str) -> bool:
-    """A leftover of an interrupted atomic write: `.<name>.<random>.tmp`."""
-    base = name.rsplit("/", 1)[-1]
-    return base.startswith(".") and base.endswith(TEMP_SUFFIX)
+    """A descriptor appending to `path`, created if absent; a symlink, a hard link or a non-regular file
+    is refused (io.open_append)."""
+    return io.open_append(path)
 
 
 def remove_temp_files(folder: Path) -> list[str]:
@@ -212,60 +169,26 @@ def remove_temp_files(folder: Path) -> list[str]:
     removed = []
     for name in folder_files(folder):
         if is_temp_file(name):
-            (folder / name).unlink(missing_ok=True)
+            io.remove(folder / name)
             removed.append(name)
     return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def dumps_json(obj: Any) -> str:
-    """The project's JSON layout: indent 2, sorted keys, NaN written as null, newline at the end."""
-    return json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    io.write_text(path, text)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, dumps_json(obj))
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _finite(obj.item())
-    return obj
+    io.write_json(path, obj)
 
 
 def read_json(path: Path) -> Any:
-    """Parsed JSON, or ExperimentError naming the file."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ExperimentError(f"{path}: corrupt JSON (line {exc.lineno}: {exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise ExperimentError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except RecursionError:
-        raise ExperimentError(f"{path}: JSON nested too deeply to read") from None
+    """Parsed JSON through the folder I/O layer, or ExperimentError naming the file (io.read_json)."""
+    return io.read_json(path)
 
 
 # ---------------------------------------------------------------------------------------------
 # Integrity manifest (sha256sum-compatible: `sha256sum -c MANIFEST.sha256` works in the folder)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def folder_files(folder: Path) -> list[str]:
@@ -273,23 +196,12 @@ def folder_files(folder: Path) -> list[str]:
 
     Symlinks are neither followed nor listed (see `folder_links`).
     """
-    out = []
-    for root, _dirs, files in os.walk(folder, followlinks=False):
-        rel = Path(root).relative_to(folder)
-        for name in files:
-            p = Path(root) / name
-            if not p.is_symlink() and p.is_file() and (rel.parts or name not in (MANIFEST, ATTESTATION)):
-                out.append((rel / name).as_posix())
-    return sorted(out)
+    return [n for n in io.scan(folder).files if n not in (MANIFEST, ATTESTATION)]
 
 
 def folder_links(folder: Path) -> list[str]:
     """Every symlink inside the folder (files and folders), relative POSIX paths."""
-    out = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        rel = Path(root).relative_to(folder)
-        out += [(rel / n).as_posix() for n in dirs + files if (Path(root) / n).is_symlink()]
-    return sorted(out)
+    return io.scan(folder).links
 
 
 def unsafe_manifest_name(name: str) -> str | None:
@@ -305,10 +217,10 @@ def unsafe_manifest_name(name: str) -> str | None:
 def read_manifest(folder: Path) -> dict[str, str]:
     """{relative path: sha256} from MANIFEST.sha256 (empty when absent)."""
     path = folder / MANIFEST
-    if not path.is_file():
+    if not io.exists(path):
         return {}
     entries = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(io.read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         digest, sep, name = line.partition("  ")
