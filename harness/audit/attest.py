@@ -154,8 +154,28 @@ def build_statement(exp: Path) -> dict[str, Any]:
             "git_commit": env.get("git_commit"),
             "seeds": (cfg.get("seeds") or {}).get("all"),
             "verdicts": verdicts,
+            # Modifications a command accepted (--accept_modified), as modifications_accepted.txt records
+            # them; an empty list for a folder that is what its run wrote.
+            "modifications_accepted": accepted_modifications(exp),
         },
     }
+
+
+def accepted_modifications(exp: Path) -> list[str]:
+    """The lines of modifications_accepted.txt (empty when the folder has none)."""
+    from harness.folder import io
+    from harness.folder.experiment import ACCEPTED
+
+    if not io.exists(exp / ACCEPTED):
+        return []
+    return [ln for ln in io.read_text(exp / ACCEPTED).splitlines() if ln.strip()]
+
+
+def refuse_accepted(exp: Path, allow_accepted: bool) -> None:
+    """Signing vouches for a folder: one whose modifications were accepted is signed only when asked."""
+    if accepted_modifications(exp) and not allow_accepted:
+        raise AttestationError(f"{exp}: not signed: its modifications were accepted (modifications_accepted.txt); "
+                               "pass --sign_accepted to sign it anyway (the attestation records them)")
 
 
 def sign_folder(exp: Path, key_source: str) -> Path:
@@ -174,8 +194,9 @@ def sign_folder(exp: Path, key_source: str) -> Path:
     return exp / ATTESTATION
 
 
-def sign_if_configured(exp: Path, flag: str | None) -> Path | None:
-    """Sign a finished run when a key is configured (flag or environment); None otherwise."""
+def sign_if_configured(exp: Path, flag: str | None, *, allow_accepted: bool = False) -> Path | None:
+    """Sign a finished run when a key is configured (flag or environment); None otherwise. A folder with
+    accepted modifications is refused (AttestationError) unless `allow_accepted`."""
     source = configured_key(flag)
     if source is None:
         return None
@@ -184,6 +205,7 @@ def sign_if_configured(exp: Path, flag: str | None) -> Path | None:
     if status not in SIGNED_STATUSES:
         print(f"note: {exp.name} is {status}; not signed (only finished runs are)")
         return None
+    refuse_accepted(exp, allow_accepted)
     path = sign_folder(exp, source)
     print(f"attestation: {path}")
     return path
@@ -236,7 +258,7 @@ def _signature_ok(public: Any, sig: bytes, message: bytes) -> bool:
     return True
 
 
-def sign_existing(exp: Path, flag: str | None) -> Path:
+def sign_existing(exp: Path, flag: str | None, *, allow_accepted: bool = False) -> Path:
     """`harness keys sign EXP`: sign a finished folder, only if it is exactly what its manifest says."""
     from harness.folder.experiment import FolderLock, check_before_write
 
@@ -248,6 +270,7 @@ def sign_existing(exp: Path, flag: str | None) -> Path:
         status = read_json(exp / "run_status.json").get("status") if (exp / "run_status.json").is_file() else None
         if status not in SIGNED_STATUSES:
             raise AttestationError(f"{exp}: status {status}; only finished runs are signed")
+        refuse_accepted(exp, allow_accepted)
         return sign_folder(exp, source)
 
 
@@ -257,7 +280,7 @@ def keys_command(ns: argparse.Namespace) -> int:
         from harness.folder.experiment import output_base, resolve_experiment
 
         exp = resolve_experiment(ns.experiment, output_base(ns.output_base))
-        print(f"attestation: {sign_existing(exp, ns.sign_key)}")
+        print(f"attestation: {sign_existing(exp, ns.sign_key, allow_accepted=ns.sign_accepted)}")
         return 0
     private, public = generate_keypair(Path(ns.path).expanduser(), force=ns.force)
     print(f"private key: {private} (keep it secret: it signs attestations)")

@@ -86,8 +86,9 @@ class Checks:
         return [c.name for c in self.items if c.status == status]
 
     def as_results(self) -> list[dict[str, Any]]:
-        """verify's shape: [{"name", "passed", "reason"}]."""
-        return [{"name": c.name, "passed": c.passed, "reason": c.reason} for c in self.items]
+        """verify's shape: [{"name", "passed", "status", "reason"}] (status added with the `note` of an
+        accepted modification; `passed` as before)."""
+        return [{"name": c.name, "passed": c.passed, "status": c.status, "reason": c.reason} for c in self.items]
 
     def as_criteria(self) -> list[dict[str, Any]]:
         """compare's shape: [{"name", "status", "reasons"}]."""

@@ -12,7 +12,7 @@ results are skipped with the reason, and the verdict is `incomplete` (never `pas
 from __future__ import annotations
 
 import csv
-import io
+import io as _stdio
 import math
 import re
 import shlex
@@ -23,13 +23,13 @@ from typing import Any
 from harness.audit.checks import Checks
 from harness.audit.compare import compare_experiments, config_seeds, recomputed_config_md5
 from harness.config.build import KNOWN_SCHEMAS, SCHEMA_VERSION
+from harness.folder import io
 from harness.folder.checkpoints import checkpoint_name
 from harness.folder.experiment import (
     MANIFEST,
     ExperimentError,
     folder_files,
     folder_links,
-    read_json,
     read_manifest,
     sha256_file,
     unsafe_manifest_name,
@@ -78,19 +78,35 @@ def expected_csv_header(schema: Any) -> tuple[str, ...]:
 
 
 def _load_json(path: Path) -> tuple[Any, str | None]:
-    """(data, None) or (None, why) for a missing or corrupt file."""
-    if not path.is_file():
+    """(data, None) or (None, why) for a missing, symlinked (never read) or corrupt file."""
+    text, why = _text(path)
+    if text is None:
+        return None, why
+    try:
+        return io.loads_json(text), None
+    except ValueError as exc:  # JSONDecodeError or a duplicate key
+        return None, f"{path.name}: corrupt JSON ({exc})"
+    except RecursionError:
+        return None, f"{path.name}: JSON nested too deeply to read"
+
+
+def _text(path: Path, limit: int = io.TEXT_LIMIT) -> tuple[str | None, str]:
+    """(text, "") of a regular file inside the folder, or (None, why) for a missing, symlinked or refused
+    one; a refused file's content is never read, so no report can show it."""
+    if path.is_symlink():
+        return None, f"{path.name} is a symlink (not read)"
+    if not io.exists(path):
         return None, f"{path.name} is missing"
     try:
-        return read_json(path), None
+        return io.read_text(path, limit=limit, errors="replace"), ""
     except ExperimentError as exc:
         return None, str(exc)
 
 
 def read_metrics_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows of metrics_epoch.csv (cells as text)."""
-    text = path.read_text(errors="replace")
-    reader = csv.reader(io.StringIO(text))
+    text = io.read_text(path, errors="replace")
+    reader = csv.reader(_stdio.StringIO(text))
     rows = list(reader)
     if not rows:
         return [], []
@@ -149,6 +165,8 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     cfg, why = _load_json(exp / "config.json")
     if not isinstance(cfg, dict):
         checks.add("artifact config.json", False, why or "config.json: expected a JSON object")
+        checks.run("no symlinks", lambda: _check_no_symlinks(exp))  # what else is wrong stays visible
+        checks.run("manifest", lambda: _check_manifest(exp))
         return _report(exp, checks, None)
     checks.add("artifact config.json", True, "parses")
     schema = cfg.get("schema_version")
@@ -159,21 +177,33 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     multi = len(seeds) > 1
     ctx = {"exp": exp, "cfg": cfg, "schema": schema, "results": results, "results_why": results_why,
            "seeds": seeds, "multi": multi, "checkpoint_seeds": {}}
+    ctx["derived"], ctx["derive_why"] = _rederive(exp, schema)
+    ctx["finalised"] = io.exists(exp / MANIFEST)
     ctx["unfinished"] = unfinished_run(ctx)
+    if _unfinalised(ctx):  # its derived files are stale or absent: checked against the evidence instead
+        ctx["results"], ctx["results_why"] = ctx["derived"].results, None
 
     checks.run("schema_version", lambda: _check_schema(schema))
     checks.run("missing_params", lambda: _check_missing_params(cfg))
     checks.run("config_md5", lambda: _check_config_md5(cfg))
-    if _killed_without_manifest(ctx):
+    if schema == SCHEMA_VERSION and not ctx["finalised"] and not (exp / MANIFEST).is_symlink():
+        checks.run(FINALISED_CHECK, lambda: _check_finalised(ctx))
         for name in ("manifest", "manifest paths inside the folder"):
-            checks.skip(name, f"the run was killed before it wrote {MANIFEST} (its launcher writes it when the "
-                        f"run ends): tampering cannot be detected; {NOT_APPLICABLE}")
+            checks.skip(name, f"the folder has no {MANIFEST} (see '{FINALISED_CHECK}'): tampering cannot be "
+                        f"detected until it is finalised")
     else:
         checks.run("manifest", lambda: _check_manifest(exp))
         checks.run("manifest paths inside the folder", lambda: _check_manifest_paths(exp))
     checks.run("no symlinks", lambda: _check_no_symlinks(exp))
+    checks.run("no hard links", lambda: _check_no_hardlinks(exp))
     if trusted_key is not None:
         checks.run("signed attestation", lambda: _check_attestation(exp, Path(trusted_key)))
+    if schema == SCHEMA_VERSION:
+        checks.run(DERIVED_CHECK, lambda: _check_derived(ctx))
+        checks.run(PLOTS_CHECK, lambda: _check_plots(ctx))
+        accepted = _check_accepted(exp)
+        if accepted:
+            checks.mark(ACCEPTED_CHECK, "note", accepted)
     _artifact_checks(checks, ctx)
     checks.run("results config_md5", lambda: _check_results_md5(ctx))
     checks.run("results.json top level", lambda: _check_results_top(ctx))
@@ -192,15 +222,178 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     return _report(exp, checks, ctx["unfinished"])
 
 
+# Derived files ----------------------------------------------------------------------------------
+
+DERIVED_CHECK = "derived files equal their re-derivation"
+PLOTS_CHECK = "plots draw the evidence"
+FINALISED_CHECK = "folder finalised"
+ACCEPTED_CHECK = "modifications accepted"
+# Failing checks that `harness resume` heals (it finishes the seeds and rebuilds every derived file):
+# with no other failure, the verdict is `incomplete`.
+HEALED_BY_RESUME = (COMPLETED_CHECK, FINALISED_CHECK)
+
+
+def _rederive(exp: Path, schema: Any) -> tuple[Any, str]:
+    """(Derived, "") from the folder's primary evidence, or (None, why not)."""
+    if schema != SCHEMA_VERSION:
+        return None, "a reference (schema 2) folder keeps no evidence to re-derive its files from"
+    from harness.folder.derive import LegacyFolder, derive_folder
+
+    try:
+        return derive_folder(exp), ""
+    except LegacyFolder as exc:
+        return None, f"legacy: {exc}"
+    except ExperimentError as exc:
+        return None, f"the primary evidence does not read: {exc}"
+
+
+def _differences(exp: Path, derived: Any, *, plots: bool) -> list[str]:
+    """Derived files (plots or the others) that the folder lacks or holds with other bytes, and files of
+    the derived kinds the evidence no longer produces."""
+    from harness.folder.derive import stale_files
+    from harness.folder.plots import png_problem
+
+    out = []
+    for name, data in derived.files.items():
+        if name.endswith(".png") != plots:
+            continue
+        path = exp / name
+        if path.is_symlink():
+            out.append(f"{name} is a symlink (not read)")
+            continue
+        if not io.exists(path):
+            out.append(f"{name} is missing")
+            continue
+        try:
+            found = io.read_bytes(path, limit=max(io.TEXT_LIMIT, 2 * len(data)))
+        except ExperimentError as exc:
+            out.append(str(exc))
+            continue
+        if found == data:
+            continue
+        if plots:
+            why = png_problem(found, data)
+            if why:
+                out.append(f"{name}: {why}")
+        else:
+            out.append(f"{name} {_first_difference(name, found, data)}")
+    if not plots:
+        out += [f"{name} is not produced by the evidence" for name in stale_files(exp, derived)]
+    return out
+
+
+def _first_difference(name: str, found: bytes, expected: bytes) -> str:
+    """Where a derived file first differs from its re-derivation: a JSON key path or a line number."""
+    if name.endswith(".json"):
+        try:
+            path = _json_diff(io.loads_json(found.decode()), io.loads_json(expected.decode()), "")
+        except (ValueError, UnicodeDecodeError):
+            path = None
+        if path is not None:
+            return f"differs at {path or 'the top level'} (edited after it was derived, or derived by other code)"
+    a, b = found.decode(errors="replace").splitlines(), expected.decode(errors="replace").splitlines()
+    line = next((i for i, (x, y) in enumerate(zip(a, b, strict=False), 1) if x != y), min(len(a), len(b)) + 1)
+    return f"differs from line {line} (edited after it was derived, or derived by other code)"
+
+
+def _json_diff(a: Any, b: Any, where: str) -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{where}.{key}".lstrip(".")
+            sub = _json_diff(a[key], b[key], f"{where}.{key}")
+            if sub is not None:
+                return sub
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{where} (length)".lstrip(".")
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            sub = _json_diff(x, y, f"{where}[{i}]")
+            if sub is not None:
+                return sub
+        return None
+    return None if a == b and type(a) is type(b) else (where.lstrip(".") or "the top level")
+
+
+def _check_derived(ctx: dict[str, Any]) -> tuple[bool | None, str]:
+    derived = ctx["derived"]
+    if derived is None:
+        if ctx["derive_why"].startswith("legacy: "):
+            return None, ("written by an older harness (" + ctx["derive_why"][8:] + "); its derived files are "
+                          "checked by the consistency checks below")
+        return False, ctx["derive_why"]
+    diffs = _differences(ctx["exp"], derived, plots=False)
+    if not ctx["finalised"]:
+        return None, f"not applicable: the folder was not finalised (see '{FINALISED_CHECK}')"
+    if diffs:
+        return False, "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+    n = sum(1 for n in derived.files if not n.endswith(".png"))
+    return True, f"{n} files rebuilt from config, environment, stdout.log and checkpoints: byte-identical"
+
+
+def _check_plots(ctx: dict[str, Any]) -> tuple[bool | None, str]:
+    derived = ctx["derived"]
+    if derived is None:
+        return None, "not applicable: " + (ctx["derive_why"][8:] if ctx["derive_why"].startswith("legacy: ")
+                                           else "the evidence does not re-derive")
+    if not ctx["finalised"]:
+        return None, f"not applicable: the folder was not finalised (see '{FINALISED_CHECK}')"
+    diffs = _differences(ctx["exp"], derived, plots=True)
+    if diffs:
+        return False, "; ".join(diffs)
+    n = sum(1 for n in derived.files if n.endswith(".png"))
+    return True, f"{n} plots draw what the evidence gives"
+
+
+def _check_finalised(ctx: dict[str, Any]) -> tuple[bool, str]:
+    """A folder without a manifest was not finalised: its run or the finalisation after it stopped early
+    (or the manifest was removed). Named as such, never healed by verify; a resume rebuilds it."""
+    why = (f"no {MANIFEST}: the folder was not finalised (its run, or the finalisation after it, stopped "
+           "before the end, or the manifest was removed)")
+    derived = ctx["derived"]
+    if derived is not None:
+        diffs = _differences(ctx["exp"], derived, plots=False) + _differences(ctx["exp"], derived, plots=True)
+        if diffs:
+            why += f"; {len(diffs)} derived files differ from what its evidence gives ({', '.join(d.split(' ')[0].rstrip(':') for d in diffs[:5])}{' …' if len(diffs) > 5 else ''})"
+        why += f"; `harness resume {shlex.quote(str(ctx['exp']))}` rebuilds them from the evidence"
+    return False, why
+
+
+def _check_accepted(exp: Path) -> str | None:
+    """The record of modifications a command accepted (`--accept_modified`), or None."""
+    from harness.folder.experiment import ACCEPTED
+
+    path = exp / ACCEPTED
+    if not io.exists(path):
+        return None
+    text, why = _text(path)
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+    return (f"{ACCEPTED} records {len(lines)} accepted modification(s), the last: "
+            f"{lines[-1][:200] if lines else why}: this folder is not what its run wrote")
+
+
+def _check_no_hardlinks(exp: Path) -> tuple[bool, str]:
+    scan = io.scan(exp)
+    problems = [f"hard-linked: {', '.join(scan.hardlinked[:6])}"] if scan.hardlinked else []
+    problems += [f"not regular files: {', '.join(scan.special[:6])}"] if scan.special else []
+    if problems:
+        return False, "; ".join(problems) + " (a change through another link would change this evidence)"
+    return True, "every file has one link"
+
+
 def _report(exp: Path, checks: Checks, unfinished: dict[str, Any] | None) -> dict[str, Any]:
     """The report. `passed`, `failed` and `checks` as before; `verdict`, `skipped` and `unfinished`
     were added with the incomplete verdict (a skipped check has passed False and is not in `failed`)."""
     items = checks.as_results()
     failed = checks.names("failed")
-    if unfinished is not None and set(failed) <= {COMPLETED_CHECK}:
+    notes = checks.names("note")
+    if unfinished is not None and set(failed) <= set(HEALED_BY_RESUME):
         verdict = "incomplete"
     elif failed or not items or unfinished is not None:
         verdict = "fail"
+    elif notes:
+        verdict = "pass_with_notes"  # e.g. accepted modifications: every check holds, but not a plain pass
     else:
         verdict = "pass"
     return {
@@ -209,6 +402,7 @@ def _report(exp: Path, checks: Checks, unfinished: dict[str, Any] | None) -> dic
         "passed": verdict == "pass",
         "verdict": verdict,
         "failed": failed,
+        "notes": notes,
         "skipped": checks.names("skipped"),
         "unfinished": unfinished,
         "checks": items,
@@ -225,6 +419,18 @@ def unfinished_run(ctx: dict[str, Any]) -> dict[str, Any] | None:
     if ctx["schema"] != SCHEMA_VERSION:
         return None
     exp, res = ctx["exp"], ctx["results"]
+    derived = ctx.get("derived")
+    if derived is not None:  # what the evidence says, not what a (possibly stale or edited) results.json says
+        res = derived.results
+        seeds = {s: str(r["status"]) for s, r in ((int(k), v) for k, v in res["per_seed"].items())
+                 if r["status"] not in FINISHED}
+        failed = {str(s): str(res["per_seed"][str(s)].get("reason") or "no reason recorded")
+                  for s in seeds if seeds[s] == "failed"}
+        if not seeds and ctx["finalised"]:
+            return None
+        status = str(res["status"]) if seeds else "not finalised"
+        return {"status": status, "seeds": {str(s): st for s, st in seeds.items()}, "source": "the evidence",
+                "resume": f"harness resume {shlex.quote(str(exp))}", "failed": failed}
     if res is not None:
         rows = _seed_rows(ctx)
         seeds = {s: str(rows.get(s, {}).get("status", "absent")) for s in ctx["seeds"]
@@ -364,10 +570,18 @@ def _run_artifact(checks: Checks, ctx: dict[str, Any], name: str, fn: Any) -> No
     """One artifact check; a file an unfinished run has not written (yet) is not applicable.
     (Files deleted from a folder that has a manifest still fail the `manifest` check.)"""
     path = ctx["exp"] / name
+    if _unfinalised(ctx) and name in ctx["derived"].files:
+        checks.skip(f"artifact {name}", f"derived, and the folder was not finalised (see '{FINALISED_CHECK}')")
+        return
     if ctx["unfinished"] is not None and not path.exists() and not path.is_symlink():
         checks.skip(f"artifact {name}", f"{name} is not written yet; {NOT_APPLICABLE}")
         return
     checks.run(f"artifact {name}", fn)
+
+
+def _unfinalised(ctx: dict[str, Any]) -> bool:
+    """A schema-3 folder without a manifest whose evidence re-derives: its derived files are not final."""
+    return ctx["derived"] is not None and not ctx["finalised"]
 
 
 def _heads_on(cfg: dict[str, Any]) -> bool:
@@ -412,11 +626,10 @@ def _check_attestation(exp: Path, trusted_key: Path) -> tuple[bool, str]:
 
 
 def _art_environment(path: Path) -> tuple[bool, str]:
-    if path.is_symlink():
-        return _symlinked(path)
-    if not path.is_file():
-        return _missing(path)
-    env = parse_environment(path.read_text(errors="replace"))
+    text, why = _text(path)
+    if text is None:
+        return False, why
+    env = parse_environment(text)
     absent = [k for k in ("python", "torch_version", "git_commit") if k not in env]
     if absent:
         return False, f"environment.txt lacks {', '.join(absent)}"
@@ -424,11 +637,10 @@ def _art_environment(path: Path) -> tuple[bool, str]:
 
 
 def _art_stdout(path: Path) -> tuple[bool, str]:
-    if path.is_symlink():
-        return _symlinked(path)
-    if not path.is_file():
-        return _missing(path)
-    lines = path.read_text(errors="replace").splitlines()
+    text, why = _text(path, io.LOG_LIMIT)
+    if text is None:
+        return False, why
+    lines = text.splitlines()
     if not any(line.strip() for line in lines):
         return False, "stdout.log is empty"
     for n, line in enumerate(lines, 1):
@@ -438,8 +650,8 @@ def _art_stdout(path: Path) -> tuple[bool, str]:
 
 
 def _art_metrics(path: Path, schema: Any, unfinished: bool = False) -> tuple[bool, str]:
-    if not path.is_file():
-        return _missing(path)
+    if path.is_symlink() or not io.is_regular(path):
+        return False, _text(path)[1]  # missing or a symlink: never read
     try:
         header, rows = read_metrics_csv(path)
     except (ValueError, csv.Error) as exc:
@@ -496,10 +708,10 @@ def _art_multi(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _art_seed_info(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
-    if not path.is_file():
+    text, why = _text(path)
+    if text is None:
         extra = " (the reference launcher never wrote one)" if ctx["schema"] != SCHEMA_VERSION else ""
-        return False, f"SEED_INFO.md is missing{extra}"
-    text = path.read_text(errors="replace")
+        return False, why + (extra if why.endswith("missing") else "")
     if "Primary seed:" not in text:
         return False, "SEED_INFO.md has no 'Primary seed:' line"
     absent = [s for s in ctx["seeds"] if str(s) not in text]
@@ -509,11 +721,10 @@ def _art_seed_info(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _art_readme(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
-    if path.is_symlink():
-        return _symlinked(path)
-    if not path.is_file():
-        return _missing(path)
-    first = next((ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()), "")
+    text, why = _text(path)
+    if text is None:
+        return False, why
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
     if not first.startswith("# Experiment"):
         return False, f"README.md does not start with '# Experiment <id>': {first[:60]!r}"
     exp_id = (ctx["cfg"].get("experiment") or {}).get("id")
@@ -523,9 +734,10 @@ def _art_readme(path: Path, ctx: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _art_overrides(path: Path, schema: Any) -> tuple[bool, str]:
-    if not path.is_file():
-        return _missing(path)
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    text, why = _text(path)
+    if text is None:
+        return False, why
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     if schema != SCHEMA_VERSION:
         return True, f"{len(lines)} line(s)"
     count = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("override_count:")), None)
@@ -556,13 +768,17 @@ def _art_trajectory(path: Path) -> tuple[bool, str]:
 
 
 def _art_png(path: Path) -> tuple[bool, str]:
-    if not path.is_file():
+    if path.is_symlink():
+        return _symlinked(path)
+    if not io.exists(path):
         return _missing(path)
-    with path.open("rb") as fh:
-        head = fh.read(len(_PNG_MAGIC) + 1)
-    if not head.startswith(_PNG_MAGIC) or len(head) <= len(_PNG_MAGIC):
+    try:
+        data = io.read_bytes(path, limit=io.TEXT_LIMIT)
+    except ExperimentError as exc:
+        return False, str(exc)
+    if not data.startswith(_PNG_MAGIC) or len(data) <= len(_PNG_MAGIC):
         return False, f"{path.name} is not a PNG image"
-    return True, f"{path.stat().st_size} bytes"
+    return True, f"{len(data)} bytes"
 
 
 # Consistency ----------------------------------------------------------------------------------
@@ -633,6 +849,8 @@ def _seed_rows(ctx: dict[str, Any]) -> dict[int, dict[str, Any]]:
 def _check_completed(ctx: dict[str, Any]) -> tuple[bool, str]:
     """Every seed finished; for an unfinished run, the one place that says which seeds and how to go on."""
     res, unfinished = ctx["results"], ctx["unfinished"]
+    if unfinished is not None and not unfinished["seeds"]:
+        return True, f"every seed finished, says the evidence (the folder is not finalised: see '{FINALISED_CHECK}')"
     if unfinished is not None:
         return False, f"{_not_finished(ctx)}, says {unfinished['source']}; {next_step(unfinished)}"
     if res is None:
@@ -649,11 +867,13 @@ def _check_completed(ctx: dict[str, Any]) -> tuple[bool, str]:
 
 def _check_metrics_vs_results(ctx: dict[str, Any]) -> tuple[bool | None, str]:
     path = ctx["exp"] / "metrics_epoch.csv"
+    if _unfinalised(ctx):
+        return None, f"metrics_epoch.csv is derived and the folder was not finalised (see '{FINALISED_CHECK}')"
     if ctx["results"] is None:
         return _results_absent(ctx)
-    if not path.is_file():
+    if not io.is_regular(path):
         return (None, f"metrics_epoch.csv is not written yet; {NOT_APPLICABLE}") \
-            if ctx["unfinished"] else (False, "metrics_epoch.csv is missing")
+            if ctx["unfinished"] and not io.exists(path) else (False, _text(path)[1] or "metrics_epoch.csv is missing")
     _, rows = read_metrics_csv(path)
     by_seed: dict[int, list[dict[str, str]]] = {}
     for row in rows:
@@ -765,7 +985,7 @@ def _check_seeds(ctx: dict[str, Any]) -> tuple[bool, str]:
     if stray:
         problems.append(f"checkpoints of other seeds: {', '.join(stray)}")
     csv_path = exp / "metrics_epoch.csv"
-    if csv_path.is_file():
+    if io.is_regular(csv_path) and not _unfinalised(ctx):
         try:
             _, rows = read_metrics_csv(csv_path)
             other = sorted({int(r["seed"]) for r in rows} - set(cfg_seeds))
@@ -787,9 +1007,9 @@ def _check_dataset(ctx: dict[str, Any]) -> tuple[bool, str]:
     section = ctx["cfg"].get("data_checksum")
     if not isinstance(section, dict) or not section.get("sha256"):
         return False, "config.json records no dataset checksum (data_checksum.sha256)"
-    env_path = ctx["exp"] / "environment.txt"
-    if env_path.is_file():
-        env = parse_environment(env_path.read_text(errors="replace"))
+    env_text, _ = _text(ctx["exp"] / "environment.txt")
+    if env_text is not None:
+        env = parse_environment(env_text)
         if env.get("dataset_sha256") not in (None, section["sha256"]):
             return False, (f"environment.txt dataset_sha256 {env['dataset_sha256'][:16]}… differs from "
                            f"config.json's {section['sha256'][:16]}…")
@@ -834,18 +1054,21 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     table.add_column("reason", overflow="fold")
     skipped = set(report.get("skipped", []))
     for c in report["checks"]:
-        result = ("[green]pass[/green]" if c["passed"] else
-                  "[yellow]n/a[/yellow]" if c["name"] in skipped else "[red]FAIL[/red]")
+        result = ("[yellow]note[/yellow]" if c.get("status") == "note" else "[green]pass[/green]" if c["passed"]
+                  else "[yellow]n/a[/yellow]" if c["name"] in skipped else "[red]FAIL[/red]")
         table.add_row(c["name"], result, c["reason"])
     console.print(table)
     failed = [c["name"] for c in report["checks"] if not c["passed"] and c["name"] not in skipped]
     total = len(report["checks"])
     if report["passed"]:
         console.print(f"[green]PASSED[/green]: all {total} checks", soft_wrap=True)
+    elif report.get("verdict") == "pass_with_notes":
+        console.print(f"[yellow]PASSED WITH NOTES[/yellow]: no check failed, but {', '.join(report['notes'])} "
+                      "(not a plain pass: exit 1)", soft_wrap=True)
     elif report.get("verdict") == "incomplete":
         unfinished = report["unfinished"]
-        left = (f"unfinished seeds {', '.join(unfinished['seeds'])}" if "seeds" in unfinished
-                else f"{len(unfinished['jobs'])} jobs left")  # an experiment's seeds, a sweep's jobs
+        left = ((f"unfinished seeds {', '.join(unfinished['seeds'])}" if unfinished["seeds"] else "not finalised")
+                if "seeds" in unfinished else f"{len(unfinished['jobs'])} jobs left")  # an experiment's, a sweep's
         console.print(f"[yellow]INCOMPLETE[/yellow]: the run did not finish (status {unfinished['status']}; "
                       f"{left}); {total - len(failed) - len(skipped)} "
                       f"of {total} checks passed, {len(skipped)} not applicable until it finishes; "

@@ -85,7 +85,7 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
             code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
         elif opts.manifest:
             write_manifest_file(exp_dir, None)
-        sign_if_configured(exp_dir, opts.sign_key)
+        sign_if_configured(exp_dir, opts.sign_key, allow_accepted=opts.sign_accepted)
     finally:
         release_folder(exp_dir)
     return code
@@ -367,5 +367,5 @@ def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     with FolderLock(exp_dir):
         code = execute_experiment(exp_dir, data_dir=getattr(ns, "data_dir", None), resume=True,
                                   accept_modified=getattr(ns, "accept_modified", False))
-        sign_if_configured(exp_dir, getattr(ns, "sign_key", None))
+        sign_if_configured(exp_dir, getattr(ns, "sign_key", None), allow_accepted=getattr(ns, "sign_accepted", False))
     return code

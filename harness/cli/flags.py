@@ -239,6 +239,9 @@ def add_integrity_flags(parser: Any) -> None:
     parser.add_argument("--sign_key", default=None, metavar="PATH",
                         help="Ed25519 private key (PEM) that signs the finished run's attestation "
                         "(default: $HARNESS_SIGN_KEY)")
+    parser.add_argument("--sign_accepted", action="store_true",
+                        help="sign even a folder whose modifications were accepted (modifications_accepted.txt; "
+                        "the attestation then records them); without it such a folder is not signed")
 
 
 

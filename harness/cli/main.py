@@ -128,6 +128,8 @@ def add_keys_commands(sub: Any) -> None:
     sign = keys_sub.add_parser("sign", help="sign a finished experiment folder that matches its manifest")
     sign.add_argument("experiment", help="experiment id (under --output_base) or path")
     sign.add_argument("--sign_key", default=None, metavar="PATH", help="Ed25519 private key (default: $HARNESS_SIGN_KEY)")
+    sign.add_argument("--sign_accepted", action="store_true",
+                      help="sign even a folder whose modifications were accepted (the attestation records them)")
     sign.add_argument("--output_base", default=None)
 
 

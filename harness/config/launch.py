@@ -42,6 +42,7 @@ class LaunchOptions:
     accept_modified: bool = False
     allow_different_data: bool = False
     sign_key: str | None = None
+    sign_accepted: bool = False
     container_memory: str | None = None
     container_pids: int | None = None
 

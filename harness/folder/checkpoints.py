@@ -25,10 +25,14 @@ def checkpoint_name(kind: str, seed: int, multi_seed: bool) -> str:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint loaded without executing pickled code (`weights_only=True`)."""
+    """A checkpoint loaded through the folder I/O layer (no symlink, a regular file, bounded) without
+    executing pickled code (`weights_only=True`)."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from harness.folder import io
+
+    with io.open_binary(path, limit=io.CHECKPOINT_LIMIT) as fh:
+        return torch.load(fh, map_location="cpu", weights_only=True)
 
 
 def check_config_md5(path: Path, state: dict[str, Any], run: RunConfig) -> None:

@@ -286,15 +286,22 @@ def check_before_write(folder: Path, action: str, *, accept_modified: bool = Fal
                        require_manifest: bool = True) -> list[str]:
     """Refuse (ExperimentError, one line) to write a folder that differs from its manifest.
 
-    Call it with the folder's lock held. Symlinks inside the folder are always refused. A folder
-    without a manifest is accepted only when its writer was killed mid-run (status "running").
+    Call it with the folder's lock held. Symlinks, hard-linked and special files inside the folder are
+    always refused. A folder without a manifest is accepted when its writer was killed mid-run (status
+    "running"), or with `require_manifest=False` (a resume, which rebuilds every derived file from the
+    primary evidence, so nothing unverified is carried forward).
     With `accept_modified` the differences are recorded in modifications_accepted.txt and returned.
     """
     if not lock_is_held(folder):
         raise RuntimeError(f"check_before_write({folder}) without the folder lock")  # a bug
-    links = folder_links(folder)
-    if links:
-        raise ExperimentError(f"{folder}: refusing to {action}: symlinks inside the folder: {', '.join(links)}")
+    found = io.scan(folder)
+    if found.links:
+        raise ExperimentError(f"{folder}: refusing to {action}: symlinks inside the folder: {', '.join(found.links)}")
+    if found.hardlinked or found.special:
+        what = ([f"hard-linked with another folder: {', '.join(found.hardlinked[:6])}"] if found.hardlinked else []) \
+            + ([f"not regular files: {', '.join(found.special[:6])}"] if found.special else [])
+        raise ExperimentError(f"{folder}: refusing to {action}: {'; '.join(what)} (a write would change the other "
+                              "copy too; copy a folder with `cp -a`, not `cp -l`)")
     if (folder / MANIFEST).is_symlink():
         raise ExperimentError(f"{folder}: refusing to {action}: {MANIFEST} is a symlink")
     if (folder / MANIFEST).is_file():

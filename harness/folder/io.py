@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from harness.errors import HarnessError
 
@@ -120,6 +120,18 @@ def read_bytes(path: Path, *, limit: int = TEXT_LIMIT, root: Path | None = None,
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def open_binary(path: Path, *, limit: int = CHECKPOINT_LIMIT, root: Path | None = None,
+                allow_hardlink: bool = True) -> BinaryIO:
+    """A binary file object of a regular file (for torch.load), refused above `limit` bytes."""
+    path = Path(path)
+    fd = _open(path, os.O_RDONLY, root=root, allow_hardlink=allow_hardlink, what="read")
+    size = os.fstat(fd).st_size
+    if size > limit:
+        os.close(fd)
+        raise _refuse(path, f"is {size:,} bytes, more than the {limit:,} a read of it may load")
+    return os.fdopen(fd, "rb")
 
 
 def read_text(path: Path, *, limit: int = TEXT_LIMIT, root: Path | None = None,
@@ -352,7 +364,7 @@ def inside(base: Path, path: Path) -> bool:
 
 
 __all__ = [
-    "ExperimentError", "FolderIOError", "FolderScan", "read_bytes", "read_text", "read_json", "loads_json", "sha256_file",
+    "ExperimentError", "FolderIOError", "FolderScan", "read_bytes", "open_binary", "read_text", "read_json", "loads_json", "sha256_file",
     "write_bytes", "write_text", "write_json", "dumps_json", "append_text", "open_append", "open_lock",
     "remove", "scan", "is_regular", "exists", "is_temp_file", "inside", "check_parents",
 ]

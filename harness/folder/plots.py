@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -15,15 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 _META = {"Software": "gainakt-harness", "Creation Time": None}
 
 
-def _save(fig: Any, path: Path) -> None:
-    """Render to memory, then write atomically: a symlink at `path` is replaced, never followed."""
-    from harness.folder.experiment import atomic_write_bytes
-
+def _save(fig: Any, out: dict[str, bytes], name: str) -> None:
+    """Render to memory: `out[name]` = the PNG bytes (equal data, equal bytes on one renderer)."""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, metadata=_META)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    out[name] = buf.getvalue()
 
 
 def _col(rows: list[dict], key: str) -> list[float]:
@@ -31,7 +28,7 @@ def _col(rows: list[dict], key: str) -> list[float]:
     return [float("nan") if r.get(key) is None else float(r[key]) for r in rows]
 
 
-def _curves(art: Path, histories: dict[int, list[dict]]) -> None:
+def _curves(out: dict[str, bytes], histories: dict[int, list[dict]]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for seed, rows in histories.items():
         ep = [r["epoch"] for r in rows]
@@ -44,10 +41,10 @@ def _curves(art: Path, histories: dict[int, list[dict]]) -> None:
     axes[1].set(title="loss (BCE on the same scale; objective dotted)", xlabel="epoch")
     for ax in axes:
         ax.legend(fontsize=7)
-    _save(fig, art / "learning_curves.png")
+    _save(fig, out, "artifacts/learning_curves.png")
 
 
-def _interpretability(art: Path, histories: dict[int, list[dict]]) -> None:
+def _interpretability(out: dict[str, bytes], histories: dict[int, list[dict]]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for seed, rows in histories.items():
         ep = [r["epoch"] for r in rows]
@@ -70,10 +67,10 @@ def _interpretability(art: Path, histories: dict[int, list[dict]]) -> None:
     axes[1].set(title="|term| / sum |terms| of the training objective", xlabel="epoch", ylim=(-0.02, 1.02))
     for ax in axes:
         ax.legend(fontsize=6)
-    _save(fig, art / "interpretability.png")
+    _save(fig, out, "artifacts/interpretability.png")
 
 
-def _trajectories(art: Path, seed: int, students: list[dict]) -> None:
+def _trajectories(out: dict[str, bytes], seed: int, students: list[dict]) -> None:
     fig, axes = plt.subplots(len(students), 1, figsize=(9, 2.2 * len(students)), squeeze=False)
     for ax, ex in zip(axes[:, 0], students, strict=True):
         t = range(len(ex["mastery"]))
@@ -87,17 +84,50 @@ def _trajectories(art: Path, seed: int, students: list[dict]) -> None:
             ax.axvline(x - 0.5, color="red", ls="--", lw=0.8, label="window boundary (model resets)" if i == 0 else None)
         ax.set(title=f"seed {seed}, student {ex['student']} ({len(starts)} window(s), all steps)", ylim=(-0.05, 1.05))
     axes[0, 0].legend(fontsize=7, ncol=5)
-    _save(fig, art / "mastery_trajectories.png")
+    _save(fig, out, "artifacts/mastery_trajectories.png")
 
 
-def write_plots(exp_dir: Path, histories: dict[int, list[dict]], examples: dict[int, list[dict] | None]) -> None:
-    """Learning curves and interpretability per epoch (every seed with rows, resumed ones included)
-    and whole-student mastery trajectories (window boundaries marked) of the first seed that has them."""
-    art = exp_dir / "artifacts"
-    art.mkdir(exist_ok=True)
+def render_plots(histories: dict[int, list[dict]], examples: dict[int, list[dict] | None]) -> dict[str, bytes]:
+    """{folder-relative name: PNG bytes}: learning curves and interpretability per epoch (every seed with
+    rows) and whole-student mastery trajectories (window boundaries marked) of the first seed that has them.
+    A pure function of its arguments."""
+    out: dict[str, bytes] = {}
     if histories:
-        _curves(art, histories)
-        _interpretability(art, histories)
+        _curves(out, histories)
+        _interpretability(out, histories)
     with_examples = [(s, ex) for s, ex in examples.items() if ex]
     if with_examples:
-        _trajectories(art, *with_examples[0])
+        _trajectories(out, *with_examples[0])
+    return out
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The tEXt chunks of a PNG (key -> text); empty for anything that is not a PNG."""
+    import struct
+
+    out: dict[str, str] = {}
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return out
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and b"\x00" in body:
+            key, _, value = body.partition(b"\x00")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return out
+
+
+def png_problem(found: bytes, expected: bytes) -> str | None:
+    """Why a plot in a folder does not show what its evidence gives (None: it does). Other bytes are
+    accepted only when both record the same drawn data and were drawn by another renderer version."""
+    f, e = png_text(found), png_text(expected)
+    key, renderer = "harness:data-sha256", "harness:renderer"
+    if f.get(key) and f.get(key) == e.get(key):
+        if f.get(renderer) != e.get(renderer):
+            return None
+        return "same data but other pixels than this renderer draws (edited after it was drawn)"
+    return "does not draw what the evidence gives (edited, or drawn from other data)"

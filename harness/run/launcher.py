@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import os
 import signal
@@ -20,16 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gainakt.compile import compile_problem
-from harness.audit.checks import Check, Checks
 from harness.cli.flags import command_line
 from harness.config.build import (
     ConfigError,
-    amp_ran,
     apply_overrides,
     build_config,
     config_md5,
@@ -43,8 +39,18 @@ from harness.config.build import (
 from harness.config.launch import LaunchOptions
 from harness.config.schema import RunConfig
 from harness.errors import HarnessError, is_user_error
-from harness.folder import artifacts
-from harness.folder.checkpoints import check_resumable, checkpoint_name, load_checkpoint
+from harness.folder import artifacts, io
+from harness.folder.checkpoints import check_resumable
+from harness.folder.derive import (
+    FINISHED,
+    SESSION_MARK,
+    derive_folder,
+    finalise,
+    legacy_seeds,
+    outcome_line,
+    read_evidence,
+    run_interrupted_line,
+)
 from harness.folder.experiment import (
     ACCEPTED,
     ATTESTATION,
@@ -57,7 +63,6 @@ from harness.folder.experiment import (
     create_experiment_dir,
     folder_files,
     read_json,
-    write_manifest,
 )
 from harness.run.datasets import checksum_section, load_from_params
 from harness.run.environment import capture, render
@@ -279,7 +284,12 @@ def execute_experiment(exp_dir: Path, *, data_dir: str | None = None, resume: bo
     """
     with FolderLock(exp_dir, reentrant=True), signals_as_interrupts():
         if resume:
-            check_before_write(exp_dir, "resume it", accept_modified=accept_modified)
+            # A folder without a manifest was not finalised (a crash, or its manifest removed): the resume
+            # rebuilds every derived file from the primary evidence, so it is accepted, and said.
+            check_before_write(exp_dir, "resume it", accept_modified=accept_modified, require_manifest=False)
+            if not io.exists(exp_dir / MANIFEST):
+                print(f"note: {exp_dir.name} has no {MANIFEST} (it was not finalised): its derived files are "
+                      "rebuilt from config.json, environment.txt, stdout.log and the checkpoints")
         cfg = read_json(exp_dir / "config.json")
         with status_kept_on_crash(exp_dir):
             try:
@@ -349,11 +359,11 @@ def record_environment(exp_dir: Path, pairs: list[tuple[str, str]], resume: bool
     if not (resume and path.is_file()):
         atomic_write_text(path, render(pairs))
         return
-    text = path.read_text()
+    text = io.read_text(path, limit=io.TEXT_LIMIT, errors="replace")
     n = sum(1 for line in text.splitlines() if line.startswith("# resume ") and line.endswith(":")) + 1
     when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")
     section = f"# resume {n} at {when}:\n" + "".join(f"#   {k}: {v}\n" for k, v in pairs)
-    atomic_write_text(path, text + ("" if text.endswith("\n") else "\n") + section)
+    io.append_text(path, ("" if text.endswith("\n") else "\n") + section)  # appended: never rewritten
 
 
 def interrupted_outcomes(todo: list[int], outcomes: dict[int, dict], started: set[int],
@@ -375,22 +385,28 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
                     seed_runner: Any = run_workers) -> int:
     from harness.run.progress import Progress
 
-    log = RunLog(exp_dir / "stdout.log", quiet=quiet)
     run = RunConfig.from_dict(cfg)
     seeds = run.seeds.all
+    evidence = read_evidence(exp_dir) if resume else None  # read everything before the first write
+    if evidence is not None:
+        legacy = legacy_seeds(exp_dir, evidence)
+        if legacy:
+            raise ExperimentError(f"{exp_dir}: seeds {legacy} finished under an older harness whose checkpoints "
+                                  "carry no final metrics; the folder can be verified and compared, not resumed")
+    done = {s for s, e in evidence.seeds.items() if e.finished} if evidence else set()
+    if resume:
+        check_resumable(exp_dir, run, [s for s in seeds if s not in done])  # refuse before changing anything
+    log = RunLog(exp_dir / "stdout.log", quiet=quiet)
+    log.info(f"{SESSION_MARK}{'resume' if resume else 'run'}")  # outcome lines after it supersede earlier ones
     devices = run.devices  # host view, for the records
     # Inside a container the GPUs are renumbered 0..n-1; the host says how (docker_run.py).
     run_devices = json.loads(os.environ.get("HARNESS_INSIDE_DEVICES", "null")) or devices
     runtime = os.environ.get("HARNESS_RUNTIME", run.where)
     jobs_per_device = run.jobs_per_device
     seed_devices = seed_device_map(seeds, devices, jobs_per_device)
-    done: set[int] = set()
-    rows = existing_rows(exp_dir) if resume else {}  # read everything before the first write
     if resume:
-        done = finished_seeds(exp_dir, cfg)
-        check_resumable(exp_dir, run, [s for s in seeds if s not in done])  # refuse before changing anything
-        (exp_dir / MANIFEST).unlink(missing_ok=True)  # the folder is being written: no manifest until done
-        (exp_dir / ATTESTATION).unlink(missing_ok=True)  # signed what is about to change
+        io.remove(exp_dir / MANIFEST)  # the folder is being written: no manifest until it is finalised
+        io.remove(exp_dir / ATTESTATION)  # signed what is about to change
         log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
     log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
@@ -399,21 +415,18 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
     pairs = capture(runtime=runtime, dataset=dict(run.data_checksum), seed_devices=seed_devices,
                     determinism={"torch_deterministic": run.train.determinism.torch_deterministic})
     record_environment(exp_dir, pairs, resume)
-    atomic_write_json(exp_dir / "run_status.json", {"status": "running"})
+    atomic_write_json(exp_dir / "run_status.json", {"status": "running"})  # the live state until finalised
 
-    trajectories: dict[int, list[dict]] = {s: [] for s in seeds}
-    outcomes: dict[int, dict] = {s: previous_outcome(exp_dir, s) for s in done}
-    for s in done:
-        traj = exp_dir / "artifacts" / f"semantic_trajectory_seed{s}.json"
-        if traj.is_file():
-            trajectories[s] = read_json(traj)["trajectory"]
+    # Live views while seeds train (metrics_epoch.csv, trajectories); finalise rebuilds them from evidence.
+    rows: dict[int, dict[int, dict]] = {s: {r["epoch"]: r for r in e.history}
+                                        for s, e in (evidence.seeds.items() if evidence else ()) if e.history}
+    trajectories: dict[int, list[dict]] = {s: list(evidence.seeds[s].trajectory) if evidence else [] for s in seeds}
     todo = [s for s in seeds if s not in done]
     progress = Progress(todo, run.train.training.epochs, enabled=not quiet)
-
     on_event = _Events(exp_dir, seeds, log, progress, rows, trajectories)
-    started = on_event.started
 
     interrupted: tuple[str, int] | None = None
+    outcomes: dict[int, dict] = {}
     if todo:
         threads = run.threads
         plans = assign_seeds(seeds, run_devices, jobs_per_device, threads)
@@ -426,34 +439,30 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         except KeyboardInterrupt as exc:
             interrupted = interrupt_signal(exc)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the folder first
-            outcomes.update(interrupted_outcomes(todo, outcomes, started, rows, f"interrupted ({interrupted[0]})"))
+            outcomes.update(interrupted_outcomes(todo, outcomes, on_event.started, rows,
+                                                 f"interrupted ({interrupted[0]})"))
             log.error(f"interrupted ({interrupted[0]}): workers stopped; resume with --resume "
                       f"{run.experiment_id}")
-    for seed, out in outcomes.items():
-        result = out.get("result")
-        if result:  # the worker's history is complete (it includes epochs before a resume)
-            rows[seed] = {r["epoch"]: r for r in result["history"]}
-            trajectories[seed] = result["trajectory"]
-    write_metrics(exp_dir, seeds, rows)
-    results = artifacts.build_results(run, outcomes)
+    for seed in todo:  # primary evidence of what became of a seed that did not finish
+        out = outcomes.get(seed) or {"status": "not_run", "reason": "its worker never reported it"}
+        if out["status"] not in FINISHED:
+            log.info(outcome_line(seed, out["status"], out.get("reason") or (out.get("result") or {}).get("reason")))
     if interrupted:
-        results["status"] = "interrupted"
+        log.info(run_interrupted_line(interrupted[0]))
+    derived = derive_folder(exp_dir)
+    results = derived.results
     for line in results.get("warnings", []):
         log.warning(line)
-    finish_folder(exp_dir, cfg, results, outcomes, trajectories, seed_devices, pairs, rows)
     status = results["status"]
-    atomic_write_json(exp_dir / "run_status.json", {"status": status, "failed_seeds": results["failed_seeds"],
-                                                    "unfinished_seeds": results["unfinished_seeds"]}
-                      | ({"signal": interrupted[0]} if interrupted else {}))
     unfinished = [s for s in results["unfinished_seeds"] if s not in results["failed_seeds"]]
     log.info(f"status: {status}" + (f"; failed seeds {results['failed_seeds']}" if results["failed_seeds"] else "")
              + (f"; unfinished (interrupted or not run) seeds {unfinished}" if unfinished else ""))
+    log.close()  # stdout.log is complete before the derived files and the manifest are written
+    finalise(exp_dir, derived=derived)
     from harness.folder.summary import print_summary
 
     if not quiet:
         print_summary(results, run.experiment_id)
-    log.close()
-    write_manifest(exp_dir)
     if interrupted:
         return interrupted[1]
     return 0 if status == "completed" else 1
@@ -492,111 +501,9 @@ class _Events:
             self.progress.finish(seed, payload["status"])
 
 
-def finish_folder(exp_dir: Path, cfg: dict, results: dict, outcomes: dict[int, dict],
-                  trajectories: dict[int, list[dict]], seed_devices: dict[int, str],
-                  env_pairs: list[tuple[str, str]], rows: dict[int, dict[int, dict]]) -> None:
-    """results*.json, SEED_INFO.md, README.md, per-seed artifacts and plots."""
-    run = RunConfig.from_dict(cfg)
-    histories = {s: [rows[s][e] for e in sorted(rows[s])] for s in run.seeds.all if rows.get(s)}
-    examples = {s: o["result"].get("examples") for s, o in outcomes.items() if o.get("result")}
-    artifacts.write_results(exp_dir, results)
-    for seed in run.seeds.all:
-        out = outcomes.get(seed, {})
-        result = out.get("result")
-        if trajectories.get(seed):
-            artifacts.write_trajectory(exp_dir, seed, trajectories[seed])
-            artifacts.write_head_stats(exp_dir, seed, trajectories[seed])
-        artifacts.write_rng(exp_dir, seed, result, (result or {}).get("determinism", {}))
-        artifacts.write_timings(exp_dir, seed, result)
-    gpu_names = {k[3:]: v.split(" | ")[0] for k, v in env_pairs if k.startswith("gpu") and k[3:].isdigit()}
-    atomic_write_text(exp_dir / "SEED_INFO.md", artifacts.seed_info_md(run, results, seed_devices, gpu_names))
-    from harness.folder.plots import write_plots
-
-    write_plots(exp_dir, histories, examples)
-    checklist = run_checklist(exp_dir, cfg, results)
-    atomic_write_text(exp_dir / "README.md", artifacts.readme_md(run, results, checklist, run.command))
-
-
-def run_checklist(exp_dir: Path, cfg: dict, results: dict) -> list[Check]:
-    """Real checks of the finished folder, for the README (the same Check type as verify's)."""
-    run = RunConfig.from_dict(cfg)
-    checks = Checks()
-    checks.add("schema_version known", run.schema_version in (2, 3), f"{run.schema_version}")
-    checks.add("missing_params empty", run.missing_params == [], str(run.missing_params))
-    md5 = config_md5(cfg)
-    checks.add("config_md5 recomputes", md5 == run.config_md5, md5)
-    sha256 = run.data_checksum.get("sha256")
-    checks.add("dataset checksum recorded", bool(sha256), str(sha256)[:16] + "…")
-    env = (exp_dir / "environment.txt").read_text() if (exp_dir / "environment.txt").is_file() else ""
-    commit = next((line.split(": ", 1)[1] for line in env.splitlines() if line.startswith("git_commit: ")), "")
-    checks.add("git commit recorded", bool(commit) and not commit.startswith("unknown"), commit or "missing")
-    dirty = next((line.split(": ", 1)[1] for line in env.splitlines() if line.startswith("git_dirty: ")), "unknown")
-    checks.add("code tree clean", dirty == "false", f"git_dirty={dirty}")
-    multi = len(run.seeds.all) > 1
-    for seed in run.seeds.all:
-        r = results["per_seed"][str(seed)]
-        checks.add(f"seed {seed} finished", r["status"] in ("completed", "early_stopped"),
-                   r["status"] + (f" ({r.get('reason')})" if r.get("reason") else ""))
-        for kind in ("best", "last"):
-            path = exp_dir / checkpoint_name(kind, seed, multi)
-            checks.run(f"{path.name} loads", partial(_checkpoint_loads, path, seed))
-    deterministic = run.train.determinism.torch_deterministic
-    checks.add("deterministic algorithms", deterministic,
-               "on" if deterministic else "off (--torch_deterministic for audits)")
-    amp = amp_ran(cfg)  # as run: a CPU run is fp32 whatever was asked
-    checks.add("AMP off (bit-level reproducibility)", not amp,
-               "AMP on: tolerance-level reproducibility" if amp else "fp32")
-    return checks.items
-
-
-def _checkpoint_loads(path: Path, seed: int) -> tuple[bool, str]:
-    if not path.is_file():
-        return False, "missing"
-    state = load_checkpoint(path)
-    return state.get("seed") == seed, f"epoch {state['epoch'] + 1}, loads with weights_only"
-
-
-def finished_seeds(exp_dir: Path, cfg: dict) -> set[int]:
-    """Seeds whose results are already in results.json (completed or early-stopped)."""
-    path = exp_dir / "results.json"
-    if not path.is_file():
-        return set()
-    res = read_json(path)
-    return {int(s) for s, r in res.get("per_seed", {}).items() if r.get("status") in ("completed", "early_stopped")}
-
-
-def previous_outcome(exp_dir: Path, seed: int) -> dict:
-    """A finished seed's outcome rebuilt from results.json and its trajectory (for --resume)."""
-    res = read_json(exp_dir / "results.json")
-    return {"status": res["per_seed"][str(seed)]["status"], "previous": res["per_seed"][str(seed)]}
-
-
-def existing_rows(exp_dir: Path) -> dict[int, dict[int, dict]]:
-    path = exp_dir / "metrics_epoch.csv"
-    rows: dict[int, dict[int, dict]] = {}
-    if not path.is_file():
-        return rows
-    with path.open() as fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            try:
-                if None in row or None in row.values():
-                    raise ValueError("wrong number of cells")
-                parsed = {k: _num(v) for k, v in row.items()}
-                rows.setdefault(int(parsed["seed"]), {})[int(parsed["epoch"])] = parsed
-            except (TypeError, ValueError, KeyError) as exc:
-                raise ExperimentError(f"{path}: line {reader.line_num}: {exc}; the folder cannot be resumed") from None
-    return rows
-
-
-def _num(v: str) -> Any:
-    try:
-        return int(v)
-    except ValueError:
-        try:
-            return float(v)
-        except ValueError:
-            return v
+def finished_seeds(exp_dir: Path, cfg: dict | None = None) -> set[int]:
+    """Seeds whose last checkpoint records their finished result (completed or early-stopped)."""
+    return {s for s, e in read_evidence(exp_dir).seeds.items() if e.finished}
 
 
 def write_metrics(exp_dir: Path, seeds: list[int], rows: dict[int, dict[int, dict]]) -> None:

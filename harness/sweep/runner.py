@@ -20,9 +20,11 @@ from typing import Any
 from harness.cli.flags import command_line
 from harness.config.build import config_md5
 from harness.config.schema import RunConfig
+from harness.folder import io as fio
+from harness.folder.derive import FINISHED
 from harness.folder.experiment import (
+    MANIFEST,
     atomic_write_json,
-    atomic_write_text,
     check_title,
     output_base,
     read_json,
@@ -42,7 +44,15 @@ from harness.sweep.spec import SweepError, SweepSpec, load_spec_file, parse_spec
 SWEEP_JSON = "sweep.json"
 # Flags of `harness run` that make no sense for a sweep; refused rather than ignored.
 _REFUSED = ("experiment_dir", "reproduce_from", "compare_only", "source_exp", "target_exp", "manifest",
-            "strict_schema", "force", "auc_tolerance", "corr_tolerance", "no_verify")
+            "strict_schema", "force", "auc_tolerance", "corr_tolerance", "no_verify", "accept_modified",
+            "sign_key", "sign_accepted")
+
+
+def refuse_run_only_flags(ns: argparse.Namespace) -> None:
+    """Flags of `harness run` that a sweep does not act on: refused, never parsed and ignored."""
+    refused = [f"--{name}" for name in _REFUSED if getattr(ns, name, None)]
+    if refused:
+        raise SweepError(f"{refused[0]} does not apply to a sweep")
 
 
 @dataclass
@@ -122,9 +132,7 @@ def launch_settings(ns: argparse.Namespace, first: ResolvedRun) -> Launch:
 
 def start(ns: argparse.Namespace) -> int:
     """`harness sweep <title> --spec|--matrix`: everything is checked before any folder is created."""
-    refused = [f"--{name}" for name in _REFUSED if getattr(ns, name, None)]
-    if refused:
-        raise SweepError(f"{refused[0]} does not apply to a sweep")
+    refuse_run_only_flags(ns)
     if not ns.title:
         raise SweepError("a sweep title is required: harness sweep <title> --spec SPEC.yaml | --matrix NAME")
     doc, source, spec_dir = spec_document(ns)
@@ -164,6 +172,7 @@ def start(ns: argparse.Namespace) -> int:
 
 def resume(ns: argparse.Namespace) -> int:
     """`harness sweep --resume <sweep>`: train only the jobs that did not finish."""
+    refuse_run_only_flags(ns)
     sweep_dir = resolve_sweep(ns.resume, ns.output_base)
     state = read_json(sweep_dir / SWEEP_JSON)
     launch = Launch(**state["launch"])
@@ -267,6 +276,9 @@ class Sweep:
                 exp = self.folder / p["experiment_id"]
                 execute_experiment(exp, data_dir=self.state.get("data_dir"), resume=resume, quiet=True,
                                    seed_runner=self.backend.seed_runner(self._hook(p["name"], exp)))
+                with self.lock:  # the point folder is finalised: only now are its jobs completed
+                    self._final_statuses(p)
+                    self._save()
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
                 errors.append(exc)
 
@@ -296,32 +308,35 @@ class Sweep:
                 self.progress.epoch(point, seed, payload)
             elif kind in ("result", "failed"):
                 status = payload["status"] if kind == "result" else "failed"
+                # Trained, not yet completed: a job is completed once its point folder is finalised
+                # (_final_statuses), so a crash in between leaves it to `sweep --resume`.
                 with self.lock:
-                    job.update(status=status, reason=None if kind == "result" else str(payload))
+                    job.update(status="finalising" if status in FINISHED else status,
+                               reason=None if kind == "result" else str(payload))
                     self._save()
                 self.progress.finished(point, seed, status)
 
         return hook
 
     def _final_statuses(self, p: dict) -> None:
-        """Job statuses as the point's results.json has them (the folder is the truth)."""
-        path = self.folder / p["experiment_id"] / "results.json"
-        per_seed = read_json(path)["per_seed"] if path.is_file() else {}
+        """Job statuses as the point's finalised results.json has them (the folder is the truth); a point
+        without a manifest was not finalised, so none of its jobs counts as completed."""
+        exp = self.folder / p["experiment_id"]
+        path = exp / "results.json"
+        finalised = fio.is_regular(exp / MANIFEST) and fio.is_regular(path)
+        per_seed = fio.read_json(path)["per_seed"] if finalised else {}
         for seed in self.state["seeds"]:
             job, r = self.jobs[(p["name"], seed)], per_seed.get(str(seed))
             if r is not None:
                 job["status"] = r["status"] if r["status"] != "not_run" else "failed"
                 if r["status"] not in ("completed", "early_stopped"):
                     job["reason"] = r.get("reason") or job.get("reason")
-            elif job["status"] in ("pending", "running"):
-                job.update(status="failed", reason=job.get("reason") or "no result recorded")
+            elif job["status"] in ("pending", "running", "finalising"):
+                job.update(status="failed", reason=job.get("reason") or "no result recorded (point not finalised)")
 
 
 def record_placement(exp: Path, seed: int, placement: dict) -> None:
     """Where a seed actually trained (host, Ray node, GPU, slot), as `seed<N>_placement` in environment.txt."""
-    path = exp / "environment.txt"
-    key = f"seed{seed}_placement"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    lines = [line for line in lines if not line.startswith(f"{key}: ")]
-    lines.append(f"{key}: {json.dumps(placement, sort_keys=True)}")
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    # Appended (environment.txt is primary evidence, never rewritten); a later line for the same seed (a
+    # retry) wins when the file is read back.
+    fio.append_text(exp / "environment.txt", f"seed{seed}_placement: {json.dumps(placement, sort_keys=True)}\n")

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from harness.folder.experiment import atomic_write_text, read_json, sha256_file, write_manifest
+from harness.folder.experiment import read_json, sha256_file, write_manifest
 
 # (key, label): per-seed values from results.json, except wall_seconds (sum of epoch_seconds).
 METRICS = (
@@ -198,7 +198,8 @@ def sweep_md(state: dict[str, Any], rows: list[dict[str, Any]]) -> str:
               "|---|---|---|---|---|"]
     for p in state["points"]:
         n = sum(1 for j in state["jobs"] if j["point"] == p["name"] and j["status"] in FINISHED)
-        over = " ".join([f"{k}={v}" for k, v in p["flags"].items()] + list(p["set"])) or "(base)"
+        # Canonical order (sorted flags, then --set in order given): sweep.json stores flags with sorted keys.
+        over = " ".join([f"{k}={v}" for k, v in sorted(p["flags"].items())] + list(p["set"])) or "(base)"
         lines.append(f"| {p['name']} | `{p['experiment_id']}` | `{p['config_md5']}` | {n}/{len(seeds)} | {over} |")
     lines += ["", "## Plots", "", "![val AUC against mastery correlation](plots/frontier.png)", "",
               "![mean learning curves](plots/learning_curves.png)", "", FILES_TEXT]
@@ -217,12 +218,13 @@ FILES_TEXT = """## Files
 """
 
 
-def write_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+def render_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, bytes]:
+    """{sweep-relative name: PNG bytes} of the frontier and the mean learning curves."""
     from matplotlib.ticker import MaxNLocator
 
     from harness.folder.plots import _save, plt
 
-    (folder / "plots").mkdir(exist_ok=True)
+    out: dict[str, bytes] = {}
     by = {(r["point"], r["metric"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, p in enumerate(state["points"]):
@@ -234,7 +236,7 @@ def write_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]])
     ax.set(title="accuracy vs interpretability (mean ± std over seeds)", xlabel="val mastery correlation",
            ylabel="best val AUC")
     ax.legend(fontsize=7)
-    _save(fig, folder / PLOTS[0])
+    _save(fig, out, PLOTS[0])
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, p in enumerate(state["points"]):
         per_epoch: dict[int, list[float]] = {}
@@ -253,7 +255,8 @@ def write_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title="val AUC per epoch (mean, band ± std over seeds)", xlabel="epoch", ylabel="val AUC")
     ax.legend(fontsize=7)
-    _save(fig, folder / PLOTS[1])
+    _save(fig, out, PLOTS[1])
+    return out
 
 
 def manifest_entries(folder: Path, state: dict[str, Any]) -> dict[str, str]:
@@ -263,9 +266,20 @@ def manifest_entries(folder: Path, state: dict[str, Any]) -> dict[str, str]:
     return {n: sha256_file(folder / n) for n in names}
 
 
-def write_summary(folder: Path, state: dict[str, Any]) -> None:
+def derive_summary(folder: Path, state: dict[str, Any]) -> dict[str, bytes]:
+    """{sweep-relative name: bytes} of sweep_summary.csv, SWEEP.md and the plots: a pure function of
+    `state` (sweep.json as stored) and the points' folders."""
     rows = summary_rows(folder, state)
-    atomic_write_text(folder / "sweep_summary.csv", render_csv(rows))
-    atomic_write_text(folder / "SWEEP.md", sweep_md(state, rows))
-    write_plots(folder, state, rows)
-    write_manifest(folder, manifest_entries(folder, state))
+    return {"sweep_summary.csv": render_csv(rows).encode(), "SWEEP.md": sweep_md(state, rows).encode(),
+            **render_plots(folder, state, rows)}
+
+
+def write_summary(folder: Path, state: dict[str, Any] | None = None) -> None:
+    """Write the derived files of a sweep from sweep.json as stored (never from the caller's copy, whose
+    key order may differ) and the points' folders, then its manifest."""
+    from harness.folder import io as fio
+
+    stored = fio.read_json(folder / "sweep.json")
+    for name, data in derive_summary(folder, stored).items():
+        fio.write_bytes(folder / name, data, root=folder)
+    write_manifest(folder, manifest_entries(folder, stored))

@@ -9,10 +9,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.folder.experiment import read_json, read_manifest
+from harness.folder import io as fio
+from harness.folder.experiment import ExperimentError, read_json, read_manifest
 from harness.sweep.runner import SWEEP_JSON, resolve_sweep
 from harness.sweep.spec import SweepError
-from harness.sweep.summary import FINISHED, manifest_entries, render_csv, summary_rows, sweep_md
+from harness.sweep.summary import FINISHED, derive_summary, manifest_entries
 
 NOT_YET = "not applicable until the sweep finishes"
 
@@ -27,6 +28,26 @@ def is_sweep(ref: str, base_arg: str | None) -> bool:
 
 def _check(name: str, passed: bool, reason: str) -> dict[str, Any]:
     return {"name": name, "passed": bool(passed), "reason": reason}
+
+
+def _same_bytes(path: Path, expected: bytes) -> tuple[bool, str]:
+    """Whether a derived file of the sweep holds what its recomputation gives (read through the I/O layer)."""
+    from harness.folder.plots import png_problem
+
+    if path.is_symlink():
+        return False, "a symlink (not read)"
+    if not fio.exists(path):
+        return False, "missing"
+    try:
+        found = fio.read_bytes(path, limit=max(fio.TEXT_LIMIT, 2 * len(expected)))
+    except ExperimentError as exc:
+        return False, str(exc)
+    if found == expected:
+        return True, "recomputed from the points: identical"
+    if path.suffix == ".png":
+        why = png_problem(found, expected)
+        return (True, "same data drawn (another renderer)") if why is None else (False, why)
+    return False, "differs from a recomputation"
 
 
 def _manifest_check(folder: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +108,7 @@ def _skip_until_finished(checks: list[dict[str, Any]], unfinished: dict[str, Any
         if c["passed"]:
             continue
         later = (c["reason"].startswith(NOT_YET) or c["name"].endswith(" job statuses")
-                 or c["name"] in ("sweep_summary.csv equals the points' results", "SWEEP.md equals the points' "
-                                  "results", "sweep manifest"))
+                 or c["name"].startswith(("sweep_summary.csv ", "SWEEP.md ", "plots/")) or c["name"] == "sweep manifest")
         if later:
             skipped.append(c["name"])
             if not c["reason"].startswith(NOT_YET):
@@ -113,13 +133,10 @@ def verify_sweep(folder: Path) -> dict[str, Any]:
                              f"{len(left)} jobs left: {', '.join(left[:4])}{' …' if len(left) > 4 else ''}); "
                              f"finish it with: {unfinished['resume']}"))
     checks += _point_checks(folder, state)
-    rows = summary_rows(folder, state)
-    for name, expected in (("sweep_summary.csv", render_csv(rows)), ("SWEEP.md", sweep_md(state, rows))):
-        path = folder / name
-        same = path.is_file() and path.read_text() == expected
-        checks.append(_check(f"{name} equals the points' results", same,
-                             "recomputed from the points: identical" if same else
-                             ("missing" if not path.is_file() else "differs from a recomputation")))
+    derived = derive_summary(folder, state)
+    for name, expected in derived.items():
+        label = f"{name} equals the points' results" if not name.endswith(".png") else f"{name} draws the points' results"
+        checks.append(_check(label, *_same_bytes(folder / name, expected)))
     checks.append(_manifest_check(folder, state))
     skipped = _skip_until_finished(checks, unfinished)
     failed = [c["name"] for c in checks if not c["passed"] and c["name"] not in skipped]
