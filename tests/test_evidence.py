@@ -236,5 +236,7 @@ def test_log_outcomes_of_the_last_session_supersede_earlier_ones():
         "session: run", derive.outcome_line(1, "failed", "NaN loss"), derive.run_interrupted_line("SIGTERM"),
         "session: resume", derive.outcome_line(2, "interrupted", "SIGINT after epoch 2"),
     ])
-    seeds, signal = derive.read_log_outcomes(log)
-    assert seeds == {2: ("interrupted", "SIGINT after epoch 2")} and signal is None
+    logged = derive.read_log_outcomes(log)
+    assert logged.seeds == {2: ("interrupted", "SIGINT after epoch 2")} and logged.signal is None
+    assert logged.sessions == 2 and not logged.ended  # no `session ended`: that launcher was killed
+    assert derive.read_log_outcomes(log + "\n" + stamp + derive.SESSION_END).ended

@@ -175,12 +175,14 @@ def test_accept_modified_is_recorded_and_resume_keeps_the_original_environment(f
     assert "modifications_accepted.txt" in read_manifest(finished)
 
 
-def test_resume_that_fails_on_a_malformed_row_does_not_leave_the_folder_running(finished, capsys):
+def test_resume_rebuilds_a_malformed_derived_file_from_the_evidence_when_accepted(finished, capsys):
     csv_path = finished / "metrics_epoch.csv"
+    true_csv = csv_path.read_bytes()
     csv_path.write_text(csv_path.read_text() + "x,y\n")
-    assert main(["resume", str(finished), "--accept_modified"]) == 1
-    err = capsys.readouterr().err
-    assert "metrics_epoch.csv: line" in err and len(err.strip().splitlines()) == 1
+    assert main(["resume", str(finished)]) == 1  # a difference from the manifest is refused ...
+    assert "metrics_epoch.csv does not match" in capsys.readouterr().err
+    assert main(["resume", str(finished), "--accept_modified"]) == 0  # ... or accepted and rebuilt
+    assert csv_path.read_bytes() == true_csv
     assert json.loads((finished / "run_status.json").read_text())["status"] == "completed"
     assert (finished / MANIFEST).is_file()
 
@@ -238,7 +240,7 @@ def test_symlinked_stdout_log_and_png_are_not_followed_and_are_reported(finished
 
 
 def test_log_and_plot_writes_never_go_through_a_symlink(tmp_path):
-    from harness.folder.plots import write_plots
+    from harness.folder.plots import render_plots
     from harness.run.runlog import RunLog
 
     victim = tmp_path / "victim"
@@ -253,7 +255,10 @@ def test_log_and_plot_writes_never_go_through_a_symlink(tmp_path):
     row = {"epoch": 1, "train_auc": 0.5, "val_auc": 0.5, "train_loss": 1.0, "val_loss": 1.0,
            "mastery_correlation": 0.1, "mastery_ci_low": 0.0, "mastery_ci_high": 0.2, "gain_correlation": 0.1,
            **{f"{k}_loss_share": 0.2 for k in ("main", "constraint", "alignment", "lag", "retention")}}
-    write_plots(folder, {1: [row]}, {})
+    from harness.folder import io
+
+    for name, data in render_plots({1: [row]}, {}).items():
+        io.write_bytes(folder / name, data, root=folder)
     assert victim.read_text() == "keep"
     assert not png.is_symlink() and png.read_bytes().startswith(b"\x89PNG")
     lock_victim = tmp_path / "lock_victim"
@@ -332,7 +337,8 @@ def test_a_signed_folder_edited_and_re_manifested_fails_verify_with_the_trusted_
     res["test_auc"] = res["per_seed"]["21"]["test_auc"] = 0.95
     (finished / "results.json").write_text(json.dumps(res))
     write_manifest(finished)
-    assert verify_experiment(finished)["passed"]  # the folder's own evidence now agrees with the forgery
+    # The manifest agrees with the forgery, but the evidence does not: results.json is re-derived.
+    assert "results.json differs at" in failed(verify_experiment(finished))["derived files equal their re-derivation"]
     fails = failed(verify_experiment(finished, trusted_key=pub))
     assert "does not cover the current files" in fails["signed attestation"]
     other = tmp_path / "keys" / "other"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import audit_runs  # tests/fixtures, on sys.path via conftest.py
+import torch
 
 from harness.audit.compare import compare_experiments
 from harness.audit.verify import SCHEMA3_CSV_HEADER_BEFORE_ISSUE12, verify_experiment
@@ -34,6 +35,13 @@ def as_before_issue12(folder: Path) -> None:
             del block[key]
         block.pop("warnings")
     (folder / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    log = folder / "stdout.log"  # ... and its launcher wrote no session or outcome lines
+    log.write_text("".join(ln for ln in log.read_text().splitlines(keepends=True)
+                           if " - session: " not in ln and " - outcome: " not in ln))
+    for ckpt in folder.glob("model_*.pth"):  # checkpoints of that time carried no result record
+        state = torch.load(ckpt, weights_only=True)
+        state.pop("result", None)
+        torch.save(state, ckpt)
     write_manifest(folder)
 
 
@@ -43,6 +51,8 @@ def test_an_older_folder_still_verifies_and_compares(base_run, tmp_path):
     as_before_issue12(old)
     report = verify_experiment(old)
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    legacy = next(c for c in report["checks"] if c["name"] == "derived files equal their re-derivation")
+    assert legacy["name"] in report["skipped"] and "older harness" in legacy["reason"]
 
     cmp = compare_experiments(old, new)
     assert cmp["verdict"] != "fail", cmp["reasons"]

@@ -9,10 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from scipy import stats
 
 from harness.cli.main import main
-from harness.folder.experiment import read_json, write_manifest
+from harness.folder import derive
+from harness.folder.experiment import FolderLock, read_json, write_manifest
 
 TINY = ["--model_preset", "small", "--d_model", "16", "--n_heads", "2", "--n_blocks", "1", "--d_ff", "16",
         "--devices", "cpu", "--no_amp", "--torch_deterministic", "--synthetic_students", "80",
@@ -147,13 +149,14 @@ def _unfinish(folder: Path) -> None:
     next(j for j in state["jobs"] if (j["point"], j["seed"]) == ("sparse", 6))["status"] = "pending"
     (folder / "sweep.json").write_text(json.dumps(state))
     sparse = folder / next(p["experiment_id"] for p in state["points"] if p["name"] == "sparse")
-    results = read_json(sparse / "results.json")
-    results["status"] = "interrupted"
-    results["per_seed"]["6"] = {"seed": 6, "status": "interrupted", "reason": "SIGTERM after epoch 0"}
-    results["unfinished_seeds"] = [6]
-    (sparse / "results.json").write_text(json.dumps(results))
+    last = torch.load(sparse / "model_last_seed6.pth", weights_only=True)
+    del last["result"]  # the seed's outcome was never recorded: it did not finish
+    torch.save(last, sparse / "model_last_seed6.pth")
     (sparse / "model_best_seed6.pth").unlink()
-    write_manifest(sparse)
+    with (sparse / "stdout.log").open("a") as fh:  # what the launcher records of an interrupted seed
+        fh.write(f"2026-12-05 10:00:00,000 - INFO - {derive.outcome_line(6, 'interrupted', 'SIGTERM after epoch 0')}\n")
+    with FolderLock(sparse):
+        derive.finalise(sparse)
     for name in ("sweep_summary.csv", "SWEEP.md", "MANIFEST.sha256"):
         (folder / name).unlink()
 

@@ -22,7 +22,7 @@ EXPECTED_CHECKS = {
     "artifact artifacts/learning_curves.png", "artifact artifacts/interpretability.png",
     "artifact artifacts/mastery_trajectories.png", "results config_md5", "run completed",
     "metrics_epoch.csv vs results.json", "results.json top level", "checkpoint model_best.pth", "checkpoint model_last.pth", "seeds agree",
-    "dataset checksum",
+    "dataset checksum", "derived files equal their re-derivation", "plots draw the evidence", "no hard links",
 }
 
 
@@ -45,7 +45,7 @@ def test_a_fresh_run_passes_every_check(base):
     assert report["passed"], failing(report)
     names = {c["name"] for c in report["checks"]}
     assert EXPECTED_CHECKS <= names, EXPECTED_CHECKS - names
-    assert all(set(c) == {"name", "passed", "reason"} and c["reason"] for c in report["checks"])
+    assert all(set(c) == {"name", "passed", "status", "reason"} and c["reason"] for c in report["checks"])
 
 
 def test_verify_writes_nothing(base):

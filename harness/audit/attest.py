@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.folder import io as fio
 from harness.folder.experiment import (
     ATTESTATION,
     MANIFEST,
@@ -135,7 +136,7 @@ def build_statement(exp: Path) -> dict[str, Any]:
     cfg = read_json(exp / "config.json")
     results = read_json(exp / "results.json")
     env_path = exp / "environment.txt"
-    env = parse_environment(env_path.read_text(errors="replace")) if env_path.is_file() else {}
+    env = parse_environment(fio.read_text(env_path, errors="replace")) if fio.is_regular(env_path) else {}
     verdicts: dict[str, Any] = {"status": results.get("status"),
                                 "seeds": {s: r.get("status") for s, r in (results.get("per_seed") or {}).items()}}
     for name, key in (("reproduction_report.json", "reproduction"), ("verification_report.json", "verification")):
@@ -163,12 +164,11 @@ def build_statement(exp: Path) -> dict[str, Any]:
 
 def accepted_modifications(exp: Path) -> list[str]:
     """The lines of modifications_accepted.txt (empty when the folder has none)."""
-    from harness.folder import io
     from harness.folder.experiment import ACCEPTED
 
-    if not io.exists(exp / ACCEPTED):
+    if not fio.exists(exp / ACCEPTED):
         return []
-    return [ln for ln in io.read_text(exp / ACCEPTED).splitlines() if ln.strip()]
+    return [ln for ln in fio.read_text(exp / ACCEPTED).splitlines() if ln.strip()]
 
 
 def refuse_accepted(exp: Path, allow_accepted: bool) -> None:
@@ -222,7 +222,7 @@ def check_attestation(exp: Path, trusted_key: Path) -> tuple[bool, str]:
         return False, f"{ATTESTATION} is missing (the folder is not signed)"
     public = load_public_key(trusted_key)
     try:
-        envelope = json.loads(path.read_text())
+        envelope = fio.loads_json(fio.read_text(path, limit=fio.JSON_LIMIT))
         payload = base64.b64decode(envelope["payload"], validate=True)
         sigs = [base64.b64decode(s["sig"], validate=True) for s in envelope["signatures"]]
         payload_type = envelope["payloadType"]

@@ -27,6 +27,7 @@ from harness.config.build import (
     leaf_paths,
     normalized_config_hash,
 )
+from harness.folder import io as fio
 from harness.folder.experiment import (
     MANIFEST,
     ExperimentError,
@@ -69,7 +70,7 @@ _ARCH = re.compile(r"(x86_64|amd64|aarch64|arm64|ppc64le|s390x|i[3-6]86)", re.IG
 
 def md5_bytes(path: Path) -> str | None:
     """md5 of a file's raw bytes, or None when it does not exist."""
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
+    return hashlib.md5(fio.read_bytes(path, limit=fio.JSON_LIMIT)).hexdigest() if fio.is_regular(path) else None
 
 
 def _read_optional_json(path: Path, problems: list[str], label: str) -> Any:
@@ -199,7 +200,8 @@ def load_side(exp: Path) -> dict[str, Any]:
         problems.append("results.json: expected a JSON object")
         results = None
     env_path = exp / "environment.txt"
-    environment = parse_environment(env_path.read_text(errors="replace")) if env_path.is_file() else None
+    environment = (parse_environment(fio.read_text(env_path, errors="replace")) if fio.is_regular(env_path)
+                   else None)
     seeds = config_seeds(cfg, results)
     ours = cfg.get("experiment", {}).get("id") if isinstance(cfg.get("experiment"), dict) else None
     return {
@@ -624,8 +626,8 @@ def _override_count(exp_dir: Path, cfg: dict[str, Any]) -> int:
     """Overrides applied to this run: the count in overrides_applied.txt (ours: `override_count: N`;
     the reference's: one `key:old->new` line each), else the reproduction block's."""
     path = exp_dir / "overrides_applied.txt"
-    if path.is_file():
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    if fio.is_regular(path):
+        lines = [ln for ln in fio.read_text(path, errors="replace").splitlines() if ln.strip()]
         for line in lines:
             if line.startswith("override_count:"):
                 try:
@@ -639,9 +641,9 @@ def _override_count(exp_dir: Path, cfg: dict[str, Any]) -> int:
 
 def _stdout_ends(exp_dir: Path, n: int = 5) -> tuple[list[str], list[str]]:
     path = exp_dir / "stdout.log"
-    if not path.is_file():
+    if not fio.is_regular(path):
         return [], []
-    lines = path.read_text(errors="replace").splitlines()
+    lines = fio.read_text(path, limit=fio.LOG_LIMIT, errors="replace").splitlines()
     return lines[:n], lines[-n:]
 
 

@@ -189,8 +189,7 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     if schema == SCHEMA_VERSION and not ctx["finalised"] and not (exp / MANIFEST).is_symlink():
         checks.run(FINALISED_CHECK, lambda: _check_finalised(ctx))
         for name in ("manifest", "manifest paths inside the folder"):
-            checks.skip(name, f"the folder has no {MANIFEST} (see '{FINALISED_CHECK}'): tampering cannot be "
-                        f"detected until it is finalised")
+            checks.skip(name, f"the folder has no {MANIFEST} (tampering cannot be detected): {_not_yet(ctx)}")
     else:
         checks.run("manifest", lambda: _check_manifest(exp))
         checks.run("manifest paths inside the folder", lambda: _check_manifest_paths(exp))
@@ -325,7 +324,7 @@ def _check_derived(ctx: dict[str, Any]) -> tuple[bool | None, str]:
         return False, ctx["derive_why"]
     diffs = _differences(ctx["exp"], derived, plots=False)
     if not ctx["finalised"]:
-        return None, f"not applicable: the folder was not finalised (see '{FINALISED_CHECK}')"
+        return None, _not_yet(ctx)
     if diffs:
         return False, "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
     n = sum(1 for n in derived.files if not n.endswith(".png"))
@@ -338,7 +337,7 @@ def _check_plots(ctx: dict[str, Any]) -> tuple[bool | None, str]:
         return None, "not applicable: " + (ctx["derive_why"][8:] if ctx["derive_why"].startswith("legacy: ")
                                            else "the evidence does not re-derive")
     if not ctx["finalised"]:
-        return None, f"not applicable: the folder was not finalised (see '{FINALISED_CHECK}')"
+        return None, _not_yet(ctx)
     diffs = _differences(ctx["exp"], derived, plots=True)
     if diffs:
         return False, "; ".join(diffs)
@@ -346,9 +345,13 @@ def _check_plots(ctx: dict[str, Any]) -> tuple[bool | None, str]:
     return True, f"{n} plots draw what the evidence gives"
 
 
-def _check_finalised(ctx: dict[str, Any]) -> tuple[bool, str]:
+def _check_finalised(ctx: dict[str, Any]) -> tuple[bool | None, str]:
     """A folder without a manifest was not finalised: its run or the finalisation after it stopped early
-    (or the manifest was removed). Named as such, never healed by verify; a resume rebuilds it."""
+    (or the manifest was removed). Named as such, never healed by verify; a resume rebuilds it. A run
+    whose seeds did not finish is reported by `run completed` (the same resume finishes both)."""
+    unfinished = ctx["unfinished"]
+    if unfinished is not None and unfinished["seeds"]:
+        return None, f"no {MANIFEST} (tampering cannot be detected); {NOT_APPLICABLE}"
     why = (f"no {MANIFEST}: the folder was not finalised (its run, or the finalisation after it, stopped "
            "before the end, or the manifest was removed)")
     derived = ctx["derived"]
@@ -571,12 +574,20 @@ def _run_artifact(checks: Checks, ctx: dict[str, Any], name: str, fn: Any) -> No
     (Files deleted from a folder that has a manifest still fail the `manifest` check.)"""
     path = ctx["exp"] / name
     if _unfinalised(ctx) and name in ctx["derived"].files:
-        checks.skip(f"artifact {name}", f"derived, and the folder was not finalised (see '{FINALISED_CHECK}')")
+        checks.skip(f"artifact {name}", f"derived: {_not_yet(ctx)}")
         return
     if ctx["unfinished"] is not None and not path.exists() and not path.is_symlink():
         checks.skip(f"artifact {name}", f"{name} is not written yet; {NOT_APPLICABLE}")
         return
     checks.run(f"artifact {name}", fn)
+
+
+def _not_yet(ctx: dict[str, Any]) -> str:
+    """Why a check of derived files does not apply to a folder that was not finalised."""
+    unfinished = ctx["unfinished"]
+    if unfinished is not None and unfinished["seeds"]:
+        return NOT_APPLICABLE
+    return f"not applicable until the folder is finalised (see '{FINALISED_CHECK}')"
 
 
 def _unfinalised(ctx: dict[str, Any]) -> bool:
@@ -868,7 +879,7 @@ def _check_completed(ctx: dict[str, Any]) -> tuple[bool, str]:
 def _check_metrics_vs_results(ctx: dict[str, Any]) -> tuple[bool | None, str]:
     path = ctx["exp"] / "metrics_epoch.csv"
     if _unfinalised(ctx):
-        return None, f"metrics_epoch.csv is derived and the folder was not finalised (see '{FINALISED_CHECK}')"
+        return None, f"metrics_epoch.csv is derived: {_not_yet(ctx)}"
     if ctx["results"] is None:
         return _results_absent(ctx)
     if not io.is_regular(path):

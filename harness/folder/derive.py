@@ -41,6 +41,8 @@ _STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - [A-Z]+ - (.
 SESSION_MARK = "session: "  # `session: run` or `session: resume`, the first line of each launcher session
 _SEED_OUTCOME = re.compile(r"^outcome: seed (\d+) (failed|not_run|interrupted): (.*)$")
 _RUN_OUTCOME = re.compile(r"^outcome: run interrupted \((SIG[A-Z]+)\)$")
+SESSION_END = "outcome: session ended"  # logged once every outcome of the session is (before deriving)
+_END = re.compile(r"^outcome: session ended$")
 
 
 class LegacyFolder(ExperimentError):
@@ -94,33 +96,47 @@ class Evidence:
     environment: str
     seeds: dict[int, SeedEvidence]
     interrupted: str | None  # the signal that interrupted the last session, if one did
+    sessions: int = 0  # launcher sessions recorded in stdout.log (0: written by a harness before them)
+    killed: bool = False  # the last session never logged its end (its launcher was killed)
 
     @property
     def multi(self) -> bool:
         return len(self.run.seeds.all) > 1
 
 
-def read_log_outcomes(log_text: str) -> tuple[dict[int, tuple[str, str]], str | None]:
-    """The outcome lines of the last launcher session of stdout.log: ({seed: (status, reason)}, signal or
-    None). Earlier sessions are superseded: a resume retries every unfinished seed."""
-    seeds: dict[int, tuple[str, str]] = {}
-    signal: str | None = None
+@dataclass
+class LogOutcomes:
+    """What the last launcher session of stdout.log records (earlier sessions are superseded: a resume
+    retries every unfinished seed)."""
+
+    seeds: dict[int, tuple[str, str]] = field(default_factory=dict)  # seed -> (status, reason)
+    signal: str | None = None  # the signal that interrupted the session
+    sessions: int = 0  # launcher sessions in the log (0: a harness that wrote none)
+    ended: bool = True  # the last session logged SESSION_END (False: its launcher was killed)
+
+
+def read_log_outcomes(log_text: str) -> LogOutcomes:
+    """The `session:` and `outcome:` lines of stdout.log (see LogOutcomes)."""
+    out = LogOutcomes()
     for line in log_text.splitlines():
         m = _STAMPED.match(line)
         if not m:
             continue
         message = m.group(1)
         if message.startswith(SESSION_MARK):
-            seeds, signal = {}, None
+            out = LogOutcomes(sessions=out.sessions + 1, ended=False)
+            continue
+        if _END.match(message):
+            out.ended = True
             continue
         so = _SEED_OUTCOME.match(message)
         if so:
-            seeds[int(so.group(1))] = (so.group(2), so.group(3))
+            out.seeds[int(so.group(1))] = (so.group(2), so.group(3))
             continue
         ro = _RUN_OUTCOME.match(message)
         if ro:
-            signal = ro.group(1)
-    return seeds, signal
+            out.signal = ro.group(1)
+    return out
 
 
 def _checkpoint(path: Path, seed: int) -> tuple[dict | None, tuple[bool, str]]:
@@ -137,7 +153,8 @@ def _checkpoint(path: Path, seed: int) -> tuple[dict | None, tuple[bool, str]]:
     return state, (True, f"epoch {int(state['epoch']) + 1}, loads with weights_only")
 
 
-def read_seed(exp_dir: Path, seed: int, multi: bool, log_outcome: tuple[str, str] | None) -> SeedEvidence:
+def read_seed(exp_dir: Path, seed: int, multi: bool, log_outcome: tuple[str, str] | None,
+              killed: bool = False) -> SeedEvidence:
     ev = SeedEvidence(seed=seed)
     last, ev.checkpoints["last"] = _checkpoint(exp_dir / checkpoint_name("last", seed, multi), seed)
     _, ev.checkpoints["best"] = _checkpoint(exp_dir / checkpoint_name("best", seed, multi), seed)
@@ -149,14 +166,13 @@ def read_seed(exp_dir: Path, seed: int, multi: bool, log_outcome: tuple[str, str
             ev.result = {**record, "history": ev.history, "trajectory": ev.trajectory}
             ev.status, ev.reason = str(record["status"]), record.get("reason")
             return ev
+    why = "the launcher was killed" if killed else "no outcome recorded in stdout.log"
     if log_outcome is not None:
         ev.status, ev.reason = log_outcome
     elif last is None:
-        ev.status, ev.reason = "not_run", "no checkpoint and no outcome recorded in stdout.log"
+        ev.status, ev.reason = "not_run", f"{why} before this seed saved a checkpoint"
     else:
-        ev.status = "interrupted"
-        ev.reason = (f"stopped after epoch {len(ev.history)} without an outcome in stdout.log "
-                     "(the launcher was killed)")
+        ev.status, ev.reason = "interrupted", f"{why} after epoch {len(ev.history)}; resume continues it"
     return ev
 
 
@@ -176,17 +192,20 @@ def read_evidence(exp_dir: Path) -> Evidence:
         if io.exists(exp_dir / "environment.txt") else ""
     log = io.read_text(exp_dir / "stdout.log", limit=io.LOG_LIMIT, errors="replace") \
         if io.exists(exp_dir / "stdout.log") else ""
-    outcomes, signal = read_log_outcomes(log)
+    logged = read_log_outcomes(log)
     multi = len(run.seeds.all) > 1
-    seeds = {s: read_seed(exp_dir, s, multi, outcomes.get(s)) for s in run.seeds.all}
-    return Evidence(exp_dir=exp_dir, cfg=cfg, run=run, environment=env, seeds=seeds, interrupted=signal)
+    killed = logged.sessions > 0 and not logged.ended
+    seeds = {s: read_seed(exp_dir, s, multi, logged.seeds.get(s), killed) for s in run.seeds.all}
+    return Evidence(exp_dir=exp_dir, cfg=cfg, run=run, environment=env, seeds=seeds, interrupted=logged.signal,
+                    sessions=logged.sessions, killed=killed)
 
 
 def legacy_seeds(exp_dir: Path, ev: Evidence) -> list[int]:
-    """Seeds that finished under older code: their last checkpoint has a complete history but no result
-    record, and results.json says they finished. Their results cannot be re-derived."""
+    """Seeds that finished under older code: the folder's stdout.log has no launcher session line (they
+    came with the result records), a seed's last checkpoint has a history but no result record, and
+    results.json says it finished. Their results cannot be re-derived."""
     path = exp_dir / "results.json"
-    if not io.is_regular(path):
+    if ev.sessions or not io.is_regular(path):
         return []
     try:
         per_seed = io.read_json(path).get("per_seed") or {}
@@ -204,7 +223,7 @@ def derive_results(ev: Evidence) -> dict[str, Any]:
     from harness.folder import artifacts
 
     results = artifacts.build_results(ev.run, {s: e.outcome() for s, e in ev.seeds.items()})
-    if ev.interrupted and results["status"] != "completed":
+    if (ev.interrupted or ev.killed) and results["status"] != "completed":
         results["status"] = "interrupted"
     return results
 

@@ -43,6 +43,7 @@ from harness.folder import artifacts, io
 from harness.folder.checkpoints import check_resumable
 from harness.folder.derive import (
     FINISHED,
+    SESSION_END,
     SESSION_MARK,
     derive_folder,
     finalise,
@@ -449,6 +450,7 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
             log.info(outcome_line(seed, out["status"], out.get("reason") or (out.get("result") or {}).get("reason")))
     if interrupted:
         log.info(run_interrupted_line(interrupted[0]))
+    log.info(SESSION_END)  # every outcome of this session is recorded: what follows is derived from it
     derived = derive_folder(exp_dir)
     results = derived.results
     for line in results.get("warnings", []):

@@ -110,9 +110,9 @@ class FolderSink:
             return self._best_model
         path = self.exp_dir / checkpoint_name("best", self.seed, self.multi)
         if path.is_file():
-            import torch
+            from harness.folder.checkpoints import load_checkpoint
 
-            return torch.load(path, map_location="cpu", weights_only=True)["model"]
+            return load_checkpoint(path)["model"]
         return None
 
 
@@ -146,10 +146,11 @@ def exit_if_orphaned() -> None:
 
 def _load_resume_state(path: Path) -> Any:
     """The seed's last checkpoint, or ValueError saying which file does not load and why."""
-    import torch
+
+    from harness.folder.checkpoints import load_checkpoint
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_checkpoint(path)
     except Exception as exc:  # noqa: BLE001 - any failure to load is this seed's failure
         raise ValueError(f"last checkpoint {path.name} does not load ({type(exc).__name__}: "
                          f"{str(exc)[:120]}); delete it to train this seed from the start") from None

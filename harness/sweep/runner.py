@@ -244,8 +244,8 @@ class Sweep:
             for seed in self.state["seeds"]:
                 if seed not in done:
                     self.jobs[(p["name"], seed)].update(status="pending", reason=None)
-            if len(done) < len(self.state["seeds"]):
-                todo.append(p)
+            if len(done) < len(self.state["seeds"]) or not fio.is_regular(exp / MANIFEST):
+                todo.append(p)  # unfinished seeds, or a point folder not finalised (a crash): resumed
         self.state["status"] = "running"
         self._save()
         self.progress = SweepProgress(len(self.jobs), sum(j["status"] in ("completed", "early_stopped")

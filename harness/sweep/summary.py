@@ -48,12 +48,13 @@ def _finite(v: Any) -> float | None:
 
 
 def epoch_rows(exp: Path) -> dict[int, list[dict[str, str]]]:
+    from harness.folder import io as fio
+
     path = exp / "metrics_epoch.csv"
     rows: dict[int, list[dict[str, str]]] = {}
-    if path.is_file():
-        with path.open() as fh:
-            for row in csv.DictReader(fh):
-                rows.setdefault(int(row["seed"]), []).append(row)
+    if fio.is_regular(path):
+        for row in csv.DictReader(io.StringIO(fio.read_text(path, errors="replace"))):
+            rows.setdefault(int(row["seed"]), []).append(row)
     return rows
 
 

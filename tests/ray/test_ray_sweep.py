@@ -143,3 +143,16 @@ def test_killed_worker_is_retried_from_its_checkpoint_and_nothing_is_lost(tmp_pa
         for s in state["seeds"]:
             if per_seed[str(s)]["status"] == "completed":
                 assert (exp / f"model_best_seed{s}.pth").is_file() and (exp / f"model_last_seed{s}.pth").is_file()
+
+
+GUIDE_TINY = [a for a in TINY if a not in ("--no_amp", "--torch_deterministic")]  # no_amp_ref stays its own point
+
+
+def test_a_guide_matrix_sweep_on_ray_verifies(tmp_path, ray_cluster, capsys):
+    """Issue 19 item 3: SWEEP.md lists each point's overrides in the order its recomputation does."""
+    code = main(["sweep", "demo", "--matrix", "guide", "--seeds", "21", "--epochs", "1", "--output_base",
+                 str(tmp_path), *GUIDE_TINY, "--backend", "ray", "--ray_address", ray_cluster.address])
+    assert code == 0
+    (folder,) = tmp_path.glob("*_sweep_demo")
+    capsys.readouterr()
+    assert main(["verify", str(folder), "--json"]) == 0, capsys.readouterr().out
