@@ -190,7 +190,7 @@ def seed_section(name: str, exp_dir: Path, report: dict[str, Any]) -> list[str]:
             cells = [str(seed), "training (not finished)", f"{int(best['epoch'])} so far", _cell(best["val_auc"]),
                      "—", "—", f"{len(r)} so far", "—"]
         else:
-            cells = [str(seed), "not started", "—", "—", "—", "—", "0", "—"]
+            cells = [str(seed), "no epoch finished", "—", "—", "—", "—", "0", "—"]
         lines.append("| " + " | ".join([*cells, verdict]) + " |")
     keys = (("best_val_auc", "best val AUC"), ("test_auc", "test AUC, non-window"),
             ("test_window_auc", "test AUC, window (pyKT)"))

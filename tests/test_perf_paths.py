@@ -301,7 +301,7 @@ def test_cpu_table_has_per_seed_rows_an_interval_both_tolerances_and_the_verdict
     assert rows["21"] == "| 21 | completed | 5 | 0.7246 | 0.7189 | 0.7188 | 12 of 12 | no | incomplete |"
     assert rows["42"] == "| 42 | early_stopped | 4 | 0.7240 | 0.7176 | 0.7176 | 6 of 12 | yes, after epoch 6 | incomplete |"
     assert rows["63"].startswith("| 63 | training (not finished) | 2 so far | 0.7010 | — | — | 2 so far |")
-    assert rows["84"].startswith("| 84 | not started |")
+    assert rows["84"].startswith("| 84 | no epoch finished |")
     assert "`harness verify p_fp32`: **incomplete**" in text
     # mean ± sample std and the 95% t-interval of the two finished seeds
     half = stats.t.ppf(0.975, 1) * stats.tstd([0.7246, 0.7240]) / 2 ** 0.5
