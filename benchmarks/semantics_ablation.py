@@ -288,8 +288,15 @@ def build_table(folders: dict[str, Path], title: str, *, ours_from: Path | None 
     if ours_from is not None:
         if epochs is None:
             raise ValueError("ours_from needs the epochs of the points")
+        # ours on the seeds of the points only (the longer run may have more), so that its mean and
+        # the points' are over the same seeds
+        seeds: set[int] = set()
+        for name, path in folders.items():
+            seeds |= set(values[name])
+            if (path / "config.json").is_file():
+                seeds |= {int(s) for s in json.loads((path / "config.json").read_text())["seeds"]["all"]}
         folders = {"ours": ours_from, **{k: v for k, v in folders.items() if k != "ours"}}
-        values = {"ours": reused_metrics(ours_from, epochs), **values}
+        values = {"ours": {s: v for s, v in reused_metrics(ours_from, epochs).items() if s in seeds}, **values}
         seconds = {"ours": epoch_seconds(ours_from, epochs), **seconds}
         checked = []
         for name, path in folders.items():

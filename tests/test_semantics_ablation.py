@@ -194,7 +194,7 @@ def test_reused_ours_is_the_first_epochs_and_its_test_auc_only_where_the_best_ep
 def test_table_pairs_points_with_the_reused_ours_after_checking_their_configurations(tmp_path):
     sa = _script()
     ours = _folder(tmp_path / "paper" / "p_fp32", _resolved(epochs=12, patience=2),
-                   {21: [0.70, 0.72, 0.721], 42: [0.70, 0.71, 0.715]},
+                   {21: [0.70, 0.72, 0.721], 42: [0.70, 0.71, 0.715], 84: [0.7, 0.7, 0.7]},  # 84: not in the points
                    {"21": {"seed": 21, "status": "completed", "best_epoch": 7, "test_auc": 0.7}})
     sweep = tmp_path / "20261205_000000_sweep_semantics_ablation_cpu"
     _folder(sweep / "e_shuffle", _resolved(epochs=3, train_shuffle=False), {21: [0.71, 0.722, 0.723],
