@@ -23,14 +23,25 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scipy import stats
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sweep_tables import run_or_resume, sweep_folder, write_table  # noqa: E402  (a sibling module of these scripts)
+from sweep_tables import (  # noqa: E402  (a sibling module of these scripts)
+    epoch_rows,
+    run_or_resume,
+    seed_outcomes,
+    sweep_folder,
+    verify_folder,
+    write_table,
+)
 
 OUT_MD = ROOT / "benchmarks" / "results" / "paper_table.md"
 SEEDS = (21, 42, 63, 84, 105)
@@ -45,6 +56,12 @@ REFERENCE: dict[str, tuple[float, float]] = {
     "test_accuracy": (0.7474, 0.0002),
     "test_mastery_correlation": (0.095, 0.018),
     "test_gain_correlation": (0.028, 0.004),
+}
+# The reference's five seeds behind those means (eval_results.json of its Nov-9 Era-B runs, seeds 42, 7,
+# 123, 2025, 31415; ../shared/research/reference_gainakt2exp.md section 11): for intervals of the difference.
+REFERENCE_SEEDS: dict[str, tuple[float, ...]] = {
+    "best_val_auc": (0.72555, 0.72537, 0.72558, 0.72515, 0.72581),
+    "test_auc": (0.71915, 0.71957, 0.71999, 0.71908, 0.72011),
 }
 PYKT_WINDOW_AUC = {"AKT": 0.7281, "DKT": 0.7271, "simpleKT": 0.7248, "DKVMN": 0.7227, "SAKT": 0.7114}
 # The guide's tolerances (section G / 15.9) by kind of metric.
@@ -63,15 +80,16 @@ ROWS: tuple[tuple[str, str, str | None], ...] = (
 
 
 def seed_values(exp_dir: Path) -> dict[str, list[float]]:
-    """Per-metric values of the finished seeds of one experiment folder (results.json, metrics_epoch.csv)."""
-    results = json.loads((exp_dir / "results.json").read_text())
-    seeds = [r for r in results["per_seed"].values() if r.get("status") in FINISHED]
+    """Per-metric values of the finished seeds of one experiment folder (results.json, or a finished
+    seed's last checkpoint while the point still trains; epoch times from metrics_epoch.csv)."""
+    outcomes = seed_outcomes(exp_dir)
+    seeds = list(outcomes.values())
     out: dict[str, list[float]] = {key: [] for key, _, _ in ROWS}
     for r in seeds:
         for key, _, _ in ROWS:
             if key != "epoch_seconds" and r.get(key) is not None:
                 out[key].append(float(r[key]))
-    finished = {int(r["seed"]) for r in seeds}
+    finished = set(outcomes)
     per_seed: dict[int, list[float]] = {}
     metrics = exp_dir / "metrics_epoch.csv"
     if metrics.is_file():
@@ -108,8 +126,104 @@ def verdict(key: str, kind: str | None, mean: float, precision: str) -> str:
     return f"{diff:+.4f}: {inside} ±{tol:g}" + (", at or above" if diff >= 0 else "")
 
 
-def build_table(points: dict[str, tuple[Path, str]], title: str = "Paper table") -> str:
-    """Markdown table of `points` (label -> (experiment folder, 'amp' or 'fp32')) against the reference."""
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """The two-sided t-interval of the mean of `values` (NaNs with fewer than two values)."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * std / math.sqrt(len(values))
+    return mean - half, mean + half
+
+
+def versus_reference(values: list[float], key: str) -> dict[str, float]:
+    """Our seeds against the reference's five: mean difference, Welch's 95% interval of it and p."""
+    ref = REFERENCE_SEEDS[key]
+    diff = statistics.fmean(values) - statistics.fmean(ref) if values else math.nan
+    low = high = p = math.nan
+    if len(values) >= 2:
+        res = stats.ttest_ind(values, ref, equal_var=False)
+        ci = res.confidence_interval(0.95)
+        low, high, p = float(ci.low), float(ci.high), float(res.pvalue)
+    return {"diff": diff, "low": low, "high": high, "p": p}
+
+
+def _cell(x: Any, digits: int = 4) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _shortcut(patience: int, epochs: int) -> str:
+    if patience <= 0 or patience >= epochs:
+        return (f"no shortcut: every seed trains all {epochs} epochs (training.patience "
+                f"{patience}{' (off)' if patience <= 0 else ''}).")
+    return (f"**Shortcut (training.patience {patience})**: a seed stops once its val AUC has not improved for "
+            f"{patience} consecutive epochs, instead of running all {epochs} epochs as the reference did (its "
+            "patience 20 never fired). A stopped seed's best epoch is the best of the epochs it ran; had it "
+            "continued, a later epoch could have beaten it (the reference's validation AUC fell steadily after "
+            "its peak at epoch 3, so a fall of two epochs in a row is taken as the peak). Test AUCs are those of "
+            "the best epoch's model.")
+
+
+def seed_section(name: str, exp_dir: Path, report: dict[str, Any]) -> list[str]:
+    """Per-seed rows of one point, its mean, 95% interval and difference to the reference, and the
+    folder's `harness verify` verdict (`report`)."""
+    cfg = json.loads((exp_dir / "config.json").read_text())
+    epochs, patience = int(cfg["training"]["epochs"]), int(cfg["training"]["patience"])
+    outcomes = seed_outcomes(exp_dir)
+    rows = epoch_rows(exp_dir)
+    verdict = str(report.get("verdict"))
+    lines = [f"## {name}: per seed ({exp_dir.name})", "",
+             f"`harness verify {exp_dir.name}`: **{verdict}**"
+             + (f"; failed checks: {', '.join(report['failed'])}" if report.get("failed") else "")
+             + (f" ({report['detail']})" if report.get("detail") else ""), "",
+             "| seed | status | best epoch | best val AUC | test AUC, non-window | test AUC, window (pyKT) | epochs run "
+             "| stopped by the shortcut | folder's verify verdict |", "|" + "---|" * 9]
+    for seed in (int(x) for x in cfg["seeds"]["all"]):
+        o = outcomes.get(seed)
+        if o is not None:
+            stopped = o["status"] == "early_stopped"
+            cells = [str(seed), o["status"], str(o.get("best_epoch")), _cell(o.get("best_val_auc")),
+                     _cell(o.get("test_auc")), _cell(o.get("test_window_auc")), f"{o.get('epochs_run')} of {epochs}",
+                     f"yes, after epoch {o.get('epochs_run')}" if stopped else "no"]
+        elif rows.get(seed):
+            r = rows[seed]
+            best = max(r, key=lambda v: (v["val_auc"], -v["epoch"]))
+            cells = [str(seed), "training (not finished)", f"{int(best['epoch'])} so far", _cell(best["val_auc"]),
+                     "—", "—", f"{len(r)} so far", "—"]
+        else:
+            cells = [str(seed), "no epoch finished", "—", "—", "—", "—", "0", "—"]
+        lines.append("| " + " | ".join([*cells, verdict]) + " |")
+    keys = (("best_val_auc", "best val AUC"), ("test_auc", "test AUC, non-window"),
+            ("test_window_auc", "test AUC, window (pyKT)"))
+    values = {k: [float(o[k]) for o in outcomes.values() if o.get(k) is not None] for k, _ in keys}
+    lines += ["", f"Over the finished seeds ({', '.join(str(s) for s in outcomes) or 'none'}):", "",
+              "| | " + " | ".join(label for _, label in keys) + " |", "|---|---|---|---|"]
+    lines.append("| mean ± sample std (n) | " + " | ".join(
+        f"{_fmt(*mean_std(values[k]), 4)} (n={len(values[k])})" for k, _ in keys) + " |")
+    lines.append("| 95% t-interval of the mean | " + " | ".join(
+        "—" if math.isnan(t_interval(values[k])[0]) else "[{:.4f}, {:.4f}]".format(*t_interval(values[k]))
+        for k, _ in keys) + " |")
+    lines += ["", "Against the reference (fp32, 12 epochs, 5 seeds: val 0.7255 ± 0.0002, test 0.7196 ± 0.0005):", "",
+              "| metric | ours − reference (means) | within the guide's fp32 tolerance ±0.0002 | within its AMP "
+              "tolerance ±0.002 | 95% interval of the difference (Welch) | Welch p |", "|---|---|---|---|---|---|"]
+    for key, label in keys[:2]:
+        v = versus_reference(values[key], key)
+        if math.isnan(v["diff"]):
+            lines.append(f"| {label} | — | — | — | — | — |")
+            continue
+        inside = ["yes" if abs(v["diff"]) <= tol else "no" for tol in (0.0002, 0.002)]
+        interval = "—" if math.isnan(v["low"]) else f"[{v['low']:+.4f}, {v['high']:+.4f}]"
+        p = "—" if math.isnan(v["p"]) else f"{v['p']:.3g}"
+        lines.append(f"| {label} | {v['diff']:+.4f} | {inside[0]} | {inside[1]} | {interval} | {p} |")
+    lines += ["", _shortcut(patience, epochs)]
+    return lines
+
+
+def build_table(points: dict[str, tuple[Path, str]], title: str = "Paper table", *,
+                verify: Callable[[Path], dict[str, Any]] | None = verify_folder,
+                commands: list[str] | None = None) -> str:
+    """Markdown table of `points` (label -> (experiment folder, 'amp' or 'fp32')) against the reference,
+    then per point its seeds (with the folder's `harness verify` verdict, run now by `verify`; None
+    leaves the per-seed sections out) and the commands that made it."""
     values = {label: seed_values(path) for label, (path, _) in points.items()}
     head = ["metric"]
     for label, (_, precision) in points.items():
@@ -139,6 +253,11 @@ def build_table(points: dict[str, tuple[Path, str]], title: str = "Paper table")
               "correlations 0.0005); the reference's correlations come from its pooled, padding-inclusive "
               "losses, ours from per-student next-step semantics (docs/losses.md), so those rows are not "
               "expected to agree. Folders: " + ", ".join(f"{n} `{p.name}`" for n, (p, _) in points.items()) + "."]
+    if verify is not None:
+        for name, (path, _) in points.items():
+            lines += ["", *seed_section(name, path, verify(path))]
+    if commands:
+        lines += ["", "## Commands", "", *[f"    {c}" for c in commands]]
     return "\n".join(lines) + "\n"
 
 
@@ -228,9 +347,24 @@ def main(argv: list[str] | None = None) -> int:
             ns.out = str(OUT_MD.with_name("paper_table_small.md"))
     sweep_dir = Path(ns.table_only) if ns.table_only else run_sweep(ns, extra)
     points = point_folders(sweep_dir)
-    text = build_table(points, title=describe(next(iter(points.values()))[0], sweep_dir))
+    text = build_table(points, title=describe(next(iter(points.values()))[0], sweep_dir),
+                       commands=table_commands(sweep_dir, argv, ns.out))
     write_table(ns.out, text)
     return 0
+
+
+def table_commands(sweep_dir: Path, argv: list[str], out: str) -> list[str]:
+    """The commands behind the table: the sweep's own (as sweep.json records it), this script's, and
+    the one that rebuilds the table from the folders."""
+    state = json.loads((sweep_dir / "sweep.json").read_text())
+    sweep_cmd = str(state.get("command", "")).split(" ", 1)
+    lines = [f"harness {sweep_cmd[1]}" if len(sweep_cmd) == 2 else "(sweep.json records no command)",
+             "python benchmarks/paper_table.py " + shlex.join(argv)]
+    rebuild = ["--table_only", str(sweep_dir), "--out", out]
+    if argv[:1] != ["--table_only"]:
+        lines.append("python benchmarks/paper_table.py " + shlex.join(rebuild))
+    return ["# the sweep (from sweep.json):", lines[0], "# this table:", *lines[1:2],
+            *(["# rebuild it from the folders (also while the sweep runs):", lines[2]] if len(lines) > 2 else [])]
 
 
 if __name__ == "__main__":

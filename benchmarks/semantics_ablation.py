@@ -35,12 +35,38 @@ from gainakt.config import REFERENCE_SEMANTICS, REFERENCE_SEMANTICS_NEEDS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sweep_tables import run_or_resume, sweep_folder, write_table  # noqa: E402  (a sibling module of these scripts)
+from sweep_tables import (  # noqa: E402  (a sibling module of these scripts)
+    epoch_rows,
+    run_or_resume,
+    seed_outcomes,
+    sweep_folder,
+    write_table,
+)
 
 OUT_MD = ROOT / "benchmarks" / "results" / "semantics_ablation.md"
 SEEDS = (21, 42, 63, 84, 105)
-FINISHED = ("completed", "early_stopped")
+CPU_SEEDS = (21, 42, 63)
+CPU_EPOCHS = 3
 METRICS = (("best_val_auc", "best val AUC"), ("test_auc", "test AUC"))
+# Where a reused `ours` may differ from a point besides the point's own flags: the run length, the
+# early-stopping shortcut (both cannot change the first epochs), and the precision as recorded.
+REUSE_MAY_DIFFER = ("training.epochs", "training.patience", "training.mixed_precision")
+
+# The values of the reference's reported runs (Era B defaults in effect on 2025-11-09, its
+# config.json `defaults` block; ../shared/research/reference_gainakt2exp.md section 8.6) where they
+# differ from the guide's defaults (ours, from the repro launcher v2). Not semantics: values that
+# our flags already take. Era B used lags 1-2 only and stepped ReduceLROnPlateau on val AUC.
+ERA_B_VALUES: dict[str, Any] = {
+    "learning_rate": 0.000174,
+    "alignment_weight": 0.25,
+    "retention_weight": 0.14,
+    "lag_gain_weight": 0.06,
+    "alignment_share_cap": 0.08,
+    "alignment_share_decay_factor": 0.7,
+    "use_residual_alignment": True,
+    "lag_max_lag": 2,
+    "lr_scheduler": "plateau",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,7 @@ _WHAT = {
     "lag_detached": "defect 6 (Era A): lag without gradient",
     "variance_floor_per_batch": "defect 11: variance floor counted in batches, compounding",
     "clip_before_unscale": "defect 12: clip the scaled gradients (acts only under fp16 AMP)",
+    "train_shuffle": "defect 17: training windows in data order, the same batches every epoch",
 }
 # The control point of a switch that needs other settings: it has those settings and not the switch.
 _CONTROLS = {
@@ -86,8 +113,13 @@ def _points() -> dict[str, AblationPoint]:
             points[name] = AblationPoint({name: value, **needs}, baseline, _WHAT.get(name, name))
             if section != "training":
                 every.update({name: value, **needs})
-    points["reference_all"] = AblationPoint(every, "ours", "every loss switch at once (no clip-order switch: "
-                                            "the reference's reported runs were fp32)")
+    points["reference_all"] = AblationPoint(every, "ours", "every switch at once, the training order included (no "
+                                            "clip-order switch: the reference's reported runs were fp32)")
+    points["era_b_values"] = AblationPoint(dict(ERA_B_VALUES), "ours", "the reported runs' values (Era B): lr 1.74e-4, "
+                                           "alignment 0.25, retention 0.14, lag 0.06 (lags 1-2), share cap 0.08, "
+                                           "decay 0.7, residual alignment, plateau LR")
+    points["reference_era_b"] = AblationPoint({**every, **ERA_B_VALUES}, "ours", "everything of the reported runs "
+                                              "that we can switch: reference_all and era_b_values")
     return points
 
 
@@ -111,23 +143,30 @@ def select_points(names: list[str] | None) -> list[str]:
 
 
 def spec(ns: argparse.Namespace) -> dict[str, Any]:
-    """The sweep spec: the paper configuration (or the smoke one) with the selected points."""
-    flags: dict[str, Any] = {"epochs": ns.epochs, "model_preset": ns.preset, "mixed_precision": True}
+    """The sweep spec: the paper configuration (or the smoke one) with the selected points.
+
+    With --cpu the precision is fp32 (AMP does not run on a CPU; the paper table's CPU point is
+    fp32 too), and with --ours_from `ours` is not trained: its seeds come from that run.
+    """
+    flags: dict[str, Any] = {"epochs": ns.epochs, "model_preset": ns.preset,
+                             "mixed_precision": not getattr(ns, "cpu", False)}
     if ns.dataset != "synthetic":
         flags.update(dataset=ns.dataset, fold=0)
     if ns.cpu_small:
         flags["warmup_constraint_epochs"] = 0  # so that retention and lag act within the smoke epochs
     points = {}
     for name in select_points(ns.points):
+        if name == "ours" and getattr(ns, "ours_from", None):
+            continue
         p = POINTS[name]
         points[name] = {"flags": dict(p.flags), "description": p.description} if p.flags else {
             "description": p.description}
     return {
-        "description": "semantics ablation (issue 14 item 6): our fixed loss semantics switched back towards "
+        "description": "semantics ablation (issues 14 and 22): our fixed semantics switched back towards "
                        "the reference's, one switch per point",
         "base": {"flags": flags},
         "points": points,
-        "base_point": "ours",
+        "base_point": "ours" if "ours" in points else next(iter(points)),
         "seeds": list(ns.seeds),
     }
 
@@ -135,16 +174,69 @@ def spec(ns: argparse.Namespace) -> dict[str, Any]:
 # --- the table ------------------------------------------------------------------------------------
 
 def seed_metrics(exp_dir: Path) -> dict[int, dict[str, float]]:
-    """{seed: {metric: value}} of the finished seeds of one experiment folder (results.json)."""
-    path = exp_dir / "results.json"
-    if not path.is_file():
-        return {}
-    results = json.loads(path.read_text())
+    """{seed: {metric: value}} of the finished seeds of one experiment folder (results.json, or a
+    finished seed's last checkpoint while the point still trains)."""
+    return {seed: {k: float(r[k]) for k, _ in METRICS if r.get(k) is not None}
+            for seed, r in seed_outcomes(exp_dir).items()}
+
+
+def reused_metrics(exp_dir: Path, epochs: int) -> dict[int, dict[str, float]]:
+    """`ours` at `epochs` epochs, read from a longer run of the same configuration (the paper table's).
+
+    The schedule does not depend on --epochs (tests/test_reference_training.py), so an `epochs`-epoch
+    run is that run's first epochs: best val AUC is the best of its first `epochs` rows of
+    metrics_epoch.csv (ties: the earlier epoch, as training picks), for every seed that ran them. Its
+    test AUC is known only where the longer run's best epoch lies within them (then both runs' best
+    model is the same); elsewhere the test AUC of the shorter run was never measured.
+    """
+    outcomes = seed_outcomes(exp_dir)
     out: dict[int, dict[str, float]] = {}
-    for r in results.get("per_seed", {}).values():
-        if r.get("status") in FINISHED:
-            out[int(r["seed"])] = {k: float(r[k]) for k, _ in METRICS if r.get(k) is not None}
+    for seed, rows in epoch_rows(exp_dir).items():
+        first = [r for r in rows if r["epoch"] <= epochs]
+        if len(first) < epochs:
+            continue
+        best = max(first, key=lambda r: (r["val_auc"], -r["epoch"]))
+        values = {"best_val_auc": best["val_auc"]}
+        done = outcomes.get(seed)
+        if done and done.get("best_epoch") is not None and int(done["best_epoch"]) <= epochs \
+                and done.get("test_auc") is not None:
+            values["test_auc"] = float(done["test_auc"])
+        out[seed] = values
     return out
+
+
+def epoch_seconds(exp_dir: Path, epochs: int | None = None) -> float:
+    """Mean training+validation seconds per epoch over the seeds (each seed's mean over its epochs, or
+    its first `epochs`), from metrics_epoch.csv; NaN without rows."""
+    per_seed = [[r["epoch_seconds"] for r in rows if "epoch_seconds" in r and (epochs is None or r["epoch"] <= epochs)]
+                for rows in epoch_rows(exp_dir).values()]
+    means = [statistics.fmean(v) for v in per_seed if v]
+    return statistics.fmean(means) if means else math.nan
+
+
+def _flat_config(exp_dir: Path) -> dict[str, Any]:
+    """The result-determining fields of a folder's config.json as {section.field: value}, absent keys
+    filled with the value they had before they existed, and the dataset's checksum."""
+    from dataclasses import fields
+
+    from gainakt.config import SECTION_TYPES, TrainConfig
+
+    raw = json.loads((exp_dir / "config.json").read_text())
+    cfg = TrainConfig.from_dict(raw)
+    flat = {f"{name}.{f.name}": getattr(getattr(cfg, name), f.name) for name in SECTION_TYPES
+            for f in fields(getattr(cfg, name))}
+    flat["data_checksum.sha256"] = (raw.get("data_checksum") or {}).get("sha256")
+    return flat
+
+
+def reuse_differences(ours: Path, point: Path, name: str) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
+    """(every difference of `point`'s configuration from the reused `ours`, the ones that are neither
+    the run length nor the point's own flags: each of those makes the pairing invalid)."""
+    a, b = _flat_config(ours), _flat_config(point)
+    diffs = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    own = set(POINTS[name].flags) if name in POINTS else set()
+    bad = [k for k in diffs if k not in REUSE_MAY_DIFFER and k.split(".", 1)[1] not in own]
+    return diffs, bad
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -182,12 +274,54 @@ def _diff(d: dict[str, float]) -> str:
     return f"{d['mean']:+.4f}{std} (p {p}, n {int(d['n'])})"
 
 
-def build_table(folders: dict[str, Path], title: str) -> str:
-    """Markdown table of the points (name -> experiment folder), each against its baseline point."""
+def build_table(folders: dict[str, Path], title: str, *, ours_from: Path | None = None,
+                epochs: int | None = None) -> str:
+    """Markdown table of the points (name -> experiment folder), each against its baseline point.
+
+    With `ours_from` (an experiment folder of a longer run of `ours`), `ours` is that run's first
+    `epochs` epochs (`reused_metrics`), after checking that it differs from every point only in the
+    run length and the point's own flags (SystemExit naming the field otherwise).
+    """
     values = {name: seed_metrics(path) for name, path in folders.items()}
+    seconds = {name: epoch_seconds(path) for name, path in folders.items()}
+    notes: list[str] = []
+    if ours_from is not None:
+        if epochs is None:
+            raise ValueError("ours_from needs the epochs of the points")
+        # ours on the seeds of the points only (the longer run may have more), so that its mean and
+        # the points' are over the same seeds
+        seeds: set[int] = set()
+        for name, path in folders.items():
+            seeds |= set(values[name])
+            if (path / "config.json").is_file():
+                seeds |= {int(s) for s in json.loads((path / "config.json").read_text())["seeds"]["all"]}
+        folders = {"ours": ours_from, **{k: v for k, v in folders.items() if k != "ours"}}
+        values = {"ours": {s: v for s, v in reused_metrics(ours_from, epochs).items() if s in seeds}, **values}
+        seconds = {"ours": epoch_seconds(ours_from, epochs), **seconds}
+        checked = []
+        for name, path in folders.items():
+            if name == "ours" or not (path / "config.json").is_file():
+                continue
+            diffs, bad = reuse_differences(ours_from, path, name)
+            if bad:
+                raise SystemExit(f"cannot pair `{name}` with the reused ours of {ours_from}: they also differ in "
+                                 f"{bad[0]} ({diffs[bad[0]][0]!r} against {diffs[bad[0]][1]!r}); train `ours` "
+                                 "instead (leave out --ours_from)")
+            checked.append(f"`{name}`: " + ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in diffs.items()))
+        test_known = sorted(s for s, v in values["ours"].items() if "test_auc" in v)
+        notes = ["", f"**`ours` is not trained here.** Its seeds are the first {epochs} epochs of `{ours_from.name}` "
+                 f"(the paper table's run of the same configuration, read from its metrics_epoch.csv): the loss "
+                 "schedule does not depend on --epochs, so a shorter run is exactly the first epochs of a longer "
+                 "one (checked in tests/test_reference_training.py), on the same machine type and thread count. "
+                 f"Its test AUC is known only for seeds whose best epoch in that run is at most {epochs} "
+                 f"({', '.join(map(str, test_known)) or 'none'}); the others' test AUC after {epochs} epochs "
+                 "was never measured, so the test-AUC pairing covers those seeds only.",
+                 "", "Configuration differences from the reused `ours` (checked: nothing else differs): "
+                 + "; ".join(checked) + "."]
     head = ["point", "what it restores", "seeds"]
     for _, label in METRICS:
         head += [label, f"{label}: paired diff to baseline"]
+    head.append("s/epoch")
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in folders:
         point = POINTS.get(name, AblationPoint(description="(not a known point)"))
@@ -197,6 +331,7 @@ def build_table(folders: dict[str, Path], title: str) -> str:
         for key, _ in METRICS:
             cells.append(_pm(*mean_std([v[key] for v in values[name].values() if key in v])))
             cells.append(_diff(paired(values[name], values[base], key)) if base else "(baseline)")
+        cells.append("—" if math.isnan(seconds[name]) else f"{seconds[name]:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Population: each point's finished seeds. Best val AUC is the highest fold-0 validation AUC "
               "over the epochs (every valid interaction of the validation students); test AUC is the non-window "
@@ -204,14 +339,36 @@ def build_table(folders: dict[str, Path], title: str) -> str:
               "sample standard deviation over seeds. A paired difference is point minus baseline over the seeds "
               "finished in both (mean ± sample std of the per-seed differences; p from scipy.stats.ttest_rel; "
               "n seeds). A negative difference means the reference's behaviour costs AUC; with few seeds only "
-              "a difference large against its std says anything.",
-              "", "Folders: " + ", ".join(f"{n} `{p.name}`" for n, p in folders.items()) + "."]
+              "a difference large against its std says anything. s/epoch: mean seconds of one epoch's "
+              "training and validation over the point's seeds (metrics_epoch.csv), on the machine it ran on.",
+              *notes, "", "Folders: " + ", ".join(f"{n} `{p.name}`" for n, p in folders.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
-def point_folders(sweep_dir: Path) -> dict[str, Path]:
-    state = json.loads((sweep_dir / "sweep.json").read_text())
-    return {p["name"]: sweep_dir / p["experiment_id"] for p in state["points"]}
+def point_folders(*sweep_dirs: Path) -> dict[str, Path]:
+    """{point: experiment folder} of one or more sweeps (a point name may appear in one sweep only)."""
+    out: dict[str, Path] = {}
+    for sweep_dir in sweep_dirs:
+        state = json.loads((sweep_dir / "sweep.json").read_text())
+        for p in state["points"]:
+            if p["name"] in out:
+                raise SystemExit(f"point {p['name']!r} is in two sweeps: {out[p['name']].parent} and {sweep_dir}")
+            out[p["name"]] = sweep_dir / p["experiment_id"]
+    return out
+
+
+def ours_folder(text: str) -> Path:
+    """argparse type of --ours_from: an experiment folder, or a sweep folder with one point."""
+    path = Path(text)
+    if (path / "sweep.json").is_file():
+        points = point_folders(path)
+        if len(points) != 1:
+            raise argparse.ArgumentTypeError(f"{text} has {len(points)} points; give the point's experiment folder")
+        path = next(iter(points.values()))
+    if not (path / "config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text} is neither an experiment folder (no config.json) nor a one-point "
+                                         "sweep folder")
+    return path
 
 
 def describe(sweep_dir: Path, folders: dict[str, Path]) -> str:
@@ -251,10 +408,30 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cpu-small", "--cpu_small", dest="cpu_small", action="store_true",
                    help="smoke run: small preset, 2 epochs, seeds 21,42, CPU, synthetic data, constraint warm-up 0, "
                    "title semantics_ablation_small")
-    p.add_argument("--table_only", type=sweep_folder, default=None, help="a finished (or partial) sweep folder: only build the table")
+    p.add_argument("--cpu", action="store_true",
+                   help="paper size on this machine's CPU (issue 22): paper preset, fp32, 3 epochs, seeds 21,42,63, "
+                   "--threads 2, title semantics_ablation_cpu, points reference_all unless --points; table "
+                   "benchmarks/results/semantics_ablation_cpu.md")
+    p.add_argument("--ours_from", type=ours_folder, default=None, metavar="FOLDER",
+                   help="do not train `ours`: take it from the first --epochs epochs of this longer run of the same "
+                   "configuration (the CPU paper table's sweep folder or its point's experiment folder)")
+    p.add_argument("--table_only", type=sweep_folder, nargs="+", default=None, metavar="SWEEP",
+                   help="finished (or partial) sweep folders: only build the table (their points together)")
     p.add_argument("harness_args", nargs="*", metavar="-- ARG",
                    help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)
+    if ns.cpu and ns.cpu_small:
+        p.error("--cpu and --cpu-small exclude each other")
+    if ns.cpu:
+        ns.preset, ns.devices = "paper", "cpu"
+        ns.title = ns.title if "--title" in argv else "semantics_ablation_cpu"
+        ns.epochs = ns.epochs if "--epochs" in argv else CPU_EPOCHS
+        ns.seeds = ns.seeds if "--seeds" in argv else list(CPU_SEEDS)
+        ns.points = ns.points or ["reference_all"]
+        if not any(a.startswith("--threads") for a in ns.harness_args):
+            ns.harness_args = [*ns.harness_args, "--threads", "2"]
+        if ns.out == str(OUT_MD):
+            ns.out = str(OUT_MD.with_name("semantics_ablation_cpu.md"))
     if ns.cpu_small:
         ns.preset, ns.devices, ns.title = "small", "cpu", "semantics_ablation_small"
         ns.epochs = ns.epochs if "--epochs" in argv else 2
@@ -272,11 +449,42 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ns = parse(argv)
     extra: list[str] = ns.harness_args
-    sweep_dir = Path(ns.table_only) if ns.table_only else run_sweep(ns, extra)
-    folders = point_folders(sweep_dir)
-    text = build_table(folders, title=describe(sweep_dir, folders))
+    if ns.ours_from is not None and not ns.table_only:
+        check_reusable(ns.ours_from, ns)  # before hours of training: the thorough check runs at table time
+    sweeps = [Path(x) for x in ns.table_only] if ns.table_only else [run_sweep(ns, extra)]
+    folders = point_folders(*sweeps)
+    epochs = None
+    if ns.ours_from is not None:
+        epochs = ns.epochs if not ns.table_only or "--epochs" in argv else _epochs_of(folders)
+    text = build_table(folders, title=describe(sweeps[0], folders), ours_from=ns.ours_from, epochs=epochs)
     write_table(ns.out, text)
     return 0
+
+
+def check_reusable(ours: Path, ns: argparse.Namespace) -> None:
+    """Refuse (one line, exit 2) an --ours_from run that cannot hold this sweep's `ours`: another preset,
+    dataset or fold, or fewer epochs than --epochs."""
+    cfg = json.loads((ours / "config.json").read_text())
+    have = {"model_preset": cfg["model"]["model_preset"], "dataset": cfg["data"]["dataset"],
+            "fold": cfg["data"]["fold"]}
+    want = {"model_preset": ns.preset, "dataset": ns.dataset, "fold": 0}
+    for key, value in want.items():
+        if have[key] != value:
+            print(f"error: --ours_from {ours}: its {key} is {have[key]!r}, this ablation's is {value!r}", file=sys.stderr)
+            raise SystemExit(2)
+    if int(cfg["training"]["epochs"]) < ns.epochs:
+        print(f"error: --ours_from {ours}: it runs {cfg['training']['epochs']} epochs, fewer than --epochs {ns.epochs}",
+              file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _epochs_of(folders: dict[str, Path]) -> int:
+    """The --epochs the points ran (they must agree), from their config.json."""
+    found = {json.loads((p / "config.json").read_text())["training"]["epochs"] for p in folders.values()
+             if (p / "config.json").is_file()}
+    if len(found) != 1:
+        raise SystemExit(f"the points ran {sorted(found) or 'no'} epochs; pass --epochs N to pair them with --ours_from")
+    return int(found.pop())
 
 
 if __name__ == "__main__":

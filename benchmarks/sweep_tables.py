@@ -4,6 +4,7 @@ sweep of a title, start it from a spec or resume it, and write the table."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+FINISHED = ("completed", "early_stopped")
 
 
 def sweep_folder(text: str) -> Path:
@@ -68,3 +70,66 @@ def write_table(out: str, text: str) -> None:
     Path(out).write_text(text)
     print(text)
     print(f"written: {out}")
+
+
+def seed_outcomes(exp_dir: Path) -> dict[int, dict[str, Any]]:
+    """{seed: its results.json per-seed block} of the seeds of one experiment folder that finished.
+
+    While the point still trains, results.json is not written yet (or holds an earlier launch's
+    unfinished seeds): a seed that has finished since is read from its last checkpoint, which
+    carries the seed's whole outcome, and summarised by the same function results.json uses.
+    """
+    from harness.folder.artifacts import seed_summary
+    from harness.folder.checkpoints import checkpoint_name, load_checkpoint
+
+    out: dict[int, dict[str, Any]] = {}
+    results = exp_dir / "results.json"
+    if results.is_file():
+        for r in json.loads(results.read_text()).get("per_seed", {}).values():
+            if r.get("status") in FINISHED:
+                out[int(r["seed"])] = r
+    config = exp_dir / "config.json"
+    if not config.is_file():
+        return out
+    seeds = [int(s) for s in json.loads(config.read_text())["seeds"]["all"]]
+    for seed in seeds:
+        last = exp_dir / checkpoint_name("last", seed, len(seeds) > 1)
+        if seed in out or not last.is_file():
+            continue
+        record = load_checkpoint(last).get("result")
+        if record and record.get("status") in FINISHED:
+            out[seed] = seed_summary(record)
+    return dict(sorted(out.items()))
+
+
+def epoch_rows(exp_dir: Path) -> dict[int, list[dict[str, float]]]:
+    """{seed: its metrics_epoch.csv rows in epoch order} (numbers as floats; empty cells left out)."""
+    path = exp_dir / "metrics_epoch.csv"
+    rows: dict[int, list[dict[str, float]]] = {}
+    if not path.is_file():
+        return rows
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            values: dict[str, float] = {}
+            for key, text in row.items():
+                try:
+                    values[key] = float(text)
+                except (TypeError, ValueError):
+                    continue
+            rows.setdefault(int(values["seed"]), []).append(values)
+    return {seed: sorted(r, key=lambda v: v["epoch"]) for seed, r in sorted(rows.items())}
+
+
+def verify_folder(exp_dir: Path) -> dict[str, Any]:
+    """`harness verify EXP --json` of one experiment folder, run now: {"verdict", "failed", ...}.
+
+    A report that cannot be had (the command printed no JSON) is {"verdict": "error", "detail": ...}.
+    """
+    cmd = [sys.executable, "-m", "harness.cli", "verify", str(exp_dir), "--json"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"verdict": "error", "failed": [], "detail": f"exit {proc.returncode}: {tail}"}
+    return report if isinstance(report, dict) else {"verdict": "error", "failed": [], "detail": "not a report"}

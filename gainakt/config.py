@@ -133,9 +133,11 @@ def resolve_ablation(mode: str, overrides: Mapping[str, bool | None] | None = No
 
 # The switches that restore a fixed defect of the reference implementation (docs/losses.md,
 # "Reference semantics"), as {section: {field: value that restores the reference}}. Each field's
-# default is our fixed behaviour. `clip_before_unscale` acts only under fp16 AMP and
+# default is our fixed behaviour. `train_shuffle` is the reference's training order (issue 22), not a
+# loss semantic; it is listed so that the ablation's `reference_all` restores it too. `clip_before_unscale` acts only under fp16 AMP and
 # `constraints_over_padding` needs `pack_windows` off, so both are listed with what they need.
 REFERENCE_SEMANTICS: dict[str, dict[str, Any]] = {
+    "data": {"train_shuffle": False},
     "interpretability": {"constraints_over_padding": True, "constraints_current_step": True},
     "alignment": {"pooled_correlations": True, "alignment_max_students": 32},
     "retention_lag": {"retention_detached": True, "lag_detached": True},
@@ -325,6 +327,10 @@ class DataConfig(_Section):
     synthetic_max_len: int = spec(60, "longest synthetic student sequence", ge=2)
     synthetic_seed: int = spec(2025, "seed of the synthetic dataset generator")
     synthetic_forgetting: float = spec(0.0, "per-step forgetting of unpractised synthetic skills", ge=0.0, lt=1.0)
+    # Reference training order (issue 22): a switch of its own block.
+    train_shuffle: bool = spec(True, "shuffle the training windows every epoch; --no_train_shuffle serves them in "
+                               "data order (students in file order, each student's windows in time order), the same "
+                               "batches every epoch, as the reference's unshuffled loader (defect 17)", before=True)
 
     def _cross_check(self) -> None:
         if self.synthetic_min_len > self.synthetic_max_len:

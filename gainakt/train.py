@@ -461,7 +461,8 @@ def _train_one_epoch(run: _Run, train_set: SequenceSet, weights: Any, epoch: int
     run.model.train()
     train_probs, train_targets, train_masks = [], [], []  # kept on the device: no sync per batch
     bad = StepHealth(run.device)
-    batches = device_batches(train_set, run.device, t.batch_size, generator=run.order, shuffle=True,
+    batches = device_batches(train_set, run.device, t.batch_size, generator=run.order,
+                             shuffle=run.cfg.data.train_shuffle,
                              bucket_by_length=run.cfg.data.bucket_by_length, pack=run.cfg.data.pack_windows)
     for b_i, (b, plan) in enumerate(batches):
         with run.autocast():

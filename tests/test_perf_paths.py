@@ -210,18 +210,20 @@ def _paper_table():
     return module
 
 
-def _fake_point(folder, seeds: dict[int, dict], epochs: dict[int, list[float]], preset: str = "paper"):
+def _fake_point(folder, seeds: dict[int, dict], epochs: dict[int, list[float]], preset: str = "paper",
+                results: bool = True, n_epochs: int | None = None, patience: int = 10):
     import json
 
     folder.mkdir(parents=True)
     per_seed = {str(s): {"seed": s, **v} for s, v in seeds.items()}
-    (folder / "results.json").write_text(json.dumps({"per_seed": per_seed}))
+    if results:
+        (folder / "results.json").write_text(json.dumps({"per_seed": per_seed}))
     lines = ["seed,epoch,val_auc,epoch_seconds"]
-    lines += [f"{s},{e + 1},0.7,{t}" for s, ts in epochs.items() for e, t in enumerate(ts)]
+    lines += [f"{s},{e + 1},{0.7 + e / 1000},{t}" for s, ts in epochs.items() for e, t in enumerate(ts)]
     (folder / "metrics_epoch.csv").write_text("\n".join(lines) + "\n")
     (folder / "config.json").write_text(json.dumps({
         "model": {"model_preset": preset, "d_model": 512, "n_heads": 8, "num_encoder_blocks": 6, "d_ff": 1024},
-        "training": {"epochs": len(next(iter(epochs.values())))},
+        "training": {"epochs": n_epochs or len(next(iter(epochs.values()))), "patience": patience},
         "seeds": {"all": sorted(seeds)}, "data": {"dataset": "assist2015", "fold": 0}}))
 
 
@@ -248,7 +250,7 @@ def test_paper_table_reads_the_points_and_judges_against_the_reference(tmp_path)
     values = pt.seed_values(sweep / "p_amp")
     assert values["_seeds"] == [21.0, 42.0]  # the failed seed is left out, also from the epoch times
     assert values["epoch_seconds"] == [9.0, 9.0]
-    text = pt.build_table(points, title=pt.describe(sweep / "p_amp", sweep))
+    text = pt.build_table(points, title=pt.describe(sweep / "p_amp", sweep), verify=None)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
     # amp: mean 0.7256 ± sample std 0.000283, +0.0001 from 0.7255: within 0.002 and at or above
     assert "0.7256 ± 0.0003 | +0.0001: within ±0.002, at or above" in rows["best val AUC (fold 0)"]
@@ -263,13 +265,92 @@ def test_paper_table_reads_the_points_and_judges_against_the_reference(tmp_path)
     assert "seeds [21, 42, 63]" in text and "paper preset (D/H/N/F 512/8/6/1024)" in text
 
 
+def _cpu_sweep(tmp_path):
+    """A CPU paper table half way: seeds 21 and 42 finished (42 stopped by the shortcut), 63 still
+    training (2 epochs so far, results.json not written yet), 84 not started."""
+    import json
+
+    import torch
+
+    sweep = tmp_path / "20261205_000000_sweep_paper_table_cpu"
+    _fake_point(sweep / "p_fp32", {21: {}, 42: {}, 63: {}, 84: {}},
+                {21: [300.0] * 12, 42: [280.0] * 6, 63: [290.0, 290.0]}, results=False, n_epochs=12, patience=2)
+    for seed, status, val, test, window, best, ran in ((21, "completed", 0.7246, 0.7189, 0.7188, 5, 12),
+                                                       (42, "early_stopped", 0.7240, 0.7176, 0.7176, 4, 6)):
+        result = {"seed": seed, "status": status, "reason": None, "epochs_run": ran, "best_epoch": best,
+                  "best_val_auc": val, "best": {}, "final": {"test_auc": test, "test_window_auc": window}, "amp": {}}
+        torch.save({"epoch": ran - 1, "result": result}, sweep / "p_fp32" / f"model_last_seed{seed}.pth")
+    torch.save({"epoch": 1}, sweep / "p_fp32" / "model_last_seed63.pth")  # still training
+    (sweep / "sweep.json").write_text(json.dumps({"status": "running", "command": "/x/harness/cli/__main__.py "
+                                                  "sweep paper_table_cpu --devices cpu --threads 2",
+                                                  "points": [{"name": "fp32", "experiment_id": "p_fp32"}]}))
+    return sweep
+
+
+def test_cpu_table_has_per_seed_rows_an_interval_both_tolerances_and_the_verdict(tmp_path):
+    from scipy import stats
+
+    pt = _paper_table()
+    sweep = _cpu_sweep(tmp_path)  # no results.json yet: finished seeds come from their last checkpoints
+    seen = []
+    text = pt.build_table(pt.point_folders(sweep), title="t",
+                          verify=lambda p: seen.append(p) or {"verdict": "incomplete", "failed": []},
+                          commands=pt.table_commands(sweep, ["--cpu", "--output_base", "/o"], "/o/t.md"))
+    assert seen == [sweep / "p_fp32"]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["21"] == "| 21 | completed | 5 | 0.7246 | 0.7189 | 0.7188 | 12 of 12 | no | incomplete |"
+    assert rows["42"] == "| 42 | early_stopped | 4 | 0.7240 | 0.7176 | 0.7176 | 6 of 12 | yes, after epoch 6 | incomplete |"
+    assert rows["63"].startswith("| 63 | training (not finished) | 2 so far | 0.7010 | — | — | 2 so far |")
+    assert rows["84"].startswith("| 84 | no epoch finished |")
+    assert "`harness verify p_fp32`: **incomplete**" in text
+    # mean ± sample std and the 95% t-interval of the two finished seeds
+    half = stats.t.ppf(0.975, 1) * stats.tstd([0.7246, 0.7240]) / 2 ** 0.5
+    assert "0.7243 ± 0.0004 (n=2)" in rows["mean ± sample std (n)"]
+    assert f"[{0.7243 - half:.4f}, {0.7243 + half:.4f}]" in rows["95% t-interval of the mean"]
+    # against the reference: the difference of means, judged with both tolerances; Welch's interval and p
+    val = rows["best val AUC"]
+    welch = stats.ttest_ind([0.7246, 0.7240], pt.REFERENCE_SEEDS["best_val_auc"], equal_var=False)
+    assert val.startswith(f"| best val AUC | {0.7243 - 0.725492:+.4f} | no | yes | ")
+    assert f"| {welch.pvalue:.3g} |" in val
+    assert "**Shortcut (training.patience 2)**" in text
+    assert "harness sweep paper_table_cpu --devices cpu --threads 2" in text
+    assert "python benchmarks/paper_table.py --cpu --output_base /o" in text
+    assert f"python benchmarks/paper_table.py --table_only {sweep} --out /o/t.md" in text
+
+
+def test_seed_outcomes_read_a_finished_seed_from_its_last_checkpoint_while_the_point_trains(tmp_path):
+    import json
+
+    import torch
+
+    st = sys.modules.get("sweep_tables") or (_paper_table() and sys.modules["sweep_tables"])
+    exp = tmp_path / "e"
+    exp.mkdir()
+    (exp / "config.json").write_text(json.dumps({"seeds": {"all": [21, 42, 63]}}))
+    result = {"seed": 21, "status": "early_stopped", "reason": "r", "epochs_run": 6, "best_epoch": 4,
+              "best_val_auc": 0.72, "best": {}, "final": {"test_auc": 0.71, "test_window_auc": 0.709}, "amp": {}}
+    torch.save({"epoch": 5, "result": result}, exp / "model_last_seed21.pth")
+    torch.save({"epoch": 1}, exp / "model_last_seed42.pth")  # still training: no outcome yet
+    out = st.seed_outcomes(exp)
+    assert list(out) == [21]
+    assert (out[21]["status"], out[21]["best_epoch"], out[21]["test_auc"], out[21]["test_window_auc"]) == (
+        "early_stopped", 4, 0.71, 0.709)
+    # once results.json exists its blocks are used (a failed seed is left out)
+    (exp / "results.json").write_text(json.dumps({"per_seed": {
+        "21": {"seed": 21, "status": "completed", "best_val_auc": 0.73},
+        "42": {"seed": 42, "status": "failed"}}}))
+    out = st.seed_outcomes(exp)
+    assert list(out) == [21] and out[21]["best_val_auc"] == 0.73
+
+
 def test_paper_table_spec_is_the_paper_configuration_with_both_precisions():
     import argparse
 
     import yaml
 
     pt = _paper_table()
-    spec = pt.spec(argparse.Namespace(epochs=12, preset="paper", seeds=[21, 42, 63, 84, 105], points=["amp", "fp32"]))
+    spec = pt.spec(argparse.Namespace(epochs=12, preset="paper", seeds=[21, 42, 63, 84, 105], points=["amp", "fp32"],
+                                      stop_after_falls=None))
     doc = yaml.safe_load(yaml.safe_dump(spec))
     assert doc["base"]["flags"] == {"dataset": "assist2015", "fold": 0, "epochs": 12, "model_preset": "paper"}
     assert doc["points"] == {"amp": {"flags": {"mixed_precision": True}},
@@ -291,6 +372,22 @@ def test_paper_table_runs_one_precision_per_title_when_asked(tmp_path, monkeypat
         with pytest.raises(SystemExit) as exc:
             pt.main(["--points", bad])
         assert exc.value.code == 2
+
+
+def test_paper_table_cpu_is_the_reference_protocol_with_the_stated_shortcut(tmp_path, monkeypatch):
+    pt = _paper_table()
+    seen: list[list[str]] = []
+    monkeypatch.setattr(sys.modules["sweep_tables"].subprocess, "call", lambda cmd, cwd: seen.append(cmd) or 1)
+    with pytest.raises(SystemExit, match="left no sweep folder"):
+        pt.main(["--cpu", "--output_base", str(tmp_path), "--data_dir", str(tmp_path)])
+    spec = yaml.safe_load((tmp_path / "paper_table_cpu_spec.yaml").read_text())
+    assert spec["base"]["flags"] == {"dataset": "assist2015", "fold": 0, "epochs": 12, "model_preset": "paper",
+                                     "patience": 2}
+    assert spec["points"] == {"fp32": {"flags": {"mixed_precision": False}}}
+    assert spec["seeds"] == [21, 42, 63, 84, 105]
+    cmd = seen[0]
+    assert cmd[cmd.index("--devices") + 1] == "cpu" and cmd[-2:] == ["--threads", "2"]
+    assert "paper_table_cpu" in cmd
 
 
 def test_device_batches_serve_the_same_batches_and_plans_as_the_host_path(data):

@@ -125,3 +125,97 @@ def test_every_switch_point_differs_from_its_baseline_by_that_switch_only():
     everything = sa.POINTS["reference_all"].flags
     assert all(everything[n] == v for n, v in switches.items() if n != "clip_before_unscale")
     assert "clip_before_unscale" not in everything and everything["pack_windows"] is False
+
+
+# --- issue 22: the CPU mode, and `ours` reused from the paper table's longer run ---------------------
+
+def _resolved(**explicit) -> dict:
+    from harness.config.launch import LaunchOptions
+    from harness.run.launcher import resolve_run
+
+    return resolve_run(LaunchOptions(explicit={"model_preset": "small", **explicit}), "abl").config
+
+
+def _folder(path: Path, cfg: dict, rows: dict[int, list[float]], per_seed: dict | None = None) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(cfg))
+    lines = ["seed,epoch,val_auc,epoch_seconds"] + [f"{s},{e + 1},{v},{100 + e}" for s, vals in rows.items()
+                                                    for e, v in enumerate(vals)]
+    (path / "metrics_epoch.csv").write_text("\n".join(lines) + "\n")
+    if per_seed is not None:
+        (path / "results.json").write_text(json.dumps({"per_seed": per_seed}))
+    return path
+
+
+def test_cpu_mode_is_the_paper_size_on_three_seeds_for_three_epochs_without_training_ours(tmp_path):
+    sa = _script()
+    ours = _folder(tmp_path / "paper", _resolved(epochs=12, patience=2, model_preset="paper", dataset="assist2015"),
+                   {21: [0.7]})
+    ns = sa.parse(["--cpu", "--ours_from", str(ours)])
+    assert (ns.preset, ns.devices, ns.epochs, ns.seeds, ns.title, ns.points) == (
+        "paper", "cpu", 3, [21, 42, 63], "semantics_ablation_cpu", ["reference_all"])
+    assert ns.harness_args == ["--threads", "2"] and ns.out.endswith("semantics_ablation_cpu.md")
+    doc = sa.spec(ns)
+    assert doc["base"]["flags"] == {"epochs": 3, "model_preset": "paper", "mixed_precision": False,
+                                    "dataset": "assist2015", "fold": 0}
+    assert list(doc["points"]) == ["reference_all"] and doc["base_point"] == "reference_all"
+    assert [p.name for p in parse_spec(doc).points] == ["reference_all"]
+    # without --ours_from, ours is trained as the baseline
+    assert list(sa.spec(sa.parse(["--cpu"]))["points"]) == ["ours", "reference_all"]
+    # a run that cannot hold ours is refused before anything trains
+    short = _folder(tmp_path / "short", _resolved(epochs=2, model_preset="paper", dataset="assist2015"), {21: [0.7]})
+    with pytest.raises(SystemExit) as exc:
+        sa.check_reusable(short, ns)
+    assert exc.value.code == 2
+
+
+def test_era_b_values_and_the_training_order_are_points():
+    sa = _script()
+    assert sa.POINTS["train_shuffle"].flags == {"train_shuffle": False}
+    assert sa.POINTS["era_b_values"].flags["learning_rate"] == 0.000174
+    everything = sa.POINTS["reference_era_b"].flags
+    assert everything == {**sa.POINTS["reference_all"].flags, **sa.ERA_B_VALUES}
+    assert sa.POINTS["reference_all"].flags["train_shuffle"] is False
+    doc = sa.spec(sa.parse(["--points", "era_b_values,reference_era_b"]))
+    assert [p.name for p in parse_spec(doc).points] == ["ours", "era_b_values", "reference_era_b"]
+
+
+def test_reused_ours_is_the_first_epochs_and_its_test_auc_only_where_the_best_epoch_is_among_them(tmp_path):
+    sa = _script()
+    per_seed = {"21": {"seed": 21, "status": "early_stopped", "best_epoch": 2, "best_val_auc": 0.72, "test_auc": 0.715},
+                "42": {"seed": 42, "status": "completed", "best_epoch": 5, "best_val_auc": 0.73, "test_auc": 0.72}}
+    ours = _folder(tmp_path / "paper", _resolved(epochs=12, patience=2),
+                   {21: [0.70, 0.72, 0.72, 0.71], 42: [0.70, 0.71, 0.715, 0.72, 0.73], 63: [0.7, 0.71]}, per_seed)
+    got = sa.reused_metrics(ours, 3)
+    assert got == {21: {"best_val_auc": 0.72, "test_auc": 0.715}, 42: {"best_val_auc": 0.715}}  # 63: 2 epochs only
+    assert sa.epoch_seconds(ours, 3) == pytest.approx((101 + 101 + 100.5) / 3)
+
+
+def test_table_pairs_points_with_the_reused_ours_after_checking_their_configurations(tmp_path):
+    sa = _script()
+    ours = _folder(tmp_path / "paper" / "p_fp32", _resolved(epochs=12, patience=2),
+                   {21: [0.70, 0.72, 0.721], 42: [0.70, 0.71, 0.715], 84: [0.7, 0.7, 0.7]},  # 84: not in the points
+                   {"21": {"seed": 21, "status": "completed", "best_epoch": 7, "test_auc": 0.7}})
+    sweep = tmp_path / "20261205_000000_sweep_semantics_ablation_cpu"
+    _folder(sweep / "e_shuffle", _resolved(epochs=3, train_shuffle=False), {21: [0.71, 0.722, 0.723],
+                                                                           42: [0.70, 0.716, 0.718]},
+            {"21": {"seed": 21, "status": "completed", "best_val_auc": 0.723, "test_auc": 0.71},
+             "42": {"seed": 42, "status": "completed", "best_val_auc": 0.718, "test_auc": 0.71}})
+    (sweep / "sweep.json").write_text(json.dumps({"points": [{"name": "train_shuffle", "experiment_id": "e_shuffle"}]}))
+    folders = sa.point_folders(sweep)
+    text = sa.build_table(folders, "t", ours_from=ours, epochs=3)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| `")}
+    assert "| 21, 42 | 0.7180 ± 0.0042 | (baseline) |" in rows["`ours`"]
+    p = stats.ttest_rel([0.723, 0.718], [0.721, 0.715]).pvalue
+    assert f"+0.0025 ± 0.0007 (p {p:.3g}, n 2)" in rows["`train_shuffle` vs `ours`"]
+    assert "—" in rows["`train_shuffle` vs `ours`"].split(" | ")[6]  # no test AUC of ours after 3 epochs
+    assert "**`ours` is not trained here.**" in text
+    assert "training.epochs 12 → 3" in text and "data.train_shuffle True → False" in text
+    # a point that differs in anything else cannot be paired with it
+    other = tmp_path / "20261205_000001_sweep_semantics_ablation_cpu"
+    _folder(other / "e_lr", _resolved(epochs=3, train_shuffle=False, learning_rate=0.001), {21: [0.7, 0.7, 0.7]})
+    (other / "sweep.json").write_text(json.dumps({"points": [{"name": "train_shuffle", "experiment_id": "e_lr"}]}))
+    with pytest.raises(SystemExit, match=r"also differ in training.learning_rate"):
+        sa.build_table(sa.point_folders(other), "t", ours_from=ours, epochs=3)
+    with pytest.raises(SystemExit, match="in two sweeps"):
+        sa.point_folders(sweep, other)

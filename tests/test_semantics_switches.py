@@ -315,7 +315,7 @@ def test_switches_are_flags_that_enter_config_md5_only_when_on():
     flags = {"constraints_over_padding": True, "pack_windows": False, "constraints_current_step": True,
              "pooled_correlations": True, "alignment_max_students": 32, "retention_detached": True,
              "lag_detached": True, "variance_floor_per_batch": True, "clip_before_unscale": True,
-             "amp_dtype": "fp16"}
+             "amp_dtype": "fp16", "train_shuffle": False}
     assert set(names) <= set(flags)
     on = _config(**flags)
     for section, fields in REFERENCE_SEMANTICS.items():

@@ -47,6 +47,25 @@ def test_results_are_byte_identical_whatever_jobs_per_device(tmp_path):
     env = (two / "environment.txt").read_text()
     assert 'seed_devices: {"5": "cpu slot 0/2", "6": "cpu slot 1/2"}' in env
     assert main(["verify", str(two)]) == 0
+    # tiny dimensions of the small preset: no measurement applies, and the launch says so
+    log = (two / "stdout.log").read_text()
+    assert "WARNING - --jobs_per_device 2 on the CPU splits --threads 2 into 2 jobs of 1 thread(s) each. " \
+           "Not measured for this model (small preset with other dimensions)" in log
+    assert "--jobs_per_device" not in (one / "stdout.log").read_text()
+
+
+def test_the_cpu_split_warning_gives_the_measured_cost_per_preset():
+    from gainakt.config import ModelConfig
+    from harness.run.workers import cpu_split_warning
+
+    paper, small = ModelConfig(), ModelConfig(model_preset="small", d_model=128, n_heads=4, num_encoder_blocks=2,
+                                               d_ff=256, dropout=0.1)
+    assert cpu_split_warning(["cpu"], 1, 2, paper) is None and cpu_split_warning(["0", "1"], 2, 2, paper) is None
+    warning = cpu_split_warning(["cpu"], 2, 2, paper)
+    assert "into 2 jobs of 1 thread(s) each. Measured: at the paper preset" in warning and "1.4x slower" in warning
+    assert cpu_split_warning(["cpu"], 2, 2, small) is None  # measured faster: nothing to pay
+    over = cpu_split_warning(["cpu"], 3, 2, small)  # but oversubscribing the threads is said
+    assert "3 jobs x 1 thread(s) = 3 threads on --threads 2" in over and "2-3x faster" in over
 
 
 @pytest.mark.parametrize("args, message", [

@@ -68,7 +68,7 @@ from harness.folder.experiment import (
 from harness.run.datasets import checksum_section, load_from_params
 from harness.run.environment import capture, render
 from harness.run.runlog import RunLog
-from harness.run.workers import assign_seeds, run_workers, seed_device_map
+from harness.run.workers import assign_seeds, cpu_split_warning, run_workers, seed_device_map
 
 
 class LaunchError(HarnessError, RuntimeError):
@@ -411,7 +411,8 @@ def _execute_locked(exp_dir: Path, cfg: dict, *, data_dir: str | None, resume: b
         log.info(f"resuming {run.experiment_id}: finished seeds {sorted(done) or 'none'} are kept")
     log.info(f"experiment {run.experiment_id} config_md5 {run.config_md5}")
     log.info(f"seeds {seeds} on devices {devices}: " + ", ".join(f"{s}->{d}" for s, d in seed_devices.items()))
-    for line in artifacts.launch_warnings(run):
+    split = cpu_split_warning(devices, jobs_per_device, run.threads, run.train.model)
+    for line in [*artifacts.launch_warnings(run), *([split] if split else [])]:
         log.warning(line)
     pairs = capture(runtime=runtime, dataset=dict(run.data_checksum), seed_devices=seed_devices,
                     determinism={"torch_deterministic": run.train.determinism.torch_deterministic})

@@ -51,6 +51,40 @@ def slot_threads(threads: int, device: str, jobs_per_device: int) -> int:
     return max(1, threads // jobs_per_device) if device == "cpu" else threads
 
 
+# What splitting a 2-core CPU's threads between jobs did when it was measured, per model preset (at
+# the preset's own dimensions): (faster, how it was measured). benchmarks/cpu_jobs.py measures any
+# preset on the machine at hand (benchmarks/README.md, "CPU jobs per device").
+CPU_SPLIT_MEASURED: dict[str, tuple[bool, str]] = {
+    "paper": (False, "at the paper preset on a quiet 2-core machine, 2 jobs of 1 thread trained the same seeds "
+                     "1.4x slower than 1 job of 2 threads (about 12 min per epoch per job against 4.3 min; issue 22)"),
+    "small": (True, "at the small preset on a loaded 2-core machine, 2 jobs of 1 thread trained 4 seeds 2-3x faster "
+                    "than 1 job of 2 threads (benchmarks/README.md, \"Sweeps: jobs per device\")"),
+}
+
+
+def cpu_split_warning(devices: list[str], jobs_per_device: int, threads: int, model: Any) -> str | None:
+    """The launch warning of a CPU run that splits --threads between several jobs (None otherwise, and
+    None where the split was measured faster for this model): what each job gets and what the split
+    cost when measured. `model` is the run's ModelConfig."""
+    from gainakt.config import MODEL_PRESETS
+
+    if "cpu" not in devices or jobs_per_device <= 1:
+        return None
+    each = slot_threads(threads, "cpu", jobs_per_device)
+    over = (f"; {jobs_per_device} jobs x {each} thread(s) = {jobs_per_device * each} threads on --threads {threads}"
+            if jobs_per_device * each > threads else "")
+    preset = model.model_preset
+    same = all(getattr(model, k) == v for k, v in MODEL_PRESETS[preset].items())
+    faster, measured = CPU_SPLIT_MEASURED.get(preset, (False, "")) if same else (False, "")
+    if faster and not over:
+        return None
+    found = (f"Measured: {measured}" if measured else
+             f"Not measured for this model ({preset} preset{'' if same else ' with other dimensions'})")
+    return (f"--jobs_per_device {jobs_per_device} on the CPU splits --threads {threads} into {jobs_per_device} jobs of "
+            f"{each} thread(s) each{over}. {found}. benchmarks/cpu_jobs.py measures the splits for this preset on "
+            "this machine; --jobs_per_device 1 keeps every thread on one seed")
+
+
 def device_slots(devices: list[str], jobs_per_device: int = 1, threads: int | None = None) -> list[WorkerPlan]:
     """Every (device, slot) worker, device-major, with no seeds yet."""
     jobs = check_jobs_per_device(jobs_per_device)
