@@ -243,17 +243,18 @@ def _finite(obj: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
-    """Parsed JSON, or ExperimentError naming the file."""
+    """Parsed JSON, or ExperimentError naming the file. An object that repeats a key is refused
+    (the parser would keep the last value silently), as is a number too long to convert."""
+    from harness.config.files import DocumentError, parse_json
+
     try:
-        return json.loads(path.read_text())
+        return parse_json(path.read_text())
     except FileNotFoundError:
         raise ExperimentError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ExperimentError(f"{path}: corrupt JSON (line {exc.lineno}: {exc.msg})") from None
+    except DocumentError as exc:
+        raise ExperimentError(f"{path}: {str(exc).replace('not valid JSON', 'corrupt JSON')}") from None
     except UnicodeDecodeError as exc:
         raise ExperimentError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except RecursionError:
-        raise ExperimentError(f"{path}: JSON nested too deeply to read") from None
 
 
 # ---------------------------------------------------------------------------------------------
