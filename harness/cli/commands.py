@@ -19,6 +19,7 @@ from harness.folder.experiment import (
     ExperimentError,
     FolderLock,
     check_before_write,
+    find_experiment,
     output_base,
     read_json,
     record_in_manifest,
@@ -212,11 +213,12 @@ def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
 
 
 def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
-    from harness.audit.compare import compare_experiments, write_report
+    from harness.audit.compare import check_distinct, compare_experiments, write_report
 
-    base = output_base(getattr(ns, "output_base", None))
-    source = resolve_experiment(source_ref, base)
-    target = resolve_experiment(target_ref, base)
+    base_arg = getattr(ns, "output_base", None)
+    source = find_experiment(source_ref, base_arg)
+    target = find_experiment(target_ref, base_arg)
+    check_distinct(source, target)  # before anything is read or written
     check_manifest_readable(target)
     report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
     with FolderLock(target):  # the report goes into the target: only if it is what its manifest says
@@ -260,9 +262,12 @@ def check_manifest_readable(folder: Path) -> None:
 def verify(ns: argparse.Namespace) -> int:
     from harness.audit.verify import verify_experiment
 
-    base = output_base(ns.output_base)
-    exp = resolve_experiment(ns.experiment, base)
-    against = resolve_experiment(ns.against, base) if ns.against else None
+    exp = find_experiment(ns.experiment, ns.output_base)
+    against = find_experiment(ns.against, ns.output_base) if ns.against else None
+    if against is not None:
+        from harness.audit.compare import check_distinct
+
+        check_distinct(against, exp)
     report_file = checked_report_file(getattr(ns, "report_file", None), exp)
     trusted_key = getattr(ns, "trusted_key", None)
     if trusted_key:  # a key that cannot be read is the user's error (one line), not a failed check
@@ -353,7 +358,7 @@ def _parsed(exp_dir: Path, cfg: dict[str, Any]) -> RunConfig:
 
 
 def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
-    exp_dir = resolve_experiment(ref, output_base(getattr(ns, "output_base", None)))
+    exp_dir = find_experiment(ref, getattr(ns, "output_base", None))
     cfg = read_config(exp_dir)
     if cfg.get("schema_version") != SCHEMA_VERSION:
         raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")
