@@ -68,9 +68,18 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
         select_dataset(resolved, opts)
     else:
         check_reproduction_data(resolved, opts, reproduction)
-    check_output_base(Path(opts.output_base or "examples/experiments"))
+    base = Path(opts.output_base or "examples/experiments")
+    check_output_base(base)
     runtime = pick_runtime(resolved.params["runtime"])
-    exp_dir = prepare_run(resolved, opts, reproduction=reproduction, runtime=runtime)
+    image_record: dict[str, Any] = {}
+
+    def docker_ready() -> None:  # after the data and devices are checked, before the folder exists
+        from harness.docker.run import prepare_docker
+
+        image_record.update(prepare_docker(resolved.params.get("image"), base, opts.data_dir))
+
+    exp_dir = prepare_run(resolved, opts, reproduction=reproduction, runtime=runtime,
+                          before_folder=docker_ready if runtime == "docker" else None)
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
@@ -79,12 +88,16 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
         if runtime == "docker":
             from harness.docker.run import run_in_docker
 
-            code = run_in_docker(exp_dir, resolved.config, opts)  # type: ignore[arg-type]
+            against = Path(reproduction["source_path"]) if reproduction is not None else None
+            code = run_in_docker(exp_dir, resolved.config, opts, image_record,  # type: ignore[arg-type]
+                                 against=against)
+            if reproduction is not None:  # the verifier container compared it with its source
+                code = max(code, docker_reproduction_outputs(exp_dir, opts, reproduction))
         else:
             code = execute_experiment(exp_dir, data_dir=opts.data_dir)
-        if reproduction is not None:
-            code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
-        elif opts.manifest:
+            if reproduction is not None:
+                code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
+        if reproduction is None and opts.manifest:
             write_manifest_file(exp_dir, None)
         sign_if_configured(exp_dir, opts.sign_key)
     finally:
@@ -201,6 +214,23 @@ def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace | LaunchOpt
     if getattr(ns, "manifest", False):
         write_manifest_file(exp_dir, reproduction)
     print(f"reproduction verdict: {report['verdict']}")
+    return verdict_exit_code(report)
+
+
+def docker_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace | LaunchOptions, reproduction: dict) -> int:
+    """A Docker reproduction: the verifier container compared it with its source (`run_in_docker`
+    stored reproduction_report.json); this prints its verdict and adds `--manifest`'s file. A
+    report that is missing (the training failed before the folder could be compared) is a failure."""
+    from harness.audit.compare import REPORT_NAME
+
+    path = exp_dir / REPORT_NAME
+    if not path.is_file():
+        print("reproduction verdict: fail (the verifier container wrote no comparison)")
+        return EXIT_VERDICT_FAIL
+    report = read_json(path)
+    if getattr(ns, "manifest", False):
+        write_manifest_file(exp_dir, reproduction)
+    print(f"reproduction verdict: {report['verdict']} (compared in the verifier container)")
     return verdict_exit_code(report)
 
 
