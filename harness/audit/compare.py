@@ -4,7 +4,8 @@
 schema 2) and says whether the second reproduces the first: configuration hashes, results hashes,
 per-seed metric differences against the guide's tolerances, seeds, schema versions and the
 environment, with one verdict and a one-line reason for every criterion that is not met.
-Nothing here trains or loads checkpoints, so a comparison takes milliseconds.
+Both folders are verified first (`harness verify`, which reads every file and loads the
+checkpoints): a folder that fails is no evidence, whatever its numbers say. Nothing here trains.
 """
 
 from __future__ import annotations
