@@ -41,8 +41,12 @@ __all__ = [
     "StabilityConfig",
     "TrainConfig",
     "TrainingConfig",
+    "LIMITS",
+    "SEED_MAX",
     "check_value",
     "field_default",
+    "seed_problem",
+    "shown",
     "resolve_ablation",
     "section_from_dict",
 ]
@@ -73,6 +77,50 @@ def spec(default: Any, help: str, *, ge: float | None = None, gt: float | None =
     if before is not MISSING:
         meta["before"] = before
     return field(default=default, metadata=meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits: every integer of a config has a ceiling, so a value that no machine could run (or that no
+# library accepts: numpy seeds are 0..2**32-1) is refused where it is parsed, naming its source,
+# instead of creating a folder and failing in the worker. The ceilings lie far above any real run;
+# README ("Limits") lists them.
+
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed, RandomState) accepts 0..2**32-1; torch more
+LIMITS: dict[str, int] = {
+    "seeds": 1_000,                 # seeds in one run (each one trains a model)
+    "epochs": 100_000,              # epochs, patience, warm-up and schedule epochs
+    "batch": 1_000_000,             # rows of a training or evaluation batch
+    "students": 10_000_000,         # students sampled by the interpretability and alignment passes
+    "synthetic_students": 1_000_000,
+    "concepts": 1_000_001,          # real data: concept ids up to 1,000,000 (gainakt.data.parsing)
+    "synthetic_skills": 10_000,
+    "length": 100_000,              # a sequence, window or moving-average length
+    "d_model": 65_536,
+    "n_heads": 1_024,
+    "blocks": 1_024,
+    "d_ff": 262_144,
+    "steps": 1_000_000,             # a period in training batches
+}
+_INT64_MAX = 2**63 - 1  # the backstop for any integer a section holds (torch and numpy index with int64)
+
+
+def seed_problem(seed: int) -> str | None:
+    """Why ``seed`` cannot seed a run (None if it can): seeds are 0..SEED_MAX, what numpy and torch accept."""
+    if seed < 0:
+        return f"seeds must be non-negative, got {shown(seed)}"
+    if seed > SEED_MAX:
+        return f"seeds must be at most {SEED_MAX:,} (2**32 - 1, what numpy accepts), got {shown(seed)}"
+    return None
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: an error line never echoes a huge value."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {len(str(abs(value)))} digits"  # repr() of a longer one is refused by Python
+    if isinstance(value, list) and len(value) > 20:
+        return f"{shown(value[:5], limit)[:-1]}, ... ({len(value)} items)]"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -188,33 +236,38 @@ def _type_name(hint: Any) -> str:
 
 def _bounds_message(meta: Mapping[str, Any], value: float) -> str | None:
     ge, gt, lt, le = meta.get("ge"), meta.get("gt"), meta.get("lt"), meta.get("le")
-    if ge is not None and le is not None and not ge <= value <= le:
-        if isinstance(value, int) and le - ge <= 2:
-            allowed = [str(v) for v in range(int(ge), int(le) + 1)]
-            return f"must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value}"
-        return f"must be between {ge} and {le}, got {value}"
+    if isinstance(value, int) and abs(value) > _INT64_MAX:
+        return f"must fit in 64 bits, got {shown(value)}"
+    value_text = shown(value)
+    if ge is not None and le is not None and le - ge <= 2 and not ge <= value <= le and isinstance(value, int):
+        allowed = [str(v) for v in range(int(ge), int(le) + 1)]
+        return f"must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value_text}"
     if ge is not None and lt is not None and not ge <= value < lt:
-        return f"must be in [{ge}, {lt}), got {value}"
-    if ge is not None and le is None and lt is None and value < ge:
+        return f"must be in [{ge}, {lt}), got {value_text}"
+    if ge is not None and le is not None and ge != 1 and not ge <= value <= le:
+        return f"must be between {ge:,} and {le:,}, got {value_text}"
+    if ge is not None and value < ge:
         if ge == 1 and isinstance(value, int):
-            return f"must be a positive integer, got {value}"
-        return f"must be >= {ge}, got {value}"
+            return f"must be a positive integer, got {value_text}"
+        return f"must be >= {ge}, got {value_text}"
     if gt is not None and value <= gt:
-        return f"must be {'positive' if gt == 0 else f'> {gt}'}, got {value}"
+        return f"must be {'positive' if gt == 0 else f'> {gt}'}, got {value_text}"
+    if le is not None and value > le:
+        return f"must be at most {le:,}, got {value_text}"
     return None
 
 
 def check_value(hint: Any, meta: Mapping[str, Any], value: Any) -> str | None:
     """Why ``value`` is not allowed for a field of type ``hint`` with rule ``meta`` (None if it is)."""
     if not _type_ok(hint, value):
-        return f"expects {_type_name(hint)}, got {value!r}"
+        return f"expects {_type_name(hint)}, got {shown(value)}"
     if value is None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        return f"must be a finite number, got {value!r}"
+        return f"must be a finite number, got {shown(value)}"
     choices = meta.get("choices")
     if choices and value not in choices:
-        return f"{value!r} is not one of {', '.join(map(str, choices))}"
+        return f"{shown(value)} is not one of {', '.join(map(str, choices))}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _bounds_message(meta, value)
     return None
@@ -312,20 +365,22 @@ class DataConfig(_Section):
     data_format: str = spec("auto", "format of --data_dir",
                             choices=("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015"))
     num_concepts: int | None = spec(None, "number of concepts (default: from the data: keyid2idx.json, else the "
-                                    "largest id + 1)", ge=1, before=None)
+                                    "largest id + 1)", ge=1, le=LIMITS["concepts"], before=None)
     single_file_split: bool = spec(False, "train on a lone three-line file, split like pyKT (a fifth as test, "
                                    "folds 0-4)", before=False)
     fold: int = spec(0, "validation fold (0-4); the other folds train", ge=0, le=4)
-    seq_len: int = spec(200, "window length (pyKT maxlen)", ge=3)
+    seq_len: int = spec(200, "window length (pyKT maxlen)", ge=3, le=LIMITS["length"])
     bucket_by_length: bool = spec(False, "batch windows of similar length together")
     pack_windows: bool = spec(True, "pack each batch's windows into shared rows (block-diagonal causal attention, "
                               "per-window positions); same batches, float-level differences; --no_pack_windows pads "
                               "every window to the batch width", before=False)
-    synthetic_students: int = spec(600, "students in the built-in synthetic dataset", ge=1)
-    synthetic_skills: int = spec(20, "skills in the built-in synthetic dataset", ge=1)
-    synthetic_min_len: int = spec(20, "shortest synthetic student sequence", ge=2)
-    synthetic_max_len: int = spec(60, "longest synthetic student sequence", ge=2)
-    synthetic_seed: int = spec(2025, "seed of the synthetic dataset generator")
+    synthetic_students: int = spec(600, "students in the built-in synthetic dataset", ge=1,
+                                   le=LIMITS["synthetic_students"])
+    synthetic_skills: int = spec(20, "skills in the built-in synthetic dataset", ge=1,
+                                 le=LIMITS["synthetic_skills"])
+    synthetic_min_len: int = spec(20, "shortest synthetic student sequence", ge=2, le=LIMITS["length"])
+    synthetic_max_len: int = spec(60, "longest synthetic student sequence", ge=2, le=LIMITS["length"])
+    synthetic_seed: int = spec(2025, "seed of the synthetic dataset generator", ge=0, le=SEED_MAX)
     synthetic_forgetting: float = spec(0.0, "per-step forgetting of unpractised synthetic skills", ge=0.0, lt=1.0)
     # Reference training order (issue 22): a switch of its own block.
     train_shuffle: bool = spec(True, "shuffle the training windows every epoch; --no_train_shuffle serves them in "
@@ -342,11 +397,14 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     SECTION = "model"
     model_preset: str = spec("paper", "architecture preset", choices=tuple(MODEL_PRESETS))
-    d_model: int = spec(_PAPER["d_model"], "model width D (default: from the preset)", ge=1, derived="preset")
-    n_heads: int = spec(_PAPER["n_heads"], "attention heads H (default: from the preset)", ge=1, derived="preset")
+    d_model: int = spec(_PAPER["d_model"], "model width D (default: from the preset)", ge=1,
+                        le=LIMITS["d_model"], derived="preset")
+    n_heads: int = spec(_PAPER["n_heads"], "attention heads H (default: from the preset)", ge=1,
+                        le=LIMITS["n_heads"], derived="preset")
     num_encoder_blocks: int = spec(_PAPER["num_encoder_blocks"], "encoder blocks N (default: from the preset)",
-                                   ge=1, derived="preset")
-    d_ff: int = spec(_PAPER["d_ff"], "feed-forward width F (default: from the preset)", ge=1, derived="preset")
+                                   ge=1, le=LIMITS["blocks"], derived="preset")
+    d_ff: int = spec(_PAPER["d_ff"], "feed-forward width F (default: from the preset)", ge=1,
+                     le=LIMITS["d_ff"], derived="preset")
     dropout: float = spec(_PAPER["dropout"], "dropout (default: from the preset)", ge=0.0, lt=1.0,
                           derived="preset")
     gain_scale: float = spec(0.1, "scale of gains in the mastery accumulation", ge=0.0)
@@ -367,8 +425,8 @@ class HeadsConfig(_Section):
 @dataclass(frozen=True)
 class TrainingConfig(_Section):
     SECTION = "training"
-    epochs: int = spec(40, "training epochs", ge=1)
-    batch_size: int = spec(64, "batch size", ge=1)
+    epochs: int = spec(40, "training epochs", ge=1, le=LIMITS["epochs"])
+    batch_size: int = spec(64, "batch size", ge=1, le=LIMITS["batch"])
     learning_rate: float = spec(0.00016, "Adam learning rate", gt=0.0)
     weight_decay: float = spec(1.7571e-05, "Adam weight decay (L2)", ge=0.0)
     optimizer: str = spec("Adam", "optimizer", choices=("Adam", "AdamW"))
@@ -377,11 +435,13 @@ class TrainingConfig(_Section):
                                  "false on CPU)")
     amp_dtype: str = spec("auto", "AMP dtype: auto (bf16 where supported, else fp16), fp16, bf16",
                           choices=("auto", "fp16", "bf16"))
-    patience: int = spec(10, "early stopping patience in epochs without val AUC improvement (0: off)", ge=0)
+    patience: int = spec(10, "early stopping patience in epochs without val AUC improvement (0: off)", ge=0,
+                        le=LIMITS["epochs"])
     lr_scheduler: str = spec("none", "learning-rate scheduler", choices=("none", "plateau"))
-    monitor_freq: int = spec(50, "log interpretability statistics every N training batches", ge=1)
+    monitor_freq: int = spec(50, "log interpretability statistics every N training batches", ge=1,
+                            le=LIMITS["steps"])
     eval_batch_size: int | None = spec(256, "rows per evaluation batch (validation and test passes; none: the "
-                                       "training batch size)", ge=1, before=None)
+                                       "training batch size)", ge=1, le=LIMITS["batch"], before=None)
     eval_fast_path: bool = spec(True, "window-protocol test pass: logits only (no mastery/gain heads), rows in "
                                 "length order; --no_eval_fast_path runs the full forward in data order", before=False)
     fused_optimizer: bool = spec(True, "fused Adam/AdamW kernel (--no_fused_optimizer: the foreach kernel)",
@@ -394,9 +454,11 @@ class TrainingConfig(_Section):
                         "(inductor), reduce-overhead (inductor + CUDA graphs, CUDA only); evaluation stays eager",
                         choices=("none", "default", "reduce-overhead"), before="none")
     compile_width_multiple: int = spec(64, "with --compile: batch widths are padded up to a multiple of this "
-                                       "(capped at --seq_len), so few shapes are compiled", ge=1, before=64)
+                                       "(capped at --seq_len), so few shapes are compiled", ge=1,
+                                       le=LIMITS["length"], before=64)
     compile_rows_multiple: int = spec(4, "with --compile and packing: packed rows are padded up to a multiple "
-                                      "of this (unpacked batches are padded to --batch_size rows)", ge=1, before=4)
+                                      "of this (unpacked batches are padded to --batch_size rows)", ge=1,
+                                      le=LIMITS["batch"], before=4)
 
     def _cross_check(self) -> None:
         if self.clip_before_unscale and self.amp_dtype == "bf16":
@@ -422,7 +484,8 @@ class InterpretabilityConfig(_Section):
     sparsity_loss_weight: float = spec(0.2, "gain sparsity loss weight", ge=0.0)
     consistency_loss_weight: float = spec(0.3, "mastery/gain consistency loss weight", ge=0.0)
     enhanced_constraints: bool = spec(True, "enable the six constraint losses")
-    warmup_constraint_epochs: int = spec(8, "warm-up epochs of the constraint weights", ge=0)
+    warmup_constraint_epochs: int = spec(8, "warm-up epochs of the constraint weights", ge=0,
+                                         le=LIMITS["epochs"])
     enable_alignment_loss: bool = spec(True, "alignment loss on/off (default: from --ablation_mode)",
                                        derived="ablation")
     alignment_weight: float = spec(0.30, "alignment loss base weight", ge=0.0)
@@ -444,14 +507,16 @@ class InterpretabilityConfig(_Section):
 @dataclass(frozen=True)
 class AlignmentConfig(_Section):
     SECTION = "alignment"
-    alignment_warmup_epochs: int = spec(8, "alignment weight warm-up epochs", ge=0)
+    alignment_warmup_epochs: int = spec(8, "alignment weight warm-up epochs", ge=0, le=LIMITS["epochs"])
     adaptive_alignment: bool = spec(True, "boost alignment while correlation is low")
     alignment_min_correlation: float = spec(0.05, "correlation below which alignment is boosted")
     enable_global_alignment_pass: bool = spec(True, "per-epoch global correlation pass "
                                               "(default: from --ablation_mode)", derived="ablation")
-    alignment_global_students: int = spec(600, "students in the global alignment pass", ge=1)
+    alignment_global_students: int = spec(600, "students in the global alignment pass", ge=1,
+                                           le=LIMITS["students"])
     use_residual_alignment: bool = spec(False, "correlate against residualised performance")
-    alignment_residual_window: int = spec(5, "moving-average window of the residualisation", ge=1)
+    alignment_residual_window: int = spec(5, "moving-average window of the residualisation", ge=1,
+                                         le=LIMITS["length"])
     alignment_share_cap: float = spec(0.10, "cap on the alignment loss share")
     alignment_share_decay_factor: float = spec(0.75, "alignment weight decay when over the cap")
     pooled_correlations: bool = spec(False, "reference semantics (defect 10): alignment, retention and lag "
@@ -459,7 +524,7 @@ class AlignmentConfig(_Section):
                                      "one correlation per student row", before=False)
     alignment_max_students: int | None = spec(None, "reference semantics: alignment and lag use only the first N "
                                               "rows of each batch (the reference: 32; none: every row)", ge=1,
-                                              before=None)
+                                              le=LIMITS["batch"], before=None)
 
 
 @dataclass(frozen=True)
@@ -479,7 +544,8 @@ class RetentionLagConfig(_Section):
 @dataclass(frozen=True)
 class SchedulingConfig(_Section):
     SECTION = "scheduling"
-    consistency_rebalance_epoch: int = spec(8, "epoch from which consistency may be rebalanced")
+    consistency_rebalance_epoch: int = spec(8, "epoch from which consistency may be rebalanced", ge=0,
+                                            le=LIMITS["epochs"])
     consistency_rebalance_threshold: float = spec(0.10, "correlation under which it is")
     consistency_rebalance_new_weight: float = spec(0.2, "consistency weight after rebalance", ge=0.0)
     enable_cosine_perf_schedule: bool = spec(False, "cosine warm-up of performance losses")
@@ -490,7 +556,8 @@ class StabilityConfig(_Section):
     SECTION = "stability_controls"
     freeze_sparsity: bool = spec(False, "never reduce the sparsity weight")
     variance_floor: float = spec(1e-4, "mastery variance floor")
-    variance_floor_patience: int = spec(3, "epochs under the floor before reducing", ge=1)
+    variance_floor_patience: int = spec(3, "epochs under the floor before reducing", ge=1,
+                                       le=LIMITS["epochs"])
     variance_floor_reduce_factor: float = spec(0.5, "sparsity reduction factor")
     variance_floor_per_batch: bool = spec(False, "reference semantics (defect 11): count low-variance batches, "
                                           "not epochs, and reduce sparsity on every batch once the count reaches "
@@ -500,7 +567,8 @@ class StabilityConfig(_Section):
 @dataclass(frozen=True)
 class SamplingConfig(_Section):
     SECTION = "sampling"
-    max_semantic_students: int = spec(50, "students in the per-epoch interpretability sample", ge=1)
+    max_semantic_students: int = spec(50, "students in the per-epoch interpretability sample", ge=1,
+                                       le=LIMITS["students"])
     log_head_stats: bool = spec(False, "record per-epoch head variance/skew in artifacts/")
 
 
@@ -521,14 +589,16 @@ class SeedsConfig(_Section):
     def _cross_check(self) -> None:
         if not self.all:
             raise ConfigValueError("seeds.all", "needs at least one seed")
-        negative = [s for s in self.all if s < 0]
-        if negative:
-            raise ConfigValueError("seeds.all", f"seeds must be non-negative, got {negative[0]}")
+        if len(self.all) > LIMITS["seeds"]:
+            raise ConfigValueError("seeds.all", f"at most {LIMITS['seeds']:,} seeds, got {len(self.all):,}")
+        problem = next((seed_problem(s) for s in self.all if seed_problem(s)), None)
+        if problem:
+            raise ConfigValueError("seeds.all", problem)
         if len(set(self.all)) != len(self.all):
-            raise ConfigValueError("seeds.all", f"seeds must be unique, got {self.all}")
+            raise ConfigValueError("seeds.all", f"seeds must be unique, got {shown(self.all)}")
         if self.primary != self.all[0]:
             raise ConfigValueError("seeds.primary", f"must be the first of seeds.all ({self.all[0]}), "
-                                   f"got {self.primary}")
+                                   f"got {shown(self.primary)}")
 
 
 # Result-determining sections that gainakt reads, in config.json order.

@@ -380,6 +380,25 @@ def test_ctrl_c_interrupts_the_container_then_removes_it(monkeypatch, exp_dir):
     assert container.removed
 
 
+def test_sigterm_of_the_launcher_reaches_the_container_as_sigterm(monkeypatch, exp_dir):
+    """The container records the signal it gets: the launcher's own (issue 19), not always SIGINT."""
+    from harness.run.launcher import Interrupted
+
+    monkeypatch.setattr(containers, "container_user", lambda: (1000, 1000))
+    client = FakeClient(chunks=[b"line\n", Interrupted(signal.SIGTERM)])
+    with pytest.raises(KeyboardInterrupt):
+        train(client, exp_dir)
+    (container,) = client.created
+    assert container.killed[0] == int(signal.SIGTERM)
+    assert container.removed
+
+
+def test_verifier_command_passes_the_tolerances_with_a_source():
+    assert containers.verifier_command(Path("/s"), auc_tolerance=0.01, corr_tolerance=None) == [
+        "harness", "verify", "/experiment", "--against", "/source", "--auc_tolerance", "0.01", "--json"]
+    assert containers.verifier_command(None, auc_tolerance=0.01) == ["harness", "verify", "/experiment", "--json"]
+
+
 def test_failure_while_streaming_still_removes_the_container(monkeypatch, exp_dir):
     monkeypatch.setattr(containers, "container_user", lambda: (1000, 1000))
     client = FakeClient(chunks=[RuntimeError("stream broke")])

@@ -163,9 +163,12 @@ def test_bad_experiment_reference_is_one_line(tmp_path, capsys, command, make, m
     base = tmp_path / "base"
     base.mkdir()
     ref = make(base)
+    other = ref  # compare's target: a second folder like the first (one folder with itself is refused as such)
+    if command == "compare" and (base / ref).is_dir() and not (base / ref).is_symlink():
+        other = runs.copy_experiment(base / ref, base, f"{ref}_copy").name
     before = sorted(p.name for p in base.iterdir())
     argv = {"reproduce": ["reproduce", ref, *runs.QUICK], "verify": ["verify", ref], "resume": ["resume", ref],
-            "compare": ["compare", ref, ref]}[command]
+            "compare": ["compare", ref, other]}[command]
     code = main([*argv, "--output_base", str(base)])
     err = capsys.readouterr().err.strip()
     assert code != 0

@@ -187,7 +187,10 @@ def test_print_report_is_a_readable_table(base, capsys):
 def test_a_bare_folder_name_in_the_current_directory_is_found(base_run, tmp_path, monkeypatch, capsys):
     copy = runs.copy_experiment(base_run, tmp_path / "here")
     monkeypatch.chdir(copy.parent)
-    assert main(["verify", copy.name, "--output_base", str(tmp_path / "elsewhere")]) == 0
+    assert main(["verify", copy.name]) == 0
+    # An explicit --output_base bounds where verify looks (issue 19): the folder here is outside it.
+    assert main(["verify", copy.name, "--output_base", str(tmp_path / "elsewhere")]) == 1
+    assert "outside --output_base" in capsys.readouterr().err
 
 
 def test_an_unreadable_trusted_key_is_one_line(base_run, tmp_path, capsys):

@@ -277,9 +277,9 @@ def sign_existing(exp: Path, flag: str | None, *, allow_accepted: bool = False) 
 def keys_command(ns: argparse.Namespace) -> int:
     """`harness keys generate PATH` and `harness keys sign EXP`."""
     if ns.keys_command == "sign":
-        from harness.folder.experiment import output_base, resolve_experiment
+        from harness.folder.experiment import find_experiment
 
-        exp = resolve_experiment(ns.experiment, output_base(ns.output_base))
+        exp = find_experiment(ns.experiment, ns.output_base)
         print(f"attestation: {sign_existing(exp, ns.sign_key, allow_accepted=ns.sign_accepted)}")
         return 0
     private, public = generate_keypair(Path(ns.path).expanduser(), force=ns.force)

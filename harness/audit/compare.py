@@ -4,7 +4,8 @@
 schema 2) and says whether the second reproduces the first: configuration hashes, results hashes,
 per-seed metric differences against the guide's tolerances, seeds, schema versions and the
 environment, with one verdict and a one-line reason for every criterion that is not met.
-Nothing here trains or loads checkpoints, so a comparison takes milliseconds.
+Both folders are verified first (`harness verify`, which reads every file and loads the
+checkpoints): a folder that fails is no evidence, whatever its numbers say. Nothing here trains.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -379,14 +382,20 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
     `verdict`: "pass" (every criterion met), "pass_with_notes" (within tolerance with the same
     parameters, but e.g. the environment or the schema differs) or "fail".
 
-    Raises ExperimentError (one line) only when a config.json is missing or corrupt; a missing or
-    corrupt results file is a failed criterion.
+    Both folders are verified first (`harness verify`, criterion `integrity`): a schema-3 side whose
+    verdict is not `pass` (tampered, unfinished, files missing) fails the comparison, whatever its
+    numbers say; a reference (schema 2) folder has no manifest, which is noted as information.
+
+    Raises ExperimentError (one line) when a config.json is missing or corrupt, or when source and
+    target are one folder (also through another path or a symlink); a missing or corrupt results
+    file is a failed criterion.
     """
+    check_distinct(Path(source), Path(target))
     src, tgt = load_side(Path(source)), load_side(Path(target))
     tol = tolerances(src["amp"], tgt["amp"], auc_tolerance, corr_tolerance)
     crit = Checks()
+    fields: dict[str, Any] = _check_integrity(crit, src, tgt)
     _check_results(crit, src, tgt)
-    fields: dict[str, Any] = {}
     fields.update(_check_schema(crit, src, tgt))
     _check_missing_params(crit, src, tgt)
     fields.update(_check_config_md5(crit, src, tgt))
@@ -399,6 +408,44 @@ def compare_experiments(source: Path, target: Path, *, auc_tolerance: float | No
 
 
 # Each criterion is one small rule: it marks `crit` and returns the report fields it computed.
+
+
+def same_folder(a: Path, b: Path) -> bool:
+    """Whether two paths name one folder (the same file system object: symlinks, `..`, bind mounts)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_distinct(source: Path, target: Path) -> None:
+    """ExperimentError (one line) when source and target are one folder: a folder compared with
+    itself always "reproduces", and its report would be written into the evidence it judges."""
+    if same_folder(source, target):
+        raise ExperimentError(f"source {source} and target {target} are the same folder "
+                              f"({Path(target).resolve()}); compare a reproduction with the run it reproduces")
+
+
+def _check_integrity(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> dict[str, Any]:
+    """Each side verified as `harness verify` does: numbers from a folder that fails are not evidence."""
+    from harness.audit.verify import verify_experiment  # verify imports this module
+
+    integrity: dict[str, Any] = {}
+    for side, s in (("source", src), ("target", tgt)):
+        if s["schema"] != SCHEMA_VERSION:
+            crit.mark("integrity", "info", f"{side} is a schema-{s['schema']} folder (the reference launcher's): "
+                      "it has no MANIFEST.sha256, so its files cannot be verified")
+            integrity[side] = {"verdict": None, "failed": [], "note": "not verifiable (no manifest)"}
+            continue
+        report = verify_experiment(s["path"])
+        integrity[side] = {"verdict": report["verdict"], "failed": report["failed"], "skipped": report["skipped"]}
+        if report["verdict"] != "pass":
+            names = report["failed"] or report["skipped"]
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            crit.mark("integrity", "failed", f"{side} fails verify (verdict {report['verdict']}: {shown}); its "
+                      f"numbers are not evidence: see harness verify {shlex.quote(str(s['path']))}")
+    crit.mark("integrity", "met")
+    return {"integrity": integrity}
 
 
 def _check_results(crit: Checks, src: dict[str, Any], tgt: dict[str, Any]) -> None:

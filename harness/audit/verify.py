@@ -214,11 +214,15 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
             checks.run(f"checkpoint {name}", partial(_check_checkpoint, ctx, seed, kind, name))
     checks.run("seeds agree", lambda: _check_seeds(ctx))
     checks.run("dataset checksum", lambda: _check_dataset(ctx))
+    comparison = None
     if against is not None and ctx["unfinished"]:
         checks.skip("against: comparison", f"the comparison needs finished results; {NOT_APPLICABLE}")
     elif against is not None:
-        _against_checks(checks, Path(against), exp, auc_tolerance, corr_tolerance)
-    return _report(exp, checks, ctx["unfinished"])
+        comparison = _against_checks(checks, Path(against), exp, auc_tolerance, corr_tolerance)
+    report = _report(exp, checks, ctx["unfinished"])
+    if comparison is not None:  # the whole reproduction report (the verifier container's host stores it)
+        report["comparison"] = comparison
+    return report
 
 
 # Derived files ----------------------------------------------------------------------------------
@@ -449,8 +453,12 @@ def unfinished_run(ctx: dict[str, Any]) -> dict[str, Any] | None:
         status, source = str(run_status.get("status")), RUN_STATUS
         seeds = {s: "unknown (results.json not written)" for s in ctx["seeds"]}
         failed = {}
-    return {"status": status, "seeds": {str(s): st for s, st in seeds.items()}, "source": source,
-            "resume": f"harness resume {shlex.quote(str(exp))}", "failed": failed}
+    out = {"status": status, "seeds": {str(s): st for s, st in seeds.items()}, "source": source,
+           "resume": f"harness resume {shlex.quote(str(exp))}", "failed": failed}
+    error = (_run_status(exp) or {}).get("error") if res is None else None
+    if error:  # why the run stopped, as its launcher recorded it (e.g. a training container that never started)
+        out["error"] = str(error)[:300]
+    return out
 
 
 def next_step(unfinished: dict[str, Any]) -> str:
@@ -485,7 +493,8 @@ def _not_finished(ctx: dict[str, Any]) -> str:
     """'the run did not finish (status interrupted: seed 1 interrupted, seed 2 not_run)'."""
     u = ctx["unfinished"]
     seeds = ", ".join(f"seed {s} {st}" for s, st in u["seeds"].items())
-    return f"the run did not finish (status {u['status']}{': ' + seeds if seeds else ''})"
+    error = f"; {u['error']}" if u.get("error") else ""
+    return f"the run did not finish (status {u['status']}{': ' + seeds if seeds else ''}{error})"
 
 
 def _unfinished_seed(ctx: dict[str, Any], seed: int) -> bool:
@@ -1031,12 +1040,12 @@ def _check_dataset(ctx: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _against_checks(checks: Checks, source: Path, exp: Path, auc_tolerance: float | None,
-                    corr_tolerance: float | None) -> None:
+                    corr_tolerance: float | None) -> dict[str, Any] | None:
     try:
         report = compare_experiments(source, exp, auc_tolerance=auc_tolerance, corr_tolerance=corr_tolerance)
     except ExperimentError as exc:
         checks.add("against: comparison", False, str(exc))
-        return
+        return None
     for item in report["criteria"]:
         reason = f"{item['status']}: " + "; ".join(item["reasons"]) if item["reasons"] else item["status"]
         checks.add(f"against: {item['name']}", item["status"] != "failed", reason)
@@ -1047,6 +1056,7 @@ def _against_checks(checks: Checks, source: Path, exp: Path, auc_tolerance: floa
                f"{tol['basis']})")
     checks.add("against: verdict", report["verdict"] != "fail",
                f"{report['verdict']} against {report['source']}")
+    return report
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from harness.folder.experiment import (
     ExperimentError,
     FolderLock,
     check_before_write,
+    find_experiment,
     output_base,
     read_json,
     record_in_manifest,
@@ -67,9 +68,18 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
         select_dataset(resolved, opts)
     else:
         check_reproduction_data(resolved, opts, reproduction)
-    check_output_base(Path(opts.output_base or "examples/experiments"))
+    base = Path(opts.output_base or "examples/experiments")
+    check_output_base(base)
     runtime = pick_runtime(resolved.params["runtime"])
-    exp_dir = prepare_run(resolved, opts, reproduction=reproduction, runtime=runtime)
+    image_record: dict[str, Any] = {}
+
+    def docker_ready() -> None:  # after the data and devices are checked, before the folder exists
+        from harness.docker.run import prepare_docker
+
+        image_record.update(prepare_docker(resolved.params.get("image"), base, opts.data_dir))
+
+    exp_dir = prepare_run(resolved, opts, reproduction=reproduction, runtime=runtime,
+                          before_folder=docker_ready if runtime == "docker" else None)
     for note in resolved.notes:
         print(f"note: {note}")
     print(f"experiment folder: {exp_dir}")
@@ -78,12 +88,16 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
         if runtime == "docker":
             from harness.docker.run import run_in_docker
 
-            code = run_in_docker(exp_dir, resolved.config, opts)  # type: ignore[arg-type]
+            against = Path(reproduction["source_path"]) if reproduction is not None else None
+            code = run_in_docker(exp_dir, resolved.config, opts, image_record,  # type: ignore[arg-type]
+                                 against=against)
+            if reproduction is not None:  # the verifier container compared it with its source
+                code = max(code, docker_reproduction_outputs(exp_dir, opts, reproduction))
         else:
             code = execute_experiment(exp_dir, data_dir=opts.data_dir)
-        if reproduction is not None:
-            code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
-        elif opts.manifest:
+            if reproduction is not None:
+                code = max(code, write_reproduction_outputs(exp_dir, opts, reproduction))
+        if reproduction is None and opts.manifest:
             write_manifest_file(exp_dir, None)
         sign_if_configured(exp_dir, opts.sign_key, allow_accepted=opts.sign_accepted)
     finally:
@@ -203,6 +217,23 @@ def write_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace | LaunchOpt
     return verdict_exit_code(report)
 
 
+def docker_reproduction_outputs(exp_dir: Path, ns: argparse.Namespace | LaunchOptions, reproduction: dict) -> int:
+    """A Docker reproduction: the verifier container compared it with its source (`run_in_docker`
+    stored reproduction_report.json); this prints its verdict and adds `--manifest`'s file. A
+    report that is missing (the training failed before the folder could be compared) is a failure."""
+    from harness.audit.compare import REPORT_NAME
+
+    path = exp_dir / REPORT_NAME
+    if not path.is_file():
+        print("reproduction verdict: fail (the verifier container wrote no comparison)")
+        return EXIT_VERDICT_FAIL
+    report = read_json(path)
+    if getattr(ns, "manifest", False):
+        write_manifest_file(exp_dir, reproduction)
+    print(f"reproduction verdict: {report['verdict']} (compared in the verifier container)")
+    return verdict_exit_code(report)
+
+
 def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
     from harness.audit.compare import reproduction_manifest
     from harness.folder.experiment import atomic_write_json, record_in_manifest
@@ -212,11 +243,12 @@ def write_manifest_file(exp_dir: Path, reproduction: dict | None) -> None:
 
 
 def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
-    from harness.audit.compare import compare_experiments, write_report
+    from harness.audit.compare import check_distinct, compare_experiments, write_report
 
-    base = output_base(getattr(ns, "output_base", None))
-    source = resolve_experiment(source_ref, base)
-    target = resolve_experiment(target_ref, base)
+    base_arg = getattr(ns, "output_base", None)
+    source = find_experiment(source_ref, base_arg)
+    target = find_experiment(target_ref, base_arg)
+    check_distinct(source, target)  # before anything is read or written
     check_manifest_readable(target)
     report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
     with FolderLock(target):  # the report goes into the target: only if it is what its manifest says
@@ -260,9 +292,12 @@ def check_manifest_readable(folder: Path) -> None:
 def verify(ns: argparse.Namespace) -> int:
     from harness.audit.verify import verify_experiment
 
-    base = output_base(ns.output_base)
-    exp = resolve_experiment(ns.experiment, base)
-    against = resolve_experiment(ns.against, base) if ns.against else None
+    exp = find_experiment(ns.experiment, ns.output_base)
+    against = find_experiment(ns.against, ns.output_base) if ns.against else None
+    if against is not None:
+        from harness.audit.compare import check_distinct
+
+        check_distinct(against, exp)
     report_file = checked_report_file(getattr(ns, "report_file", None), exp)
     trusted_key = getattr(ns, "trusted_key", None)
     if trusted_key:  # a key that cannot be read is the user's error (one line), not a failed check
@@ -353,7 +388,7 @@ def _parsed(exp_dir: Path, cfg: dict[str, Any]) -> RunConfig:
 
 
 def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
-    exp_dir = resolve_experiment(ref, output_base(getattr(ns, "output_base", None)))
+    exp_dir = find_experiment(ref, getattr(ns, "output_base", None))
     cfg = read_config(exp_dir)
     if cfg.get("schema_version") != SCHEMA_VERSION:
         raise ExperimentError(f"{exp_dir}: only schema {SCHEMA_VERSION} experiments can be resumed")

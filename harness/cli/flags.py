@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import typing
 from collections.abc import Callable
@@ -78,11 +79,7 @@ def _typed(p: Param) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         if optional and text.strip().lower() in ("none", "null"):
             return None
-        try:
-            value = p.type(text)
-        except ValueError:
-            kind = {int: "an integer", float: "a number"}.get(p.type, p.type.__name__)
-            raise argparse.ArgumentTypeError(f"expects {kind}, got {text!r}") from None
+        value = _number(text, p.type, finite=False) if p.type in (int, float) else p.type(text)
         problem = check_value(hint, meta, value)
         if problem:
             raise argparse.ArgumentTypeError(problem)
@@ -96,14 +93,26 @@ def _typed(p: Param) -> Callable[[str], Any]:
 # Validators of flags that are not parameters (argparse `type=`): a bad value exits 2, one line.
 
 
-def _number(text: str, kind: type) -> Any:
+_INT64_MAX = 2**63 - 1
+
+
+def _number(text: str, kind: type, *, finite: bool = True) -> Any:
+    """`text` as an int (within 64 bits) or a float (finite unless `finite` is False), else a one-line
+    ArgumentTypeError that never echoes more than a few dozen characters of the value."""
+    from gainakt.config import shown
+
     try:
         value = kind(text)
     except ValueError:
+        if kind is int and re.fullmatch(r"\s*[+-]?\d+\s*", text):  # int() refuses more than 4300 digits
+            raise argparse.ArgumentTypeError(f"must fit in 64 bits, got an integer of {len(text.strip()):,} "
+                                             "digits") from None
         raise argparse.ArgumentTypeError(f"expects {'an integer' if kind is int else 'a number'}, "
-                                         f"got {text!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+                                         f"got {shown(text)}") from None
+    if kind is int and abs(value) > _INT64_MAX:
+        raise argparse.ArgumentTypeError(f"must fit in 64 bits, got {shown(value)}")
+    if kind is float and finite and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {shown(text)}")
     return value
 
 
@@ -118,6 +127,17 @@ def nonneg_int(text: str) -> int:
     value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A seed: 0..2**32 - 1 (what numpy and torch accept; gainakt.config.seed_problem)."""
+    from gainakt.config import seed_problem
+
+    value = nonneg_int(text)
+    problem = seed_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem.replace("seeds must", "must"))
     return value
 
 
@@ -200,8 +220,8 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that steer a launch but are not parameters of the run."""
     g = parser.add_argument_group("launch")
     seeds = parser.add_mutually_exclusive_group()  # --seed N is the same as --seeds N
-    seeds.add_argument("--seeds", type=nonneg_int, nargs="+", default=argparse.SUPPRESS, help="seeds to train")
-    seeds.add_argument("--seed", type=nonneg_int, default=argparse.SUPPRESS,
+    seeds.add_argument("--seeds", type=seed, nargs="+", default=argparse.SUPPRESS, help="seeds to train")
+    seeds.add_argument("--seed", type=seed, default=argparse.SUPPRESS,
                        help="single seed when --seeds is absent (42)")
     g.add_argument("--data_dir", default=None, help="dataset folder or file (real data)")
     g.add_argument("--output_base", default=None, help="folder holding experiment folders "

@@ -19,9 +19,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gainakt.config import SECTION_TYPES, ConfigValueError, SeedsConfig, TrainConfig, added_later, check_value
+from gainakt.config import (
+    SECTION_TYPES,
+    ConfigValueError,
+    SeedsConfig,
+    TrainConfig,
+    added_later,
+    check_value,
+    shown,
+)
 from harness.config.params import BY_NAME, MODEL_PRESETS, PARAMS, SECTION_ORDER
 from harness.config.schema import (
     ExperimentParams,
@@ -291,26 +297,26 @@ def _check_type(path: str, old: Any, new: Any) -> Any:
             return None
         raise ConfigError(f"--set {path}: value may not be null")
     if spec is not None and spec.choices and new not in spec.choices:
-        raise ConfigError(f"--set {path}: {new!r} is not one of {', '.join(map(str, spec.choices))}")
+        raise ConfigError(f"--set {path}: {shown(new)} is not one of {', '.join(map(str, spec.choices))}")
     if expected is None:
         return new
     if expected is bool:
         if isinstance(new, bool):
             return new
-        raise ConfigError(f"--set {path}: expects true or false, got {new!r}")
+        raise ConfigError(f"--set {path}: expects true or false, got {shown(new)}")
     if expected is float:
         if isinstance(new, (int, float)) and not isinstance(new, bool):
             return float(new)
-        raise ConfigError(f"--set {path}: expects a number, got {new!r}")
+        raise ConfigError(f"--set {path}: expects a number, got {shown(new)}")
     if expected is int:
         if isinstance(new, int) and not isinstance(new, bool):
             return new
-        raise ConfigError(f"--set {path}: expects an integer, got {new!r}")
+        raise ConfigError(f"--set {path}: expects an integer, got {shown(new)}")
     if expected is list:
         items = new if isinstance(new, list) else [new]
         if path == "seeds.all":
             if not items or not all(isinstance(x, int) and not isinstance(x, bool) for x in items):
-                raise ConfigError(f"--set {path}: expects a comma-separated list of integers, got {new!r}")
+                raise ConfigError(f"--set {path}: expects a comma-separated list of integers, got {shown(new)}")
             return dedupe_seeds(items)
         return items
     if expected is str:
@@ -318,7 +324,7 @@ def _check_type(path: str, old: Any, new: Any) -> Any:
             return str(new)
         if isinstance(new, str):
             return new
-        raise ConfigError(f"--set {path}: expects text, got {new!r}")
+        raise ConfigError(f"--set {path}: expects text, got {shown(new)}")
     return new
 
 
@@ -397,7 +403,10 @@ def _coerce_for(path: str, text: str) -> Any:
     spec = BY_NAME.get(path.rsplit(".", 1)[-1])
     if spec is not None and spec.choices and text.strip() in spec.choices:
         return text.strip()
-    return coerce(text)
+    try:
+        return coerce(text)
+    except ValueError:  # int() refuses more than 4300 digits
+        raise ConfigError(f"--set {path}: a number of {len(text.strip()):,} characters is too large") from None
 
 
 def _param_name(path: str) -> str:
@@ -436,22 +445,22 @@ def missing_params(resolved: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[
 
 
 def load_config_file(path: str | Path) -> dict:
-    """A config.json (any schema) or a YAML/JSON parameter file, as a dict."""
+    """A config.json (any schema) or a YAML/JSON parameter file, as a dict.
+
+    Read strictly (harness.config.files): no YAML anchors or aliases, no repeated keys, at most
+    1 MiB; every problem is one ConfigError line naming the file.
+    """
+    from harness.config.files import DocumentError, load_document
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    try:
-        data = yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
-    except RecursionError:
-        raise ConfigError(f"{p}: nested too deeply to read") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        line = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise ConfigError(f"{p}: not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}"
-                          f"{f' (line {line})' if line else ''}: {str(exc).splitlines()[0]}") from None
+        data = load_document(p)
+    except DocumentError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read it ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of config sections at the top level")
     return data

@@ -30,6 +30,9 @@ __all__ = ["ExperimentParams", "ExperimentSection", "RunConfig", "RuntimeParams"
 
 ABLATION_CHOICES = tuple(ABLATION_MODES)
 
+# Ceilings of the launch settings (README, "Limits"); the result parameters' are gainakt.config.LIMITS.
+RUNTIME_LIMITS = {"threads": 4_096, "jobs_per_device": 1_024}
+
 # A title names a folder: letters, digits, '-', '_', '.'; one path component, not too long for
 # the file system once the timestamp prefix is added.
 TITLE_MAX = 120
@@ -64,8 +67,9 @@ class RuntimeParams(Section):
     SECTION = "runtime"
     devices: list[str] = field(default_factory=lambda: ["auto"],
                                metadata={"help": "GPU indices, 'cpu' or 'auto'"})
-    threads: int = spec(8, "CPU threads per worker (capped at the machine's cores)", ge=1)
-    jobs_per_device: int = spec(1, "seeds trained at once on each device (CPU: --threads split between them)", ge=1)
+    threads: int = spec(8, "CPU threads per worker (capped at the machine's cores)", ge=1, le=RUNTIME_LIMITS["threads"])
+    jobs_per_device: int = spec(1, "seeds trained at once on each device (CPU: --threads split between them)", ge=1,
+                                le=RUNTIME_LIMITS["jobs_per_device"])
     runtime: str = spec("local", "where training runs", choices=("auto", "local", "docker"))
     image: str | None = spec(None, "container image tag (default: built for this code)")
 

@@ -381,7 +381,7 @@ def reap_orphans(client) -> list[str]:
         labels = container.labels or {}
         if not _launcher_dead(labels.get(LABEL_LAUNCHER, "")):
             continue
-        _stop_and_remove(container, interrupted=True)
+        _stop_and_remove(container, signum=int(signal.SIGINT))
         folder, owner = labels.get(LABEL_FOLDER), labels.get(LABEL_OWNER, "")
         if folder and os.getuid() == 0 and Path(folder).is_dir() and ":" in owner:
             uid, gid = (int(x) for x in owner.split(":", 1))
@@ -406,23 +406,28 @@ def memory_limit(value: str | None) -> str | None:
     return value.lower()
 
 
-def verifier_command(against: Path | None) -> list[str]:
-    """``harness verify /experiment [--against /source] --json``."""
+def verifier_command(against: Path | None, *, auc_tolerance: float | None = None,
+                     corr_tolerance: float | None = None) -> list[str]:
+    """``harness verify /experiment [--against /source [--auc_tolerance A] [--corr_tolerance C]] --json``."""
     command = ["harness", "verify", EXPERIMENT_MOUNT]
     if against is not None:
         command += ["--against", SOURCE_MOUNT]
+        for flag, value in (("--auc_tolerance", auc_tolerance), ("--corr_tolerance", corr_tolerance)):
+            if value is not None:
+                command += [flag, repr(float(value))]
     return command + ["--json"]
 
 
 def verifier_container_config(*, image_id: str, exp_dir: Path, against: Path | None,
-                              uid: int, gid: int) -> dict[str, Any]:
+                              uid: int, gid: int, auc_tolerance: float | None = None,
+                              corr_tolerance: float | None = None) -> dict[str, Any]:
     """The keyword arguments of ``containers.create`` for a verifier container."""
     mounts = [_bind(exp_dir, EXPERIMENT_MOUNT, read_only=True)]
     if against is not None:
         mounts.append(_bind(against, SOURCE_MOUNT, read_only=True))
     return {
         "image": image_id,
-        "command": verifier_command(against),
+        "command": verifier_command(against, auc_tolerance=auc_tolerance, corr_tolerance=corr_tolerance),
         **_hardening(uid, gid),
         "mounts": mounts,
         "read_only": True,
@@ -487,16 +492,17 @@ def _start(container, gpus: bool) -> None:
         raise ContainerError(f"the Docker engine could not start the container: {_api_text(exc)}") from None
 
 
-def _stop_and_remove(container, *, interrupted: bool) -> None:
-    """Stop a container that may still run (SIGINT first: Python turns it into KeyboardInterrupt,
-    so training can close its files) and remove it; never raises."""
+def _stop_and_remove(container, *, signum: int | None) -> None:
+    """Stop a container that may still run and remove it; never raises. `signum` (the signal that
+    interrupted the launcher: SIGINT for Ctrl-C, SIGTERM) goes to the container first, so training
+    inside closes its files and records that very signal; None (a failure) kills it at once."""
     from docker.errors import DockerException
 
     with contextlib.suppress(DockerException, OSError):
         container.reload()
         if container.status in ("running", "restarting", "paused"):
-            if interrupted:
-                container.kill(signal=int(signal.SIGINT))
+            if signum is not None:
+                container.kill(signal=int(signum))
                 with contextlib.suppress(Exception):
                     container.wait(timeout=STOP_GRACE_S)
             container.reload()
@@ -523,7 +529,8 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
     ``image`` (tag or ID) must exist locally; the container runs by image ID. ``devices`` are
     host GPU indices (None or [] for CPU). Output lines go to ``on_line`` as they appear.
     ``on_start`` receives the container's inspect data once it runs (for audit records).
-    The container is removed in every case; Ctrl-C sends it SIGINT, then kills it.
+    The container is removed in every case; the launcher's interrupting signal (SIGINT for Ctrl-C,
+    SIGTERM) is sent to it first, then it is killed.
     Raises ContainerError for engine problems, a missing image or GPU runtime, an unknown GPU
     index, and for an OOM kill (exit_code 137).
     """
@@ -546,7 +553,7 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
                                        pids_limit=pids_limit)
     with lend_folder(exp_dir, uid, gid):
         container = _create(client, config, gpus)
-        interrupted = False
+        interrupted: int | None = None
         try:
             _start(container, gpus)
             if on_start is not None:
@@ -570,11 +577,11 @@ def run_training_container(*, image: str, exp_dir: Path, data_dir: Path | None, 
                     "the training container was killed by the out-of-memory killer (exit 137): "
                     "give the container more memory or lower --batch_size", exit_code=137)
             return code
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into harness.run.launcher.Interrupted
+            interrupted = int(getattr(exc, "signum", signal.SIGINT))
             raise
         finally:
-            _stop_and_remove(container, interrupted=interrupted)
+            _stop_and_remove(container, signum=interrupted)
 
 
 def parse_verdict(stdout: str) -> dict | None:
@@ -597,7 +604,8 @@ def parse_verdict(stdout: str) -> dict | None:
 
 
 def run_verifier_container(*, image: str, exp_dir: Path, against: Path | None, client=None,
-                           on_start: Callable[[dict], None] | None = None) -> tuple[int, dict]:
+                           on_start: Callable[[dict], None] | None = None, auc_tolerance: float | None = None,
+                           corr_tolerance: float | None = None) -> tuple[int, dict]:
     """Run ``harness verify`` in a locked-down container; returns ``(exit_code, verdict)``.
 
     The verdict is the verifier's JSON object ``{passed, checks: [{name, passed, reason}]}``.
@@ -611,14 +619,15 @@ def run_verifier_container(*, image: str, exp_dir: Path, against: Path | None, c
     client = client or docker_client()
     image_id = local_image(client, image).id
     uid, gid = container_user()
-    config = verifier_container_config(image_id=image_id, exp_dir=exp_dir, against=against, uid=uid, gid=gid)
+    config = verifier_container_config(image_id=image_id, exp_dir=exp_dir, against=against, uid=uid, gid=gid,
+                                       auc_tolerance=auc_tolerance, corr_tolerance=corr_tolerance)
     with contextlib.ExitStack() as stack:
         # The unprivileged uid must be able to read files that root wrote with mode 0600.
         stack.enter_context(lend_folder(exp_dir, uid, gid))
         if against is not None and Path(against).resolve() != exp_dir.resolve():
             stack.enter_context(lend_folder(Path(against), uid, gid))
         container = _create(client, config, gpus=False)
-        interrupted = False
+        interrupted: int | None = None
         try:
             _start(container, gpus=False)
             if on_start is not None:
@@ -627,11 +636,11 @@ def run_verifier_container(*, image: str, exp_dir: Path, against: Path | None, c
             code = int(container.wait().get("StatusCode", 1))
             stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into harness.run.launcher.Interrupted
+            interrupted = int(getattr(exc, "signum", signal.SIGINT))
             raise
         finally:
-            _stop_and_remove(container, interrupted=interrupted)
+            _stop_and_remove(container, signum=interrupted)
     verdict = parse_verdict(stdout)
     if verdict is None:
         tail = " ".join((stderr.strip().splitlines() or ["(no output)"])[-3:])

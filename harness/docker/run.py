@@ -1,8 +1,14 @@
 """`harness run --runtime docker`: train in the pinned image, then verify in a separate container.
 
-The host has already created the folder and written config.json. The training container runs
-`harness execute /experiment`; the verifier container runs `harness verify` on read-only mounts and
-its JSON verdict is stored as verification_report.json (recorded in the manifest).
+`prepare_docker` runs before the folder exists: an engine that answers, the image (built when it is
+the current code's and missing), a dataset the container's user can read; a failure there leaves
+no folder. Then the host creates the folder and writes config.json. The training container runs
+`harness execute /experiment` (a container that cannot even start leaves the folder recorded as
+crashed, with the engine's reason in run_status.json); the verifier container runs `harness verify`
+on read-only mounts and its JSON verdict is stored as verification_report.json (recorded in the
+manifest). For a reproduction the verifier also compares the new folder with its source (hashes
+and tolerances, `verify --against`), and its comparison is stored as reproduction_report.json: the
+host computes none of it.
 """
 
 from __future__ import annotations
@@ -39,23 +45,30 @@ def container_env(cfg: dict, record: dict[str, Any], host_devices: list[str]) ->
     }
 
 
-def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
-    """Train `exp_dir` in a container, verify it in another; exit code of the worse of the two."""
-    from harness.docker.containers import (
-        docker_client,
-        reap_orphans,
-        run_training_container,
-        run_verifier_container,
-    )
+def prepare_docker(image: str | None, output_base: Path, data_dir: str | None) -> dict[str, Any]:
+    """The image record of a Docker run, once everything checkable before its folder exists holds:
+    the engine answers (containers of SIGKILLed launchers are reaped), the image exists or is built
+    (a missing wheelhouse, a failed build: ContainerError, one line), and the container's user can
+    read the dataset."""
+    from harness.docker.containers import check_readable, container_user, docker_client, reap_orphans
     from harness.docker.image import ensure_image
 
     reap_orphans(docker_client())  # leftovers of launchers that were SIGKILLed
+    record = ensure_image(tag=image, output_base=output_base)
+    if data_dir:
+        check_readable(Path(data_dir).resolve(), *container_user())
+    return record
 
+
+def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace, record: dict[str, Any], *,
+                  against: Path | None = None) -> int:
+    """Train `exp_dir` in a container, verify it in another (against `against`, the source of a
+    reproduction, when given); exit code of the worse of the two."""
     from harness.config.schema import RunConfig
+    from harness.docker.containers import ContainerError, run_training_container
 
     run = RunConfig.from_dict(cfg)
     log = RunLog(exp_dir / "stdout.log")
-    record = ensure_image(tag=run.runtime.get("image"), output_base=exp_dir.parent)
     image = record.get("tag") or record["image_id"]
     log.info(f"image {image} ({record['image_id']})")
     host_devices = run.devices
@@ -77,6 +90,10 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
                                               mem_limit=mem_limit, pids_limit=pids_limit)
         except KeyboardInterrupt as exc:
             interrupted, code = interrupt_signal(exc)
+        except ContainerError as exc:
+            if exc.exit_code is None and not (exp_dir / "run_status.json").exists():
+                record_failed_start(exp_dir, str(exc))  # the container never ran: say why, in the folder
+            raise
         # The container controlled the folder until now: never write through what it left there.
         check_before_write(exp_dir, "record the training container's exit", require_manifest=False)
     log = RunLog(exp_dir / "stdout.log")
@@ -89,18 +106,59 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace) -> int:
         return code
     if (exp_dir / "MANIFEST.sha256").is_file():
         record_in_manifest(exp_dir, ["stdout.log"])  # the host's lines came after the manifest
-    if getattr(ns, "no_verify", False):
+    if getattr(ns, "no_verify", False) and against is None:
         return code
-    v_code, verdict = run_verifier_container(image=image, exp_dir=exp_dir, against=None)
-    atomic_write_json(exp_dir / "verification_report.json", verdict)
-    log = RunLog(exp_dir / "stdout.log")
-    log.info(f"verifier container: {'PASSED' if verdict.get('passed') else 'FAILED'} (exit {v_code})")
-    for check in verdict.get("checks", []):
-        if not check.get("passed"):
-            log.error(f"  {check.get('name')}: {check.get('reason')}")
-    log.close()
-    record_in_manifest(exp_dir, ["verification_report.json", "stdout.log"])
+    v_code, verdict = run_verifier_container(image, exp_dir, against, ns)
     return max(code, v_code)
+
+
+def record_failed_start(exp_dir: Path, reason: str) -> None:
+    """A training container that never started: stdout.log and run_status.json ("crashed", with the
+    engine's reason, which `harness verify` names) say so; `harness resume` can train the folder later."""
+    log = RunLog(exp_dir / "stdout.log")
+    log.error(f"the training container did not start: {reason}")
+    log.close()
+    atomic_write_json(exp_dir / "run_status.json",
+                      {"status": "crashed", "error": f"the training container did not start: {reason}"[:300]})
+
+
+def run_verifier_container(image: str, exp_dir: Path, against: Path | None, ns: Any) -> tuple[int, dict]:
+    """Verify `exp_dir` in the verifier container and store its verdict as verification_report.json;
+    with `against` (a reproduction's source) the container also compares the two folders (hashes
+    and tolerances) and its comparison is stored as reproduction_report.json. Both are recorded in
+    the folder's manifest. Returns (the verifier's exit code, its verdict)."""
+    from harness.audit.compare import REPORT_NAME
+    from harness.docker import containers
+
+    v_code, verdict = containers.run_verifier_container(
+        image=image, exp_dir=exp_dir, against=against, auc_tolerance=getattr(ns, "auc_tolerance", None),
+        corr_tolerance=getattr(ns, "corr_tolerance", None))
+    written = ["verification_report.json", "stdout.log"]
+    with FolderLock(exp_dir, reentrant=True):
+        atomic_write_json(exp_dir / "verification_report.json", verdict)
+        comparison = verdict.get("comparison")
+        if against is not None and isinstance(comparison, dict):
+            atomic_write_json(exp_dir / REPORT_NAME, host_view(comparison, Path(against), exp_dir))
+            written.append(REPORT_NAME)
+        log = RunLog(exp_dir / "stdout.log")
+        log.info(f"verifier container: {'PASSED' if verdict.get('passed') else 'FAILED'} (exit {v_code})"
+                 + (f"; reproduction verdict {comparison.get('verdict')}" if isinstance(comparison, dict) else ""))
+        for check in verdict.get("checks", []):
+            if not check.get("passed"):
+                log.error(f"  {check.get('name')}: {check.get('reason')}")
+        log.close()
+        record_in_manifest(exp_dir, written)
+    return v_code, verdict
+
+
+def host_view(comparison: dict[str, Any], source: Path, target: Path) -> dict[str, Any]:
+    """The verifier container's comparison with the folders named as the host knows them (inside,
+    they are mounted at /source and /experiment)."""
+    out = dict(comparison)
+    out.update(source=source.name, target=target.name, source_path=str(source.resolve()),
+               target_path=str(target.resolve()), mode="reproduce", source_experiment=source.name,
+               compared_in="verifier container (harness verify --against)")
+    return out
 
 
 def reap_before_writing(exp_dir: Path) -> None:

@@ -46,12 +46,20 @@ def title_of(experiment_id: str) -> str:
     return experiment_id.split(marker, 1)[1] if marker in experiment_id else experiment_id
 
 
-def resolve_experiment(ref: str, base: Path) -> Path:
+def find_experiment(ref: str, output_base_arg: str | None) -> Path:
+    """The experiment `ref` names for a command with an `--output_base` flag: an explicitly given
+    output base confines it (see `resolve_experiment`); without one, a path may lead anywhere."""
+    return resolve_experiment(ref, output_base(output_base_arg), confined=output_base_arg is not None)
+
+
+def resolve_experiment(ref: str, base: Path, *, confined: bool = False) -> Path:
     """An existing experiment folder named by id (under `base`) or by path.
 
     A bare id must not escape the output base (`../x` is refused); a bare name that is no id under
     `base` but an experiment folder in the current directory is taken as that path. The folder must
-    hold a config.json.
+    hold a config.json. With `confined` (the user named the output base) the folder, symlinks
+    resolved, must lie inside `base`, whether it was named by id or by path: a command told to look
+    in one place never checks or writes a folder elsewhere.
     """
     if not ref:
         raise ExperimentError("no experiment named")
@@ -68,6 +76,9 @@ def resolve_experiment(ref: str, base: Path) -> Path:
     if not candidate.is_dir():
         where = f" under {base}" if not looks_like_path else ""
         raise ExperimentError(f"unknown experiment {ref!r}: no such folder{where}")
+    if confined and not candidate.resolve().is_relative_to(base.resolve()):
+        raise ExperimentError(f"{ref} is {candidate.resolve()}, outside --output_base {base}: name an "
+                              f"experiment inside it, or leave --output_base out to name a folder by its path")
     if not (candidate / "config.json").is_file():
         raise ExperimentError(f"{candidate}: not an experiment folder (no config.json)")
     return candidate

@@ -144,18 +144,12 @@ def read_text(path: Path, *, limit: int = TEXT_LIMIT, root: Path | None = None,
         raise _refuse(Path(path), f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def loads_json(text: str) -> Any:
-    """json.loads that refuses duplicate keys (ValueError) instead of keeping the last one."""
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    """Strict JSON (harness.config.files.parse_json): a repeated key, a number too long to convert or
+    invalid JSON is a ValueError (DocumentError) of one short line that never echoes the text."""
+    from harness.config.files import parse_json
+
+    return parse_json(text)
 
 
 def read_json(path: Path, *, limit: int = JSON_LIMIT, root: Path | None = None, allow_hardlink: bool = True) -> Any:
@@ -164,12 +158,8 @@ def read_json(path: Path, *, limit: int = JSON_LIMIT, root: Path | None = None, 
     text = read_text(path, limit=limit, root=root, allow_hardlink=allow_hardlink)
     try:
         return loads_json(text)
-    except json.JSONDecodeError as exc:
-        raise _refuse(path, f"corrupt JSON (line {exc.lineno}: {exc.msg})") from None
-    except ValueError as exc:  # duplicate key
-        raise _refuse(path, f"corrupt JSON ({exc})") from None
-    except RecursionError:
-        raise _refuse(path, "JSON nested too deeply to read") from None
+    except ValueError as exc:  # DocumentError: invalid JSON, a repeated key, a number too long
+        raise _refuse(path, f"corrupt JSON: {str(exc).replace('not valid JSON ', '')}") from None
 
 
 def sha256_file(path: Path, *, root: Path | None = None, allow_hardlink: bool = True) -> str:

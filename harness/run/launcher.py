@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -171,8 +171,12 @@ def _gpu_count() -> int:
 
 
 def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespace, *,
-                reproduction: dict | None = None, runtime: str = "local") -> Path:
-    """Load the data, create the folder and write config.json + overrides_applied.txt."""
+                reproduction: dict | None = None, runtime: str = "local",
+                before_folder: Callable[[], None] | None = None) -> Path:
+    """Load the data, create the folder and write config.json + overrides_applied.txt.
+
+    `before_folder` runs once the data and devices are checked, just before the folder is created
+    (a Docker run makes sure of its engine and image there): when it fails, no folder exists."""
     opts = LaunchOptions.from_namespace(options)
     cfg = resolved.config
     run = RunConfig.from_dict(cfg)
@@ -190,6 +194,8 @@ def prepare_run(resolved: ResolvedRun, options: LaunchOptions | argparse.Namespa
     amp_requested = bool(resolved.params["mixed_precision"])
     resolved.params["mixed_precision"] = amp_as_run(amp_requested, devices)
     cfg["training"]["mixed_precision"] = resolved.params["mixed_precision"]
+    if before_folder is not None:
+        before_folder()
     base = Path(opts.output_base) if opts.output_base else Path("examples/experiments")
     exp_dir = create_experiment_dir(base, run.experiment.short_title,
                                     experiment_dir=opts.experiment_dir, force=opts.force)

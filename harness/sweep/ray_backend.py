@@ -10,6 +10,10 @@
 - A task lost with its worker or node is retried by Ray (`max_retries`); the retry resumes from
   the seed's last checkpoint, as `harness resume` does. After the last retry the job is failed;
   other jobs continue.
+- Before anything is created or submitted, some alive node must be able to hold one job's request
+  (CPUs, GPU fraction); otherwise the sweep stops with one line naming the request and the largest
+  node, instead of waiting forever. While submitted jobs wait for resources, a line says so at
+  least every `WAIT_NOTICE_S` seconds.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def ray_job(exp_dir: str, data_dir: str | None, seed: int, threads: int, events:
     """
     started = time.time()
     events = events.for_attempt()
+    events.put(("scheduled", seed, None))  # the job got its resources: it no longer waits for them
     import ray
 
     from harness.run.datasets import load_for_config
@@ -105,6 +110,58 @@ def read_marker(path: str) -> str:
         return f"unreadable ({type(exc).__name__}: {exc.strerror or exc})"
 
 
+WAIT_NOTICE_S = 30.0  # while jobs wait for resources, a line at least this often
+
+
+def _amount(value: float) -> str:
+    return f"{value:g}"
+
+
+def describe_request(request: dict[str, float]) -> str:
+    """'2 CPUs' / '1 CPU and 0.5 GPU' for a job's resource request."""
+    cpus = request.get("num_cpus", 0)
+    parts = [f"{_amount(cpus)} CPU{'s' if cpus != 1 else ''}"]
+    if request.get("num_gpus"):
+        parts.append(f"{_amount(request['num_gpus'])} GPU")
+    return " and ".join(parts)
+
+
+def capacity_problem(request: dict[str, float], nodes: list[dict]) -> str | None:
+    """Why no alive node (Ray's `ray.nodes()` rows) can ever hold one job asking for `request`
+    (`num_cpus`, `num_gpus`), naming the largest node; None when one can."""
+    alive = [n for n in nodes if n.get("Alive")]
+    if not alive:
+        return "the Ray cluster has no alive node"
+    need_cpu, need_gpu = float(request.get("num_cpus", 0)), float(request.get("num_gpus", 0))
+
+    def fits(n: dict) -> bool:
+        res = n.get("Resources") or {}
+        return res.get("CPU", 0) >= need_cpu and res.get("GPU", 0) >= need_gpu
+
+    if any(fits(n) for n in alive):
+        return None
+    largest = max(alive, key=lambda n: ((n.get("Resources") or {}).get("GPU", 0) if need_gpu else 0,
+                                        (n.get("Resources") or {}).get("CPU", 0)))
+    res = largest.get("Resources") or {}
+    gpus = f" and {_amount(res.get('GPU', 0))} GPU" if need_gpu else ""
+    return (f"each job asks for {describe_request(request)}, but no alive Ray node has that much: the largest "
+            f"({largest.get('NodeManagerAddress', '?')}, of {len(alive)} alive) has "
+            f"{_amount(res.get('CPU', 0))} CPU{'s' if res.get('CPU', 0) != 1 else ''}{gpus}")
+
+
+def waiting_line(waiting: dict[str, float], request: dict[str, float], now: float,
+                 available: dict[str, float], total: dict[str, float]) -> str:
+    """One line about the jobs (name -> submission time) that wait for resources."""
+    longest = now - min(waiting.values())
+    names = sorted(waiting)
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    free = f"{_amount(available.get('CPU', 0))} of {_amount(total.get('CPU', 0))} CPUs"
+    if request.get("num_gpus"):
+        free += f", {_amount(available.get('GPU', 0))} of {_amount(total.get('GPU', 0))} GPUs"
+    return (f"sweep: {len(waiting)} Ray job{'s' if len(waiting) != 1 else ''} waiting for resources (up to "
+            f"{longest:.0f} s; each asks for {describe_request(request)}; free now: {free}): {shown}")
+
+
 def storage_problem(token: str, answers: dict[str, str]) -> str | None:
     """The first node (label -> what it read) that did not read the driver's token, as a reason."""
     for node, seen in answers.items():
@@ -135,6 +192,42 @@ class RayBackend:
         self.use_gpus = launch.devices != ["cpu"] and gpus > 0
         self.driver_node = ray.get_runtime_context().get_node_id()
         self._remote = ray.remote(ray_job)
+        self._waiting: dict[str, float] = {}  # submitted jobs not started yet -> submission time
+        self._wait_lock = threading.Lock()
+        self._last_notice = time.monotonic()
+        problem = capacity_problem(self.request(), ray.nodes())
+        if problem:
+            self.close()
+            raise SweepError(f"--backend ray: {problem}; lower --threads (now {launch.threads}) or raise "
+                             "--jobs_per_device, or add a node that can hold one job")
+
+    def request(self) -> dict[str, float]:
+        """What one job asks of a node: CPUs, and a GPU fraction when the sweep uses GPUs."""
+        opts = self._options(self.launch.threads)
+        return {k: float(opts[k]) for k in ("num_cpus", "num_gpus") if k in opts}
+
+    def _job_waits(self, name: str, submitted: float | None) -> None:
+        """Record that job `name` waits for resources since `submitted`, or (None) that it started or ended."""
+        with self._wait_lock:
+            if submitted is None:
+                self._waiting.pop(name, None)
+            else:
+                self._waiting[name] = submitted
+
+    def note_waiting(self) -> None:
+        """At most every WAIT_NOTICE_S seconds (and only while some job waits): one line about it."""
+        now = time.monotonic()
+        with self._wait_lock:
+            if not self._waiting:
+                self._last_notice = now  # the clock restarts when jobs begin to wait
+                return
+            if now - self._last_notice < WAIT_NOTICE_S:
+                return
+            self._last_notice = now
+            waiting = dict(self._waiting)
+        line = waiting_line(waiting, self.request(), now, self.ray.available_resources(),
+                            self.ray.cluster_resources())
+        print(line, flush=True)
 
     def _nodes(self) -> list[dict]:
         return [n for n in self.ray.nodes() if n.get("Alive")]
@@ -179,6 +272,10 @@ class RayBackend:
             lock = threading.Lock()
 
             def forward(kind: str, seed: int, payload: Any) -> None:
+                if kind in ("scheduled", "started", "result", "failed"):
+                    self._job_waits(f"{exp_dir.name}/seed {seed}", None)
+                if kind == "scheduled":
+                    return  # the backend's own event: the launcher has nothing to record for it
                 with lock:
                     on_event(kind, seed, payload)
                     hook(kind, seed, payload)
@@ -188,9 +285,12 @@ class RayBackend:
             events = Events(box)
             opts = self._options(threads)
             job_threads = max(1, threads // self.launch.jobs_per_device) if not self.use_gpus else threads
+            seeds = [s for p in plans for s in p.seeds]
+            for seed in seeds:
+                self._job_waits(f"{exp_dir.name}/seed {seed}", time.monotonic())
             refs = {self._remote.options(name=f"gainakt-{exp_dir.name}-seed{seed}", **opts).remote(
                 str(exp_dir), data_dir, seed, job_threads, events, time.time()): seed
-                for seed in [s for p in plans for s in p.seeds]}
+                for seed in seeds}
             outcomes: dict[int, dict] = {}
             received: dict[str, int] = {}
 
@@ -204,6 +304,7 @@ class RayBackend:
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1, timeout=0.2)
                     drain()
+                    self.note_waiting()
                     for ref in done:
                         kind, seed, payload, token, sent = self._outcome(ref, refs[ref])
                         deadline = time.time() + 60  # the attempt's events are in flight at most briefly
@@ -215,6 +316,8 @@ class RayBackend:
                         forward(kind, seed, payload)
             finally:
                 ray.kill(box)
+                for seed in seeds:
+                    self._job_waits(f"{exp_dir.name}/seed {seed}", None)
             return outcomes
 
         return run

@@ -191,10 +191,15 @@ def resume(ns: argparse.Namespace) -> int:
 
 
 def resolve_sweep(ref: str, base_arg: str | None) -> Path:
+    """The sweep folder `ref` names (a path, or a name under the output base). An explicitly given
+    --output_base confines it: a folder outside it (symlinks resolved) is refused."""
     path = Path(ref).expanduser()
     candidates = [path, output_base(base_arg) / ref]
     for c in candidates:
         if (c / SWEEP_JSON).is_file():
+            if base_arg is not None and not c.resolve().is_relative_to(output_base(base_arg).resolve()):
+                raise SweepError(f"{ref} is {c.resolve()}, outside --output_base {base_arg}: name a sweep inside "
+                                 "it, or leave --output_base out to name a folder by its path")
             return c
     raise SweepError(f"{ref}: not a sweep folder (no {SWEEP_JSON} at {candidates[0]} or {candidates[1]})")
 

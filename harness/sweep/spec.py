@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from gainakt.config import LIMITS, seed_problem, shown
+from harness.config.build import field_problem
 from harness.config.params import BY_NAME
 from harness.errors import HarnessError
 
@@ -77,15 +77,17 @@ def spec_md5(document: dict[str, Any]) -> str:
 
 
 def load_spec_file(path: str) -> dict[str, Any]:
+    from harness.config.files import DocumentError, load_document
+
     p = Path(path)
     if not p.is_file():
         raise SweepError(f"--spec {path}: no such file")
     try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SweepError(f"--spec {path}: not valid YAML{where}") from None
+        doc = load_document(p, yaml_format=True)  # no anchors/aliases, no repeated keys, at most 1 MiB
+    except DocumentError as exc:
+        raise SweepError(f"--spec {path}: {exc}") from None
+    except OSError as exc:
+        raise SweepError(f"--spec {path}: cannot read it ({exc.strerror or exc})") from None
     if not isinstance(doc, dict):
         raise SweepError(f"--spec {path}: expected a mapping with base/points/grid/seeds at the top")
     return doc
@@ -112,16 +114,19 @@ def coerce_flag(where: str, name: str, value: Any) -> Any:
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
     if param.type is bool:
         if not isinstance(value, bool):
-            raise SweepError(f"{where}: {name} expects true or false, got {value!r}")
+            raise SweepError(f"{where}: {name} expects true or false, got {shown(value)}")
         return value
     if param.type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = float(value)
     elif param.type is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, param.type) or isinstance(value, bool):
-        raise SweepError(f"{where}: {name} expects {param.type.__name__}, got {value!r}")
+        raise SweepError(f"{where}: {name} expects {param.type.__name__}, got {shown(value)}")
     if param.choices and value not in param.choices:
-        raise SweepError(f"{where}: {name} must be one of {', '.join(map(str, param.choices))}, got {value!r}")
+        raise SweepError(f"{where}: {name} must be one of {', '.join(map(str, param.choices))}, got {shown(value)}")
+    problem = field_problem(name, value)  # the field's own rule (range, limits), as flags and --set have it
+    if problem:
+        raise SweepError(f"{where}: {name} {problem}")
     return value
 
 
@@ -207,9 +212,14 @@ def _seeds(doc: dict[str, Any], cli_seeds: list[int] | None) -> list[int]:
         raise SweepError("no seeds: give `seeds:` in the spec or --seeds on the command line")
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
                                                           for s in seeds):
-        raise SweepError(f"seeds: expected a non-empty list of integers, got {seeds!r}")
+        raise SweepError(f"seeds: expected a non-empty list of integers, got {shown(seeds)}")
+    if len(seeds) > LIMITS["seeds"]:
+        raise SweepError(f"seeds: at most {LIMITS['seeds']:,} seeds, got {len(seeds):,}")
+    problem = next((seed_problem(s) for s in seeds if seed_problem(s)), None)
+    if problem:
+        raise SweepError(f"seeds: {problem}")
     if len(set(seeds)) != len(seeds):
-        raise SweepError(f"seeds: duplicate seeds in {seeds}")
+        raise SweepError(f"seeds: duplicate seeds in {shown(seeds)}")
     return list(seeds)
 
 

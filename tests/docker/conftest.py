@@ -103,3 +103,9 @@ def copy_experiment(tmp_path):
         return target
 
     return make
+
+
+@pytest.fixture
+def watch_containers(client):
+    """`with watch_containers() as watcher:` records the harness containers created meanwhile."""
+    return lambda: ContainerWatcher(client)

@@ -51,7 +51,8 @@ def test_sigterm_of_the_launcher_stops_and_removes_the_container(client, image_t
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, out
     assert training_containers(client, exp) == []
-    assert json.loads((exp / "run_status.json").read_text())["status"] == "interrupted"
+    status = json.loads((exp / "run_status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM"  # the real signal (issue 19)
     assert owner(exp / "model_last.pth") == owner(tmp_path)  # the loan to the container's user ended
 
 
