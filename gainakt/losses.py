@@ -1029,6 +1029,12 @@ def schedule_warnings(s: LossSettings, num_epochs: int) -> list[str]:
             lines.append(f"{term} loss is requested but inactive in all {num_epochs} epochs: it starts at epoch "
                          f"{first} (warmup_constraint_epochs={s.warmup_constraint_epochs}); raise --epochs to "
                          f"at least {first} or lower --warmup_constraint_epochs")
+    return lines + partial_weight_warnings(s, num_epochs)
+
+
+def partial_weight_warnings(s: LossSettings, num_epochs: int) -> list[str]:
+    """One line per requested term whose warm-up outlasts ``num_epochs``: it never reaches full weight."""
+    lines = []
     if "alignment" in first_active_epochs(s) and 0 < num_epochs < s.alignment_warmup_epochs:
         lines.append(f"alignment loss reaches only {num_epochs}/{s.alignment_warmup_epochs} of its weight "
                      f"(alignment_warmup_epochs={s.alignment_warmup_epochs} > --epochs {num_epochs})")

@@ -437,6 +437,7 @@ def _train_epochs(run: _Run, d: _Data, state: TrainState,
             f"train_auc {train_auc:.4f} val_auc {val_auc:.4f} val_acc {val_acc:.4f} "
             f"mastery_corr {fmt(row['mastery_correlation'])} gain_corr {fmt(row['gain_correlation'])} "
             f"({row['epoch_seconds']:.1f}s){' *best*' if improved else ''}"
+            f"{collapse_flag(val_acc, entry.get('val_majority_rate'), val_auc)}"
         )
         last = state.checkpoint(run)
         if improved:
@@ -447,6 +448,17 @@ def _train_epochs(run: _Run, d: _Data, state: TrainState,
             sink.log(f"seed {run.seed}: early stopping after epoch {epoch + 1} ({reason})")
             return "early_stopped", reason, epoch_times, last
     return "completed", None, epoch_times, last
+
+
+def collapse_flag(accuracy: float, majority_rate: float | None, auc: float) -> str:
+    """The epoch line's flag of a collapsed model: validation accuracy within 0.001 of the majority-class
+    rate and AUC < 0.6 (the model predicts one class). Empty otherwise."""
+    if majority_rate is None or not all(map(math.isfinite, (accuracy, majority_rate, auc))):
+        return ""
+    if abs(accuracy - majority_rate) <= 0.001 and auc < 0.6:
+        return (f" COLLAPSED: val_acc within 0.001 of the majority-class rate {majority_rate:.4f} and "
+                "val_auc < 0.6 (the model predicts one class)")
+    return ""
 
 
 def _stop_reason(stale: int) -> str:
@@ -543,16 +555,17 @@ def _validate_epoch(run: _Run, d: _Data, epoch: int, train_auc: float,
         run.scheduler.step(val.auc)
     row = epoch_row(run.seed, epoch, means, train_auc, val, sem, shares, run.optimizer, time.perf_counter() - t0)
     entry = {
-        "epoch": epoch + 1,
         "mastery_correlation": row["mastery_correlation"],
         "gain_correlation": row["gain_correlation"],
         "true_mastery_correlation": sem.true_mastery.mean if sem and sem.true_mastery else None,
         "global_alignment_mastery_corr": glob.mastery.mean if glob else None,
         "global_alignment_gain_corr": glob.gain.mean if glob else None,
         "global_alignment_students": glob.students if glob else 0,
+        "val_majority_rate": val.majority_rate,  # share of the more frequent class: a collapse is judged by it
         "loss_means": means,
         "loss_shares": shares,
         **sched_log,
+        "epoch": epoch + 1,  # 1-based like the metrics rows (the schedule's own log counts from 0)
     }
     head = val.head_stats()
     if head is not None:

@@ -33,6 +33,26 @@ SLOW_TESTS = {
     "test_examples.py": {"test_quick_pattern_runs_as_written_with_cpu_devices"},
     "test_reproduce.py": {"test_a_reference_schema2_folder_is_reproduced"},
     "test_resume.py": {"straight_and_resumed"},
+    # Tests (or their module fixtures) that train, or run a launcher with workers, for tens of seconds
+    # on a 2-core machine: the fast tier stays free of training.
+    "test_sweep_run.py": {"swept"},
+    "test_sweep_jobs.py": {"test_results_are_byte_identical_whatever_jobs_per_device"},
+    "test_allocator.py": {"default_faults"},
+    "test_predict.py": {"trained"},
+    "test_metric_names.py": {"run"},
+    "test_perf_paths.py": {"test_window_protocol_fast_path_equals_full_path",
+                           "test_training_packed_equals_unpacked_without_dropout"},
+    "test_integrity.py": {
+        "test_sigterm_of_the_launcher_is_an_interruption_with_truthful_seed_statuses",
+        "test_sigkill_of_the_launcher_takes_the_workers_down_and_resume_is_admitted",
+        "test_a_killed_worker_reports_a_seed_that_never_started_as_not_run",
+        "test_force_into_a_finished_folder_removes_the_old_runs_files",
+        "test_a_corrupt_last_checkpoint_fails_only_its_seed_with_the_reason",
+        "test_a_run_signs_itself_when_the_key_is_in_the_environment",
+    },
+    "test_inputs.py": {"test_heads_off_run_passes_its_own_verification",
+                       "test_data_dir_alone_trains_on_that_data_named_after_the_folder"},
+    "test_run_warnings.py": {"test_a_trained_epoch_entry_is_numbered_like_its_row"},
 }
 
 

@@ -59,7 +59,9 @@ def test_shared_assist2015_matches_published_counts(shared_datasets: Path) -> No
     assert ds.num_c == 100
     assert int(ds.concepts[0][0]) == 27  # first skill id of assist2015_train1.csv is 28 (1-based)
     info = describe(ds)
-    # The folder ships DKVMN's published split: train1 trains (fold 1), valid1 validates (fold 0).
-    assert info["students_per_fold"] == {"0": 2_812, "1": 11_123}
+    # The folder ships DKVMN's published split: train1 trains, valid1 validates, named so (fold
+    # numbers are internal there: train1 is not "fold 1" of a k-fold split).
+    assert info["students_per_split"] == {"train": 11_123, "valid": 2_812, "test": 5_905}
+    assert "students_per_fold" not in info
     assert info["split"] == "dkvmn_published" and info["valid_folds"] == [0]
     assert ds.source_files == ("assist2015_test.csv", "assist2015_train1.csv", "assist2015_valid1.csv")

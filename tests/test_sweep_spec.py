@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+
 import pytest
 
 from harness.cli.main import main
@@ -121,3 +124,43 @@ def test_shared_storage_verdict_names_the_node():
     why = storage_problem("tok", {"10.0.0.1 (abc)": "tok", "10.0.0.2 (def)": "unreadable (FileNotFoundError: x)"})
     assert why == "Ray node 10.0.0.2 (def) cannot see it (unreadable (FileNotFoundError: x))"
     assert "reads a different file" in storage_problem("tok", {"n": "other"})
+
+
+def test_a_matrix_point_equal_to_the_base_is_dropped_with_a_note_in_sweep_json(tmp_path, capsys, monkeypatch):
+    """`--no_amp --torch_deterministic` makes the guide's no_amp_ref the baseline: dropped, not refused."""
+    from harness.sweep import runner
+
+    class NoTraining:  # the folders and sweep.json are written before any training: stop there
+        def __init__(self, folder, state, backend):
+            self.folder = folder
+
+        def run(self, resume):
+            return 0
+
+    monkeypatch.setattr(runner, "Sweep", NoTraining)
+    out = tmp_path / "out"
+    code = main(["sweep", "g", "--matrix", "guide", "--seeds", "1", "--output_base", str(out), *FAST,
+                 "--no_amp", "--torch_deterministic"])
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "note: point no_amp_ref dropped" in stdout and "equals point baseline's" in stdout
+    (sweep,) = out.iterdir()
+    state = json.loads((sweep / "sweep.json").read_text())
+    names = [p["name"] for p in state["points"]]
+    assert "no_amp_ref" not in names and names[0] == "baseline" and len(names) == 6
+    (drop,) = state["dropped_points"]
+    assert drop["name"] == "no_amp_ref" and drop["same_as"] == "baseline"
+    base = next(p for p in state["points"] if p["name"] == "baseline")
+    assert drop["config_md5"] == base["config_md5"]
+    assert {j["point"] for j in state["jobs"]} == set(names)
+    assert not any(p.name.endswith("_no_amp_ref") for p in sweep.iterdir())
+
+
+def test_the_guide_matrix_without_duplicates_drops_nothing(tmp_path, capsys, monkeypatch):
+    from harness.sweep import runner
+    from harness.sweep.spec import parse_spec
+
+    spec = parse_spec(runner.matrix("guide"), [1])
+    ns = argparse.Namespace(sets=[], from_config=None, **{"model_preset": "small"})
+    runs, dropped = runner.resolve_points(spec, ns, None, drop_duplicates=True)
+    assert dropped == [] and len(runs) == 7

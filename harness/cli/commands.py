@@ -249,6 +249,8 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOpt
     source = find_experiment(source_ref, base_arg)
     target = find_experiment(target_ref, base_arg)
     check_distinct(source, target)  # before anything is read or written
+    if getattr(ns, "strict_schema", False):
+        check_strict_schema(source, target)
     check_manifest_readable(target)
     report = compare_experiments(source, target, auc_tolerance=ns.auc_tolerance, corr_tolerance=ns.corr_tolerance)
     with FolderLock(target):  # the report goes into the target: only if it is what its manifest says
@@ -258,6 +260,8 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOpt
         write_report(target, report)
         if accepted:
             record_in_manifest(target, [ACCEPTED])
+        if getattr(ns, "manifest", False):  # guide §6 step 9 / §15.8: the audit manifest of the comparison
+            write_compare_manifest(source, target)
     if getattr(ns, "json", False):
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -266,6 +270,35 @@ def compare(source_ref: str, target_ref: str, ns: argparse.Namespace | LaunchOpt
             print(f"  - {reason}")
         print(f"report: {target / 'reproduction_report.json'}")
     return verdict_exit_code(report)
+
+
+def check_strict_schema(source: Path, target: Path) -> None:
+    """--strict_schema with a comparison: both folders must have our schema_version (refused before
+    anything is written, as `reproduce --strict_schema` refuses a source of another schema)."""
+    for role, folder in (("source", source), ("target", target)):
+        schema = read_config(folder).get("schema_version")
+        if schema != SCHEMA_VERSION:
+            raise ConfigError(f"--strict_schema: {role} {folder.name} has schema_version {schema!r}, ours is "
+                              f"{SCHEMA_VERSION}; nothing compared or written (drop --strict_schema to compare "
+                              "across schemas; the report then names the difference)")
+
+
+def write_compare_manifest(source: Path, target: Path) -> None:
+    """reproduction_manifest.json in the target of `compare --manifest`: the guide's §15.8 fields, the
+    §6.a J comparison fields (from the report just written) and §6 step 9's audit anchors; recorded in
+    the target's manifest when it has one."""
+    from harness.audit.compare import reproduction_manifest
+    from harness.folder.experiment import MANIFEST, atomic_write_json
+
+    cfg = read_config(source)
+    manifest = reproduction_manifest(target, {"source_experiment": source.name, "source_path": str(source.resolve()),
+                                              "source_config_md5": cfg.get("config_md5")})
+    manifest["reproduction_mode"] = False  # a comparison of two finished runs, not --reproduce_from
+    manifest["mode"] = "compare"
+    atomic_write_json(target / "reproduction_manifest.json", manifest)
+    if (target / MANIFEST).is_file():
+        record_in_manifest(target, ["reproduction_manifest.json"])
+    print(f"manifest: {target / 'reproduction_manifest.json'}")
 
 
 EXIT_VERDICT_FAIL = 1

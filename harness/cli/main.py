@@ -21,6 +21,34 @@ from harness.cli.flags import (
 )
 
 
+def version_text() -> str:
+    """`harness --version`: the installed package's version and the git commit of the code that runs
+    (with its branch and whether the tree has uncommitted changes), as environment.txt records them."""
+    from harness import __version__
+    from harness.run.environment import git_info, package_version
+
+    installed = package_version("gainakt-harness")
+    version = installed if installed != "not installed" else __version__
+    git = git_info()
+    commit = git["git_commit"]
+    if not commit.startswith("unknown"):
+        dirty = {"true": ", uncommitted changes", "false": ""}.get(git["git_dirty"], ", dirty state unknown")
+        commit = f"{commit} (branch {git['git_branch']}{dirty})"
+    return f"harness (gainakt-harness) {version}\ngit commit: {commit}"
+
+
+class VersionAction(argparse.Action):
+    """--version: computed only when asked (it runs git), printed to stdout, exit 0."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Every guide flag plus the launch flags (shared with examples/train_gainakt2exp_repro.py)."""
     add_launch_flags(parser)
@@ -31,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="harness", description="Train, reproduce and verify GainAKT2Exp experiments.")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an internal error (also accepted after the command)")
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the package version and the git commit the code runs from, then exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="train a new experiment")
@@ -58,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--json", action="store_true", help="print the report as JSON")
     cmp_.add_argument("--accept_modified", action="store_true",
                       help="write the report even if the target differs from its manifest (recorded)")
+    cmp_.add_argument("--manifest", action="store_true",
+                      help="also write reproduction_manifest.json into the target (config md5s, normalized hashes, "
+                      "environment.txt md5, first and last lines of stdout.log, metric differences)")
+    cmp_.add_argument("--strict_schema", action="store_true",
+                      help="refuse (writing nothing) unless both folders have this harness's schema_version")
 
     ver = sub.add_parser("verify", help="check an experiment folder (writes nothing unless --write_report "
                          "or --report_file)")
@@ -110,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_predict_commands(sub, data_sub)
 
+    from harness.cli.listing import add_commands as add_listing_commands
+
+    add_listing_commands(sub)
+    from harness.cli.export import add_commands as add_export_commands
+
+    add_export_commands(sub)
     add_keys_commands(sub)
 
     from harness.cli.image import add_image_commands
@@ -170,10 +211,10 @@ def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
 
 
 def dispatch(ns: argparse.Namespace) -> int:
-    from harness.cli import commands
-
-    if getattr(ns, "handler", None) is not None:  # predict, data simulate, data score-truth
+    if getattr(ns, "handler", None) is not None:  # ls, show, predict, data simulate, data score-truth
         return ns.handler(ns)
+    from harness.cli import commands  # the training engine (torch): only for the commands that need it
+
     if ns.command == "run":
         return commands.run(ns, ns.title)
     if ns.command == "reproduce":
@@ -219,6 +260,13 @@ def data_describe(ns: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in info)
         for key, value in info.items():
+            if isinstance(value, dict):  # e.g. "train 11123, valid 2812, test 5905"
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            elif isinstance(value, list):
+                value = ", ".join(map(str, value))
+            if key == "window_length":
+                value = f"{value} (--max_len: windows are cut to this length; sequence_length says how long " \
+                        "the students' sequences are)"
             print(f"{key:<{width}}  {value}")
     return 0
 

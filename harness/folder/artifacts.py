@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gainakt.losses import schedule_warnings
+from gainakt.losses import first_active_epochs, partial_weight_warnings, schedule_warnings
 from gainakt.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, TIME_CONTROL_DEGREE
 from gainakt.train import EPOCH_COLUMNS, loss_settings
 from harness.config.schema import RunConfig
@@ -109,8 +109,213 @@ def launch_warnings(cfg: RunConfig | Mapping[str, Any]) -> list[str]:
     return schedule_warnings(loss_settings(run.train), run.train.training.epochs)
 
 
-def build_results(cfg: RunConfig | Mapping[str, Any], outcomes: dict[int, dict]) -> dict[str, Any]:
-    """results.json: per-seed best metrics, the primary seed's at the top level (guide keys)."""
+# ---------------------------------------------------------------------------------------------
+# What the run's own history says: which requested loss terms acted, collapsed epochs, warnings.
+# Pure functions of (config, results, per-seed histories). A history is the seed's epochs in order,
+# each its metrics_epoch.csv row merged with its semantic-trajectory entry (both carried by the
+# checkpoints; `histories_of` merges them): the entry says what the loss schedule switched on.
+
+Histories = Mapping[int, list[dict]]
+# Epoch-line flag of a collapsed model (gainakt/train.py logs it as the epoch ends): validation accuracy
+# within this distance of the majority-class rate, with AUC below COLLAPSE_AUC.
+COLLAPSE_ACC_GAP = 0.001
+COLLAPSE_AUC = 0.6
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+# The trajectory entry's record of the schedule switching a term on in an epoch.
+_SCHEDULE_FLAGS = {"alignment": "effective_alignment_weight", "lag": "lag_active", "retention": "retention_active"}
+
+
+def term_active(term: str, epoch: Mapping[str, Any]) -> bool:
+    """Whether the loss schedule had `term` on in this epoch: the trajectory's lag_active /
+    retention_active / effective alignment weight > 0; for an epoch without them (an older folder),
+    whether its weighted term (``train_<term>_term``) was non-zero in the training objective."""
+    flag = epoch.get(_SCHEDULE_FLAGS[term])
+    if flag is not None:
+        return bool(flag) if isinstance(flag, bool) else (_finite(flag) or 0.0) > 0.0
+    return (_finite(epoch.get(f"train_{term}_term")) or 0.0) != 0.0
+
+
+def term_activity(cfg: RunConfig | Mapping[str, Any], histories: Histories) -> dict[str, dict[int, int | None]]:
+    """For each requested scheduled term (alignment, lag, retention with weight > 0), per seed with at
+    least one epoch: the first epoch it was active (`term_active`), or None when it was inactive in
+    every epoch the seed ran."""
+    run = _typed(cfg)
+    requested = first_active_epochs(loss_settings(run.train))
+    out: dict[str, dict[int, int | None]] = {}
+    for term in requested:
+        out[term] = {seed: next((int(e["epoch"]) for e in rows if term_active(term, e)), None)
+                     for seed, rows in histories.items() if rows}
+    return out
+
+
+def _epochs_run(histories: Histories) -> dict[int, int]:
+    return {seed: len(rows) for seed, rows in histories.items() if rows}
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+
+
+def inactive_term_warnings(cfg: RunConfig | Mapping[str, Any], histories: Histories) -> list[str]:
+    """One line per requested term that stayed zero in every epoch a seed ran (seeds grouped by the
+    number of epochs they ran), with the epoch its schedule starts it and what to change."""
+    run = _typed(cfg)
+    settings = loss_settings(run.train)
+    scheduled = first_active_epochs(settings)
+    ran = _epochs_run(histories)
+    lines = []
+    for term, per_seed in term_activity(run, histories).items():
+        never: dict[int, list[int]] = {}
+        for seed, first in per_seed.items():
+            if first is None:
+                never.setdefault(ran[seed], []).append(seed)
+        for n, seeds in sorted(never.items()):
+            start = scheduled[term]
+            if start > n:
+                why = (f"its schedule starts it at epoch {start} (warmup_constraint_epochs="
+                       f"{settings.warmup_constraint_epochs}); raise --epochs to at least {start} or lower "
+                       "--warmup_constraint_epochs")
+            else:  # e.g. retention, which needs a peak correlation recorded in an earlier epoch
+                why = f"its schedule could start it from epoch {start}, but its conditions were never met"
+            lines.append(f"{term} loss was requested but inactive in all {n} epoch{'s' * (n != 1)} run "
+                         f"({_seeds_text(sorted(seeds))}): {why}")
+    return lines
+
+
+def collapsed_epochs(results: dict, histories: Histories) -> dict[int, list[int]]:
+    """Per seed, the epochs whose validation predictions collapsed: accuracy within COLLAPSE_ACC_GAP of
+    the validation set's majority-class rate (from the final evaluation: the validation students are the
+    same every epoch) and AUC below COLLAPSE_AUC. Seeds without a final evaluation are not judged."""
+    out: dict[int, list[int]] = {}
+    for seed, rows in histories.items():
+        final = (results.get("per_seed", {}).get(str(seed)) or {}).get("final") or {}
+        majority = _finite(final.get("val_majority_rate"))
+        if majority is None:
+            continue
+        epochs = [int(r["epoch"]) for r in rows
+                  if (acc := _finite(r.get("val_accuracy"))) is not None and abs(acc - majority) <= COLLAPSE_ACC_GAP
+                  and (auc := _finite(r.get("val_auc"))) is not None and auc < COLLAPSE_AUC]
+        if epochs:
+            out[seed] = epochs
+    return out
+
+
+def _epoch_list(epochs: list[int]) -> str:
+    if len(epochs) > 1 and epochs == list(range(epochs[0], epochs[-1] + 1)):
+        return f"epochs {epochs[0]}-{epochs[-1]}"
+    return ("epoch " if len(epochs) == 1 else "epochs ") + ", ".join(map(str, epochs))
+
+
+def run_warnings(cfg: RunConfig | Mapping[str, Any], results: dict, histories: Histories) -> list[str]:
+    """results.json `warnings` (also the README's and SEED_INFO.md's Warnings, and stdout at the end):
+    requested terms that never reached full weight (config), requested terms that stayed inactive
+    (history), epochs with collapsed validation predictions (history + the final majority rate), and
+    each seed's final-model warnings (collapsed predictions on the final evaluation)."""
+    from harness.run.workers import cpu_split_warning
+
+    run = _typed(cfg)
+    lines = partial_weight_warnings(loss_settings(run.train), run.train.training.epochs)
+    split = cpu_split_warning(run.devices, run.jobs_per_device, run.threads, run.train.model)
+    lines += [split] if split else []  # a launch warning about the run's own settings, kept with the run
+    lines += inactive_term_warnings(run, histories)
+    for seed, epochs in sorted(collapsed_epochs(results, histories).items()):
+        final = results["per_seed"][str(seed)]["final"]
+        lines.append(f"seed {seed}: validation predictions collapsed in {_epoch_list(epochs)} of "
+                     f"{len(histories[seed])}: accuracy within {COLLAPSE_ACC_GAP} of the majority-class rate "
+                     f"{final['val_majority_rate']:.4f} and AUC < {COLLAPSE_AUC}")
+    for seed in run.seeds.all:
+        lines += (results.get("per_seed", {}).get(str(seed)) or {}).get("warnings") or []
+    return lines
+
+
+def seed_notes(cfg: RunConfig | Mapping[str, Any], results: dict, histories: Histories) -> dict[int, str]:
+    """SEED_INFO.md's reason column: why a seed did not finish, else what went wrong while it trained
+    (collapsed predictions, requested terms that stayed inactive); empty when nothing did."""
+    run = _typed(cfg)
+    activity = term_activity(run, histories)
+    collapsed = collapsed_epochs(results, histories)
+    out: dict[int, str] = {}
+    for seed in run.seeds.all:
+        row = results.get("per_seed", {}).get(str(seed)) or {}
+        parts = [row["reason"]] if row.get("reason") else []
+        final = row.get("final") or {}
+        splits = [split for split in ("val", "test") if final.get(f"{split}_predictions_collapsed")]
+        if splits:
+            parts.append(f"final predictions collapsed on {' and '.join(splits)} (accuracy = majority rate, AUC < 0.6)")
+        if seed in collapsed:
+            parts.append(f"validation predictions collapsed in {_epoch_list(collapsed[seed])}")
+        idle = [term for term, per_seed in activity.items() if seed in per_seed and per_seed[seed] is None]
+        if idle:
+            parts.append(f"{', '.join(idle)} loss{'es' * (len(idle) > 1)} requested but inactive in all "
+                         f"{len(histories[seed])} epochs")
+        out[seed] = "; ".join(parts)
+    return out
+
+
+def ablation_line(cfg: RunConfig | Mapping[str, Any], histories: Histories) -> str:
+    """The README's ablation line: the mode, the terms it requests, and which of them actually acted
+    (were non-zero in the training objective) and from which epoch, per the seeds' histories."""
+    run = _typed(cfg)
+    mode = run.experiment.ablation_mode
+    activity = term_activity(run, histories)
+    if not activity:
+        return f"{mode} (no alignment, lag or retention term requested)"
+    head = f"{mode} (requested: {', '.join(activity)}"
+    ran = _epochs_run(histories)
+    if not ran:
+        return head + "; no epoch finished)"
+    acted, idle = [], []
+    for term, per_seed in activity.items():
+        firsts = {f for f in per_seed.values() if f is not None}
+        if not firsts:
+            idle.append(term)
+        elif len(set(per_seed.values())) == 1:
+            acted.append(f"{term} from epoch {firsts.pop()}")
+        else:
+            acted.append(f"{term} from " + ", ".join(
+                f"{'never' if f is None else f'epoch {f}'} (seed {s})" for s, f in sorted(per_seed.items())))
+    n = sorted(set(ran.values()))
+    epochs = f"{n[0]} epoch{'s' * (n[0] != 1)}" if len(n) == 1 else f"{n[0]}-{n[-1]} epochs"
+    parts = []
+    if acted:
+        parts.append("active: " + "; ".join(acted))
+    if idle:
+        parts.append(f"inactive in all {epochs} run: {', '.join(idle)}")
+    return f"{head}; " + "; ".join(parts) + ")"
+
+
+def histories_of(seeds: list[int], rows: Mapping[int, Mapping[int, dict]],
+                 trajectories: Mapping[int, list[dict]] | None = None) -> dict[int, list[dict]]:
+    """Per seed, its epochs in order: the metrics_epoch.csv row, with the keys of the same epoch's
+    semantic-trajectory entry that the row lacks (the schedule's state). Seeds without rows left out."""
+    out: dict[int, list[dict]] = {}
+    for s in seeds:
+        if not rows.get(s):
+            continue
+        epochs = sorted(rows[s])
+        listed = [e for e in (trajectories or {}).get(s) or [] if isinstance(e.get("epoch"), int)]
+        if len(listed) == len(epochs):  # one entry per epoch, in order (how training appends them)
+            entries = dict(zip(epochs, listed, strict=True))
+        else:  # trajectories written before the entry's epoch was made 1-based count from 0
+            shift = 1 if listed and min(e["epoch"] for e in listed) == 0 else 0
+            entries = {e["epoch"] + shift: e for e in listed}
+        out[s] = [{**entries.get(int(e), {}), **rows[s][e]} for e in epochs]
+    return out
+
+
+def build_results(cfg: RunConfig | Mapping[str, Any], outcomes: dict[int, dict],
+                  histories: Histories | None = None) -> dict[str, Any]:
+    """results.json: per-seed best metrics, the primary seed's at the top level (guide keys), and the
+    run's warnings (`run_warnings` of the seeds' histories; without them, the seeds' model warnings)."""
     run = _typed(cfg)
     seeds = run.seeds.all
     per_seed: dict[str, Any] = {}
@@ -128,7 +333,7 @@ def build_results(cfg: RunConfig | Mapping[str, Any], outcomes: dict[int, dict])
     primary = per_seed[str(seeds[0])]
     unfinished = [s for s in seeds if per_seed[str(s)]["status"] in ("failed", "not_run", "interrupted")]
     failed = [s for s in unfinished if per_seed[str(s)]["status"] == "failed"]
-    return {
+    results = {
         "schema_version": run.schema_version,
         "config_md5": run.config_md5,
         "seeds": seeds,
@@ -150,6 +355,9 @@ def build_results(cfg: RunConfig | Mapping[str, Any], outcomes: dict[int, dict])
         "warnings": [w for s in seeds for w in per_seed[str(s)].get("warnings") or []],
         "intervals": INTERVALS,
     }
+    if histories is not None:
+        results["warnings"] = run_warnings(run, results, histories)
+    return results
 
 
 # How every *_ci_low/*_ci_high of a mean over students was computed (docs/metrics.md).
@@ -204,7 +412,10 @@ def aggregate_table(multi: dict) -> str:
 
 
 def seed_info_md(cfg: RunConfig | Mapping[str, Any], results: dict, seed_devices: dict[int, str],
-                 gpu_names: dict[str, str]) -> str:
+                 gpu_names: dict[str, str], histories: Histories | None = None) -> str:
+    """SEED_INFO.md: seeds, devices, each seed's status and what went wrong (reason column), the run's
+    warnings and the aggregates."""
+    notes = seed_notes(cfg, results, histories or {})
     multi = build_multi_seed(results)
     lines = [f"# Seeds of {_typed(cfg).experiment.id}", "", f"Primary seed: {results['primary_seed']}",
              f"All seeds: {results['seeds']}", "", "## Seed to device", "",
@@ -214,8 +425,8 @@ def seed_info_md(cfg: RunConfig | Mapping[str, Any], results: dict, seed_devices
         r = results["per_seed"][str(seed)]
         dev = seed_devices.get(seed, "?")
         lines.append(f"| {seed} | {dev} | {gpu_names.get(dev.split()[0], '-')} | {r['status']} | {_fmt(r.get('best_epoch'))} "
-                     f"| {_fmt(r.get('best_val_auc'))} | {_fmt(r.get('test_auc'))} | {r.get('reason') or ''} |")
-    lines += ["", "## Aggregates across completed seeds", "", aggregate_table(multi), ""]
+                     f"| {_fmt(r.get('best_val_auc'))} | {_fmt(r.get('test_auc'))} | {notes.get(seed, '')} |")
+    lines += ["", *warnings_md(results), "## Aggregates across completed seeds", "", aggregate_table(multi), ""]
     return "\n".join(lines)
 
 
@@ -293,8 +504,10 @@ def warnings_md(results: dict) -> list[str]:
     return ["## Warnings", "", *(f"- {w}" for w in results["warnings"]), ""]
 
 
-def readme_md(cfg: RunConfig | Mapping[str, Any], results: dict, checklist: list[Any], command: str) -> str:
-    """The run's README; `checklist` holds harness.audit.checks.Check items (name, passed, reason)."""
+def readme_md(cfg: RunConfig | Mapping[str, Any], results: dict, checklist: list[Any], command: str,
+              histories: Histories | None = None) -> str:
+    """The run's README; `checklist` holds harness.audit.checks.Check items (name, passed, reason);
+    the ablation line says which requested terms acted, per the seeds' `histories`."""
     run = _typed(cfg)
     exp = run.experiment
     multi = build_multi_seed(results)
@@ -304,7 +517,7 @@ def readme_md(cfg: RunConfig | Mapping[str, Any], results: dict, checklist: list
         f"- Short title: {exp.short_title}",
         f"- Purpose: {exp.purpose}",
         f"- Log tag (experiment_suffix): `{exp.experiment_suffix}_s<seed>`",
-        f"- Ablation mode: {exp.ablation_mode}",
+        f"- Ablation mode: {ablation_line(run, histories or {})}",
         f"- Schema version: {run.schema_version}",
         f"- config_md5: `{run.config_md5}`",
         f"- Dataset: {run.train.data.dataset} (sha256 `{run.data_checksum['sha256']}`)",

@@ -219,10 +219,19 @@ def legacy_seeds(exp_dir: Path, ev: Evidence) -> list[int]:
 # The derived files (one pure function each)
 
 
+def histories(ev: Evidence) -> dict[int, list[dict]]:
+    """Per seed with epochs, its history rows in epoch order merged with its trajectory entries
+    (artifacts.histories_of: the schedule's state of each epoch)."""
+    from harness.folder import artifacts
+
+    rows = {s: {int(r["epoch"]): r for r in e.history} for s, e in ev.seeds.items() if e.history}
+    return artifacts.histories_of(ev.run.seeds.all, rows, {s: e.trajectory for s, e in ev.seeds.items()})
+
+
 def derive_results(ev: Evidence) -> dict[str, Any]:
     from harness.folder import artifacts
 
-    results = artifacts.build_results(ev.run, {s: e.outcome() for s, e in ev.seeds.items()})
+    results = artifacts.build_results(ev.run, {s: e.outcome() for s, e in ev.seeds.items()}, histories(ev))
     if (ev.interrupted or ev.killed) and results["status"] != "completed":
         results["status"] = "interrupted"
     return results
@@ -277,13 +286,13 @@ def seed_info_md(ev: Evidence, results: dict) -> bytes:
 
     env = parse(ev.environment)
     gpu_names = {k[3:]: v.split(" | ")[0] for k, v in env.items() if k.startswith("gpu") and k[3:].isdigit()}
-    return artifacts.seed_info_md(ev.run, results, seed_devices(ev.environment), gpu_names).encode()
+    return artifacts.seed_info_md(ev.run, results, seed_devices(ev.environment), gpu_names, histories(ev)).encode()
 
 
 def readme_md(ev: Evidence, results: dict) -> bytes:
     from harness.folder import artifacts
 
-    return artifacts.readme_md(ev.run, results, checklist(ev, results), ev.run.command).encode()
+    return artifacts.readme_md(ev.run, results, checklist(ev, results), ev.run.command, histories(ev)).encode()
 
 
 def checklist(ev: Evidence, results: dict) -> list[Any]:
@@ -385,9 +394,10 @@ def derivers(ev: Evidence) -> dict[str, Deriver]:
 def derive_plots(ev: Evidence) -> dict[str, bytes]:
     from harness.folder.plots import render_plots
 
-    histories = {s: sorted(e.history, key=lambda r: int(r["epoch"])) for s, e in ev.seeds.items() if e.history}
     examples = {s: (e.result or {}).get("examples") for s, e in ev.seeds.items()}
-    return render_plots(histories, examples)
+    majority = next(((e.result or {}).get("final", {}).get("val_majority_rate") for e in ev.seeds.values()
+                     if (e.result or {}).get("final", {}).get("val_majority_rate") is not None), None)
+    return render_plots(histories(ev), examples, majority_rate=majority)
 
 
 @dataclass

@@ -28,9 +28,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     # except those that have no meaning for a sweep (typing one is a usage error).
     add_launch_flags(parser)
     add_param_flags(parser)
-    from harness.sweep.runner import _REFUSED
+    from harness.sweep.spec import REFUSED_FLAGS
 
-    drop_flags(parser, set(_REFUSED))
+    drop_flags(parser, set(REFUSED_FLAGS))
 
 
 def matrix_name(text: str) -> str:

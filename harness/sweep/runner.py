@@ -39,13 +39,10 @@ from harness.run.launcher import (
 )
 from harness.sweep.matrix import matrix
 from harness.sweep.progress import SweepProgress
+from harness.sweep.spec import REFUSED_FLAGS as _REFUSED
 from harness.sweep.spec import SweepError, SweepSpec, load_spec_file, parse_spec
 
 SWEEP_JSON = "sweep.json"
-# Flags of `harness run` that make no sense for a sweep; refused rather than ignored.
-_REFUSED = ("experiment_dir", "reproduce_from", "compare_only", "source_exp", "target_exp", "manifest",
-            "strict_schema", "force", "auc_tolerance", "corr_tolerance", "no_verify", "accept_modified",
-            "sign_key", "sign_accepted")
 
 
 def refuse_run_only_flags(ns: argparse.Namespace) -> None:
@@ -81,14 +78,19 @@ def spec_document(ns: argparse.Namespace) -> tuple[dict[str, Any], str, Path | N
     return matrix(ns.matrix), f"matrix {ns.matrix}", None
 
 
-def resolve_points(spec: SweepSpec, ns: argparse.Namespace, spec_dir: Path | None) -> list[ResolvedRun]:
+def resolve_points(spec: SweepSpec, ns: argparse.Namespace, spec_dir: Path | None, *,
+                   drop_duplicates: bool = False) -> tuple[list[ResolvedRun], list[dict[str, Any]]]:
     """Every point's parameters: defaults < from_config < base flags < command line < base set <
-    --set < point flags < point set. Two points with the same config_md5 are refused."""
+    --set < point flags < point set; and the points dropped.
+
+    Two points with the same config_md5 are refused, unless `drop_duplicates` (a built-in matrix,
+    whose points the user did not write: the command line's flags can make one equal another, as
+    `--no_amp --torch_deterministic` makes the guide's no_amp_ref the baseline). Then the duplicate is
+    dropped, the base point always kept, and each drop is returned as a note for sweep.json."""
     from_config = getattr(ns, "from_config", None) or spec.from_config
     if from_config and spec_dir is not None and not getattr(ns, "from_config", None):
         from_config = str((spec_dir / from_config).resolve())
-    resolved: list[ResolvedRun] = []
-    by_md5: dict[str, str] = {}
+    runs: list[tuple[Any, ResolvedRun, str]] = []
     for point in spec.points:
         pns = copy.copy(ns)
         for name, value in point.overrides.flags.items():
@@ -103,13 +105,27 @@ def resolve_points(spec: SweepSpec, ns: argparse.Namespace, spec_dir: Path | Non
             if is_user_error(exc):
                 raise SweepError(f"point {point.name}: {exc}") from None
             raise
-        md5 = config_md5(run.config)
-        if md5 in by_md5:
-            raise SweepError(f"points {by_md5[md5]} and {point.name} resolve to the same config "
+        runs.append((point, run, config_md5(run.config)))
+    # The base point first, so that it is the one kept when another point equals it.
+    order = sorted(range(len(runs)), key=lambda i: runs[i][0].name != spec.base_point)
+    kept_by_md5: dict[str, str] = {}
+    dropped: dict[int, dict[str, Any]] = {}
+    for i in order:
+        point, _, md5 = runs[i]
+        if md5 not in kept_by_md5:
+            kept_by_md5[md5] = point.name
+            continue
+        if not drop_duplicates:
+            first, second = sorted((kept_by_md5[md5], point.name), key=[p.name for p in spec.points].index)
+            raise SweepError(f"points {first} and {second} resolve to the same config "
                              f"(config_md5 of the parameters {md5[:12]}…): one of them is redundant")
-        by_md5[md5] = point.name
-        resolved.append(run)
-    return resolved
+        same = kept_by_md5[md5]
+        dropped[i] = {"name": point.name, "same_as": same, "flags": point.overrides.flags,
+                      "set": point.overrides.sets,
+                      "note": f"point {point.name} dropped: with this command line its configuration equals point "
+                              f"{same}'s (same config_md5), so it would train the same model twice"}
+    kept = [run for i, (_, run, _) in enumerate(runs) if i not in dropped]
+    return kept, [dropped[i] for i in sorted(dropped)]
 
 
 def launch_settings(ns: argparse.Namespace, first: ResolvedRun) -> Launch:
@@ -138,7 +154,9 @@ def start(ns: argparse.Namespace) -> int:
     doc, source, spec_dir = spec_document(ns)
     seed = getattr(ns, "seed", None)
     spec = parse_spec(doc, getattr(ns, "seeds", None) or ([seed] if seed is not None else None))
-    runs = resolve_points(spec, ns, spec_dir)
+    runs, dropped = resolve_points(spec, ns, spec_dir, drop_duplicates=bool(ns.matrix))
+    dropped_names = {d["name"] for d in dropped}
+    kept_points = [p for p in spec.points if p.name not in dropped_names]
     launch = launch_settings(ns, runs[0])
     backend = make_backend(launch)  # Ray is connected (and storage checked) before folders exist
     base = output_base(ns.output_base)
@@ -148,7 +166,9 @@ def start(ns: argparse.Namespace) -> int:
     backend.check_storage(base)
     sweep_dir.mkdir(parents=True)
     points = []
-    for point, run in zip(spec.points, runs, strict=True):
+    for note in dropped:
+        print(f"note: {note['note']}")
+    for point, run in zip(kept_points, runs, strict=True):
         pns = argparse.Namespace(output_base=str(sweep_dir), data_dir=getattr(ns, "data_dir", None),
                                  experiment_dir=None, force=False)
         exp_dir = prepare_run(run, pns, runtime="local")
@@ -157,11 +177,14 @@ def start(ns: argparse.Namespace) -> int:
         points.append({"name": point.name, "description": point.description, "experiment_id": exp_dir.name,
                        "config_md5": RunConfig.from_dict(cfg).config_md5, "flags": point.overrides.flags,
                        "set": point.overrides.sets})
+    for d in dropped:  # the configuration it would have trained: the kept point's, as recorded
+        d["config_md5"] = next(p["config_md5"] for p in points if p["name"] == d["same_as"])
     state = {
         "schema_version": 1, "sweep_id": sweep_dir.name, "title": ns.title, "source": source,
         "spec": doc, "spec_md5": spec.md5, "base_point": spec.base_point, "seeds": spec.seeds,
         "command": command_line(), "data_dir": getattr(ns, "data_dir", None), "launch": asdict(launch),
         "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "points": points,
+        "dropped_points": dropped,
         "jobs": [{"point": p["name"], "seed": s, "status": "pending", "attempts": 0, "placement": None,
                   "reason": None} for p in points for s in spec.seeds],
     }

@@ -33,6 +33,12 @@ from harness.config.build import field_problem
 from harness.config.params import BY_NAME
 from harness.errors import HarnessError
 
+# Flags of `harness run` that make no sense for a sweep; refused rather than ignored. Kept here, not in
+# the runner, so that building the CLI's parser does not import the training engine (and torch).
+REFUSED_FLAGS = ("experiment_dir", "reproduce_from", "compare_only", "source_exp", "target_exp", "manifest",
+                 "strict_schema", "force", "auc_tolerance", "corr_tolerance", "no_verify", "accept_modified",
+                 "sign_key", "sign_accepted")
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SPEC_KEYS = {"base", "points", "grid", "seeds", "base_point", "description"}
 _BASE_KEYS = {"flags", "set", "from_config"}

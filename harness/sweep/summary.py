@@ -202,6 +202,8 @@ def sweep_md(state: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         # Canonical order (sorted flags, then --set in order given): sweep.json stores flags with sorted keys.
         over = " ".join([f"{k}={v}" for k, v in sorted(p["flags"].items())] + list(p["set"])) or "(base)"
         lines.append(f"| {p['name']} | `{p['experiment_id']}` | `{p['config_md5']}` | {n}/{len(seeds)} | {over} |")
+    for d in state.get("dropped_points") or []:  # a matrix point equal to another (sweep.json)
+        lines.append(f"| {d['name']} | dropped: same configuration as {d['same_as']} | `{d['config_md5']}` | - | - |")
     lines += ["", "## Plots", "", "![val AUC against mastery correlation](plots/frontier.png)", "",
               "![mean learning curves](plots/learning_curves.png)", "", FILES_TEXT]
     return "\n".join(lines)
@@ -223,21 +225,24 @@ def render_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]]
     """{sweep-relative name: PNG bytes} of the frontier and the mean learning curves."""
     from matplotlib.ticker import MaxNLocator
 
-    from harness.folder.plots import _save, plt
+    from harness.folder.plots import figure_bytes, plt
 
     out: dict[str, bytes] = {}
     by = {(r["point"], r["metric"]): r for r in rows}
+    frontier: list[list[Any]] = []  # what each plot draws, hashed into its PNG (harness:data-sha256)
+    curves: dict[str, list[list[float]]] = {}
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, p in enumerate(state["points"]):
         x, y = by[(p["name"], "mastery_correlation_val_all")], by[(p["name"], "best_val_auc")]
         if x["mean"] is None or y["mean"] is None:
             continue
+        frontier.append([p["name"], x["mean"], x["std"], y["mean"], y["std"]])
         ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0, yerr=y["std"] or 0, fmt=_MARKERS[i % len(_MARKERS)],
                     capsize=4, markersize=7, alpha=0.8, label=p["name"])
     ax.set(title="accuracy vs interpretability (mean ± std over seeds)", xlabel="val mastery correlation",
            ylabel="best val AUC")
     ax.legend(fontsize=7)
-    _save(fig, out, PLOTS[0])
+    out[PLOTS[0]] = figure_bytes(fig, {"frontier": frontier})
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, p in enumerate(state["points"]):
         per_epoch: dict[int, list[float]] = {}
@@ -249,6 +254,7 @@ def render_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]]
         ep = sorted(per_epoch)
         mean = [statistics.fmean(per_epoch[e]) for e in ep]
         std = [statistics.pstdev(per_epoch[e]) for e in ep]
+        curves[p["name"]] = [[float(e), m, sd] for e, m, sd in zip(ep, mean, std, strict=True)]
         line = ax.plot(ep, mean, "-" + _MARKERS[i % len(_MARKERS)], markersize=4, label=p["name"])[0]
         ax.fill_between(ep, [m - s for m, s in zip(mean, std, strict=True)],
                         [m + s for m, s in zip(mean, std, strict=True)], color=line.get_color(), alpha=0.06,
@@ -256,7 +262,7 @@ def render_plots(folder: Path, state: dict[str, Any], rows: list[dict[str, Any]]
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title="val AUC per epoch (mean, band ± std over seeds)", xlabel="epoch", ylabel="val AUC")
     ax.legend(fontsize=7)
-    _save(fig, out, PLOTS[1])
+    out[PLOTS[1]] = figure_bytes(fig, {"curves": curves})
     return out
 
 

@@ -1,0 +1,1 @@
+"""Exports of finished experiments to other tools (MLflow: the optional [mlflow] extra)."""
