@@ -102,11 +102,22 @@ def test_every_panel_is_labelled_with_integer_epochs_and_legends_outside_the_dat
     matplotlib.pyplot.close(fig)
 
 
-def test_write_plots_writes_the_rendered_files(tmp_path):
-    plots.write_plots(tmp_path, HIST, EXAMPLES)
+def test_render_plots_gives_each_file_its_rendered_data():
+    files = plots.render_plots(HIST, EXAMPLES)
     data = plots.plot_data(HIST, EXAMPLES)
+    assert set(files) == {f"artifacts/{name}" for name in plots.PLOT_FILES}
     for name in plots.PLOT_FILES:
-        assert (tmp_path / "artifacts" / name).read_bytes() == plots.render_png(name, data[name])
+        assert files[f"artifacts/{name}"] == plots.render_png(name, data[name])
+
+
+def test_png_problem_accepts_another_renderer_of_the_same_data_only():
+    data = plots.plot_data(HIST, EXAMPLES)[plots.LEARNING_CURVES]
+    png = plots.render_png(plots.LEARNING_CURVES, data)
+    other = png.replace(plots.renderer().encode(), b"matplotlib 0.0.0".ljust(len(plots.renderer()), b" "))
+    assert plots.png_problem(other, png) is None  # same data drawn by another renderer version
+    changed = plots.render_png(plots.LEARNING_CURVES, {**data, "seeds": [99]})
+    assert "does not draw what the evidence gives" in plots.png_problem(changed, png)
+    assert "not a PNG" in plots.png_problem(b"edited", png)
 
 
 def test_png_text_reads_every_kind_of_text_chunk():

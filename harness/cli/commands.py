@@ -317,9 +317,8 @@ def check_manifest_readable(folder: Path) -> None:
         return
     try:
         read_manifest(folder)
-    except UnicodeDecodeError as exc:
-        raise ExperimentError(f"{folder / MANIFEST}: not a sha256sum manifest ({type(exc).__name__}); "
-                              "nothing written") from None
+    except ExperimentError as exc:
+        raise ExperimentError(f"{exc}; nothing written") from None
 
 
 def verify(ns: argparse.Namespace) -> int:

@@ -231,7 +231,11 @@ def read_manifest(folder: Path) -> dict[str, str]:
     if not io.exists(path):
         return {}
     entries = {}
-    for n, line in enumerate(io.read_text(path).splitlines(), 1):
+    try:
+        text = io.read_bytes(path, limit=io.TEXT_LIMIT).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExperimentError(f"{path}: not a sha256sum manifest (not UTF-8 text: byte {exc.start})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         digest, sep, name = line.partition("  ")
