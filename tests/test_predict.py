@@ -80,7 +80,11 @@ def test_load_model_from_the_file_alone_reproduces_the_run(trained, tmp_path):
     assert not model.training
     ds = load_dataset(trained["data"])
     _, _, test_idx = split_students(ds, 0)
-    result = evaluate(model, build_windows(ds, test_idx, 200), batch_size=16, device=torch.device("cpu"))
+    cfg = json.loads((trained["exp"] / "config.json").read_text())
+    # Evaluated as the run's final evaluation was: its batch size and packing (a packed batch of other
+    # rows rounds differently at the float level).
+    result = evaluate(model, build_windows(ds, test_idx, 200), batch_size=cfg["training"]["eval_batch_size"],
+                      device=torch.device("cpu"), pack=cfg["data"]["pack_windows"])
     assert result.auc == trained["final"]["test_auc"]
     assert result.n_scored == trained["final"]["test_n_scored"]
 
