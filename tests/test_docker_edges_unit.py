@@ -66,8 +66,10 @@ def test_a_container_that_cannot_start_leaves_a_folder_that_says_why(tmp_path, c
     assert main(["run", "t", *QUICK, "--output_base", str(out)]) == 1
     assert "could not select device driver" in one_line(capsys)
     (exp,) = out.glob("*_gainakt2exp_t")
-    status = json.loads((exp / "run_status.json").read_text())
-    assert status["status"] == "crashed" and "did not start" in status["error"]
+    status = json.loads((exp / "run_status.json").read_text())  # derived from stdout.log's outcome lines
+    assert status["status"] == "failed" and status["unfinished_seeds"]
+    results = json.loads((exp / "results.json").read_text())
+    assert all("the training container did not start" in r["reason"] for r in results["per_seed"].values())
     assert "could not select device driver" in (exp / "stdout.log").read_text()
     report = verify_experiment(exp)
     assert report["verdict"] != "pass"

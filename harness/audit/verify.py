@@ -436,8 +436,9 @@ def unfinished_run(ctx: dict[str, Any]) -> dict[str, Any] | None:
         if not seeds and ctx["finalised"]:
             return None
         status = str(res["status"]) if seeds else "not finalised"
+        reasons = {str(s): str(res["per_seed"][str(s)].get("reason") or "") for s in seeds}
         return {"status": status, "seeds": {str(s): st for s, st in seeds.items()}, "source": "the evidence",
-                "resume": f"harness resume {shlex.quote(str(exp))}", "failed": failed}
+                "resume": f"harness resume {shlex.quote(str(exp))}", "failed": failed, "reasons": reasons}
     if res is not None:
         rows = _seed_rows(ctx)
         seeds = {s: str(rows.get(s, {}).get("status", "absent")) for s in ctx["seeds"]
@@ -492,7 +493,9 @@ def _killed_without_manifest(ctx: dict[str, Any]) -> bool:
 def _not_finished(ctx: dict[str, Any]) -> str:
     """'the run did not finish (status interrupted: seed 1 interrupted, seed 2 not_run)'."""
     u = ctx["unfinished"]
-    seeds = ", ".join(f"seed {s} {st}" for s, st in u["seeds"].items())
+    why = u.get("reasons") or {}
+    seeds = ", ".join(f"seed {s} {st}" + (f" ({why[s][:160]})" if why.get(s) and st != "failed" else "")
+                      for s, st in u["seeds"].items())
     error = f"; {u['error']}" if u.get("error") else ""
     return f"the run did not finish (status {u['status']}{': ' + seeds if seeds else ''}{error})"
 

@@ -113,13 +113,22 @@ def run_in_docker(exp_dir: Path, cfg: dict, ns: argparse.Namespace, record: dict
 
 
 def record_failed_start(exp_dir: Path, reason: str) -> None:
-    """A training container that never started: stdout.log and run_status.json ("crashed", with the
-    engine's reason, which `harness verify` names) say so; `harness resume` can train the folder later."""
+    """A training container that never started: stdout.log records it as every seed's outcome (primary
+    evidence), and the folder is finalised from that, so results.json, run_status.json and `harness verify`
+    name the reason; `harness resume` can train the folder later."""
+    from harness.config.schema import RunConfig
+    from harness.folder.derive import SESSION_END, SESSION_MARK, finalise, outcome_line
+    from harness.folder.experiment import read_json
+
+    why = f"the training container did not start: {' '.join(reason.split())}"[:300]
     log = RunLog(exp_dir / "stdout.log")
-    log.error(f"the training container did not start: {reason}")
+    log.info(f"{SESSION_MARK}run")
+    log.error(why)
+    for seed in RunConfig.from_dict(read_json(exp_dir / "config.json")).seeds.all:
+        log.info(outcome_line(seed, "not_run", why))
+    log.info(SESSION_END)
     log.close()
-    atomic_write_json(exp_dir / "run_status.json",
-                      {"status": "crashed", "error": f"the training container did not start: {reason}"[:300]})
+    finalise(exp_dir)
 
 
 def run_verifier_container(image: str, exp_dir: Path, against: Path | None, ns: Any) -> tuple[int, dict]:
