@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +35,6 @@ from gainakt.metrics import (
     true_mastery_correlation,
     violation_flags,
 )
-from gainakt.model import GainAKT2Exp
 from gainakt.views import StudentView
 
 # Summaries over students: (stem of the CI/n columns, name of the value column).
@@ -83,9 +82,10 @@ def _summary_columns(summaries: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
 
 # Every column a Semantics contributes (metrics_epoch.csv: validation sample; final: val_*/test_*).
 # Columns added later go after the older ones, so older CSVs keep their column order as a prefix.
-SEMANTIC_COLUMNS = (*_summary_columns(SUMMARIES), *POOLED, *GUIDE_VIOLATIONS, *WHOLE_STUDENT, "semantic_students",
-                    *SATURATION, *_summary_columns(STUDENT_VIEW_SUMMARIES), *STUDENT_VIEW_WHOLE,
+ADDED_IN_ISSUE21 = (*SATURATION, *_summary_columns(STUDENT_VIEW_SUMMARIES), *STUDENT_VIEW_WHOLE,
                     *STUDENT_VIEW_SATURATION)
+SEMANTIC_COLUMNS = (*_summary_columns(SUMMARIES), *POOLED, *GUIDE_VIOLATIONS, *WHOLE_STUDENT, "semantic_students",
+                    *ADDED_IN_ISSUE21)
 
 
 @dataclass
@@ -333,7 +333,10 @@ def evaluate(
     head_set = set(int(s) for s in head_students) if head_students is not None else None
     head_parts: dict[str, list[np.ndarray]] = {"mastery": [], "gain": []}
     ctx = autocast if autocast is not None else contextlib.nullcontext()
-    view = StudentView(cast(GainAKT2Exp, model).accumulate) if semantics else None
+    # The student view needs the model's accumulation rule (GainAKT2Exp.accumulate); a model without
+    # one (a test double) gets no student view, and its student_view_* metrics are undefined (null).
+    accumulate = getattr(model, "accumulate", None) if semantics else None
+    view = StudentView(accumulate) if accumulate is not None else None
     for batch in iterate_batches(seqs, batch_size):
         b = batch.to(device)
         with ctx:
@@ -346,7 +349,7 @@ def evaluate(
             probs.append(torch.sigmoid(logits[score]).cpu().numpy())
             targets.append(b.target[score].cpu().numpy())
         mastery, gains = out.get("mastery"), out.get("gains")
-        if view is not None and mastery is not None and gains is not None:
+        if semantics and mastery is not None and gains is not None:
             _collect(students, b, mastery.float(), gains.float(), head_set, head_parts, view)
     model.train(was_training)
 
@@ -385,18 +388,19 @@ def _next_practice(b: SequenceSet) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.Tensor, gains: torch.Tensor,
-             head_set: set[int] | None, head_parts: dict[str, list[np.ndarray]], view: StudentView) -> None:
+             head_set: set[int] | None, head_parts: dict[str, list[np.ndarray]], view: StudentView | None) -> None:
     """Per-row reductions on the device, then one transfer; the Python loop is over rows only."""
     mask = b.mask
     has_next, next_y = _next_practice(b)
-    carried = view(mastery, gains, mask, b.student)
     host = {
         "mastery": mastery.mean(-1), "gain": gains.mean(-1), "target": b.target,
         "pred_mastery": mastery.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1),
         "step": torch.arange(mask.shape[1], device=mask.device).expand_as(mask),
-        "sv_mastery": carried.mean(-1),
-        "sv_pred_mastery": carried.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1),
     }
+    if view is not None:
+        carried = view(mastery, gains, mask, b.student)
+        host["sv_mastery"] = carried.mean(-1)
+        host["sv_pred_mastery"] = carried.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1)
     practice = {"qgain": gains.gather(-1, b.q.unsqueeze(-1)).squeeze(-1), "qgain_target": next_y,
                 "qgain_step": host["step"]}
     host_np = {k: v.cpu().numpy() for k, v in host.items()}

@@ -64,6 +64,14 @@ COMPLETED_CHECK = "run completed"
 NOT_APPLICABLE = f"not applicable until the run finishes (see '{COMPLETED_CHECK}')"
 
 
+def csv_header_before_issue21() -> tuple[str, ...]:
+    """Our schema-3 header before issue 21 added the saturation and student-view columns: such folders verify."""
+    from gainakt.evaluate import ADDED_IN_ISSUE21
+    from gainakt.train import EPOCH_COLUMNS
+
+    return tuple(c for c in EPOCH_COLUMNS if c not in ADDED_IN_ISSUE21)
+
+
 def expected_csv_header(schema: Any) -> tuple[str, ...]:
     """The metrics_epoch.csv header our trainer writes (schema 3), or the reference's (schema 2)."""
     if schema == SCHEMA_VERSION:
@@ -445,7 +453,7 @@ def _art_metrics(path: Path, schema: Any, unfinished: bool = False) -> tuple[boo
     except (ValueError, csv.Error) as exc:
         return False, f"metrics_epoch.csv: {exc}"
     expected = list(expected_csv_header(schema))
-    if schema == SCHEMA_VERSION and tuple(header) == SCHEMA3_CSV_HEADER_BEFORE_ISSUE12:
+    if schema == SCHEMA_VERSION and tuple(header) in (SCHEMA3_CSV_HEADER_BEFORE_ISSUE12, csv_header_before_issue21()):
         expected = list(header)  # an older folder of ours: its own complete header
     if header != expected:
         extra = [c for c in header if c not in expected]
