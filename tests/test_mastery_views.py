@@ -230,3 +230,37 @@ def test_mastery_accumulation_is_off_by_default_and_hashed_only_when_on():
     model = build_model(on, num_c=5)
     assert model.mastery_accumulation == "headroom"
     assert build_model(base, num_c=5).mastery_accumulation == "clamp"
+
+
+def test_a_headroom_run_trains_and_its_checkpoint_rebuilds_the_headroom_head(tmp_path):
+    from gainakt import train_seed
+    from gainakt.checkpoint import load_model
+    from gainakt.train import MemorySink
+
+    cfg = _config(mastery_accumulation="headroom", d_model=16, n_heads=2, num_encoder_blocks=1, d_ff=16,
+                  batch_size=16, max_semantic_students=5, synthetic_students=40, synthetic_min_len=30,
+                  synthetic_max_len=45, seq_len=20, alignment_global_students=10)
+    data = simulate(num_students=40, num_skills=20, min_len=30, max_len=45, seed=2025)
+    sink = MemorySink()
+    result = train_seed(cfg, data, "cpu", sink, seed=3)
+    assert result.status == "completed"
+    final = result.final
+    assert final["val_bounds_violation_rate"] == 0 and final["val_student_view_boundary_drop_rate"] == 0
+    assert final["val_saturation_windows"] > final["val_semantic_students"]  # several windows per student
+    state = sink.checkpoints["best"]
+    assert state["model_args"]["mastery_accumulation"] == "headroom"
+    path = tmp_path / "best.pth"
+    torch.save(state, path)
+    assert load_model(path).mastery_accumulation == "headroom"
+
+
+def test_more_than_half_saturated_is_a_warning_kept_with_the_run():
+    from harness.folder.artifacts import model_warnings
+
+    final = {"val_mastery_saturated_share": 0.62, "val_student_view_mastery_saturated_share": 0.8,
+             "val_saturation_steps_median": 4.0, "test_mastery_saturated_share": 0.5}
+    lines = model_warnings(7, final)
+    assert len(lines) == 1  # exactly half on test is not more than half
+    assert lines[0].startswith("seed 7: mastery saturated on validation: 62.0%")
+    assert "80.0% in the student view" in lines[0] and "median 4 steps" in lines[0]
+    assert model_warnings(7, {"val_mastery_saturated_share": None, "test_mastery_saturated_share": 0.1}) == []
