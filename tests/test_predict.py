@@ -501,3 +501,17 @@ def test_predict_mastery_views(trained, tmp_path, long_logs):
     meta = json.loads(Path(str(student) + ".meta.json").read_text())
     assert meta["mastery_view"]["view"] == "student" and "carried" in meta["mastery_view"]["rule"]
     assert json.loads(Path(str(window) + ".meta.json").read_text())["mastery_view"]["view"] == "window"
+
+
+def test_an_output_folder_reached_through_a_symlink_is_checked_as_the_folder_it_is(trained, tmp_path, capsys):
+    exp = copy_run(trained, tmp_path)
+    (tmp_path / "into_exp").symlink_to(exp / "artifacts")
+    student = trained["test_ids"][0]
+    capsys.readouterr()
+    assert predict(trained, tmp_path / "into_exp" / "p.csv", "--students", student) == 1
+    assert "inside the experiment folder" in _one_error(capsys)
+    assert not (exp / "artifacts" / "p.csv").exists()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "real")
+    assert predict(trained, tmp_path / "elsewhere" / "p.csv", "--students", student) == 0
+    assert (tmp_path / "real" / "p.csv").is_file() and (tmp_path / "real" / "p.csv.meta.json").is_file()

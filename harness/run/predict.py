@@ -97,7 +97,10 @@ class Outputs:
 
 
 def plan_outputs(opts: PredictOptions) -> Outputs:
-    out = Path(opts.out)
+    """The output paths, in the folder of `--out` with its symlinks resolved (a folder reached through a
+    link is written as the real folder it is, and checked as such)."""
+    given = Path(opts.out)
+    out = given.parent.resolve() / given.name
     long = out.with_name(out.stem + "_mastery_long.csv") if opts.full_mastery and opts.mastery_format == "long" \
         else None
     plot = out.with_name(f"{out.stem}_student_{_safe(opts.plot)}.png") if opts.plot is not None else None
@@ -108,8 +111,8 @@ def check_outputs(opts: PredictOptions, outputs: Outputs) -> None:
     """Refuse, in one line, outputs that would land in the input, in evidence or over existing files."""
     out = outputs.predictions
     if not out.parent.is_dir():
-        raise PredictError(f"--out {opts.out}: folder {out.parent} does not exist")
-    data, where = Path(opts.data).resolve(), out.parent.resolve()
+        raise PredictError(f"--out {opts.out}: folder {Path(opts.out).parent} does not exist")
+    data, where = Path(opts.data).resolve(), out.parent
     if where / out.name == data or data == where or data in where.parents:
         raise PredictError(f"--out {opts.out} would overwrite the input --data {opts.data} (or write into it)")
     for folder in (where, *where.parents):
