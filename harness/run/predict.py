@@ -122,7 +122,8 @@ def check_outputs(opts: PredictOptions, outputs: Outputs) -> None:
                                    f"predict never writes into an experiment or sweep folder: write it elsewhere")
     existing = [p.name for p in outputs.all() if folder_io.exists(p)]
     if existing and not opts.overwrite:
-        raise PredictError(f"--out {opts.out}: {', '.join(existing)} already exist(s) in {out.parent}; "
+        verb = "already exists" if len(existing) == 1 else "already exist"
+        raise PredictError(f"--out {opts.out}: {', '.join(existing)} {verb} in {out.parent}; "
                            "pass --overwrite to replace them, or choose another --out")
 
 
@@ -406,7 +407,7 @@ def _plot(parts: list, meta: dict) -> bytes:
         ax.scatter(x[right], full[right, concept], s=16, color=line.get_color())
         ax.scatter(x[wrong], full[wrong, concept], s=16, facecolors="none", edgecolors=line.get_color())
     seed = frame["seed"].iloc[0] if len(frame) else "?"
-    view = "; student view: mastery carried across windows" if meta["mastery_view"]["view"] == "student" else ""
+    view = "; student view" if meta["mastery_view"]["view"] == "student" else ""
     ax.set(title=f"student {student}, seed {seed} ({meta['experiment']}{view})", ylim=(-0.05, 1.05),
            xlabel="step (answers on their concept's line: filled = correct, hollow = wrong)",
            ylabel="mastery before the step")
