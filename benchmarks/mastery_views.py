@@ -111,11 +111,14 @@ def _mean_sd(values: list[float]) -> tuple[float, float] | None:
 
 
 def _cell(values: list[Any], digits: int = 4) -> str:
+    """mean ± sd over the seeds that have the value, and how many do when not all of them."""
     ms = _mean_sd(values)
     if ms is None:
         return "—"
     mean, sd = ms
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if math.isfinite(sd) else f"{mean:.{digits}f}"
+    have = sum(v is not None and math.isfinite(float(v)) for v in values)
+    text = f"{mean:.{digits}f} ± {sd:.{digits}f}" if math.isfinite(sd) else f"{mean:.{digits}f}"
+    return text if have == len(values) else f"{text} ({have} of {len(values)} seeds)"
 
 
 def tabulate(base: Path, data_dir: str) -> tuple[str, dict[str, Any]]:
@@ -141,7 +144,7 @@ def tabulate(base: Path, data_dir: str) -> tuple[str, dict[str, Any]]:
             head = [finals["headroom"][s].get(key) for s in seeds]
             diffs = [h - c for h, c in zip(head, clamp, strict=True) if h is not None and c is not None]
             p = stats.ttest_rel(head, clamp).pvalue if len(diffs) > 1 else math.nan
-            lines.append(f"| {name} | {_cell(clamp)} | {_cell(head)} | {_cell(diffs)}; p = {p:.2f} |")
+            lines.append(f"| {name} | {_cell(clamp)} | {_cell(head)} | {_cell(diffs, 5)}; p = {p:.2f} |")
         lines += ["", "| metric | clamp, window view | clamp, student view | headroom, window view | "
                   "headroom, student view |", "|---|---|---|---|---|"]
         for name, window_key, student_key in ROWS:
