@@ -142,8 +142,9 @@ def tabulate(base: Path, data_dir: str) -> tuple[str, dict[str, Any]]:
         for name, key in AUCS:
             clamp = [finals["clamp"][s].get(key) for s in seeds]
             head = [finals["headroom"][s].get(key) for s in seeds]
-            diffs = [h - c for h, c in zip(head, clamp, strict=True) if h is not None and c is not None]
-            p = stats.ttest_rel(head, clamp).pvalue if len(diffs) > 1 else math.nan
+            pairs = [(h, c) for h, c in zip(head, clamp, strict=True) if h is not None and c is not None]
+            diffs = [h - c for h, c in pairs]
+            p = stats.ttest_rel([h for h, _ in pairs], [c for _, c in pairs]).pvalue if len(pairs) > 1 else math.nan
             lines.append(f"| {name} | {_cell(clamp)} | {_cell(head)} | {_cell(diffs, 5)}; p = {p:.2f} |")
         lines += ["", "| metric | clamp, window view | clamp, student view | headroom, window view | "
                   "headroom, student view |", "|---|---|---|---|---|"]

@@ -264,3 +264,46 @@ def test_more_than_half_saturated_is_a_warning_kept_with_the_run():
     assert lines[0].startswith("seed 7: mastery saturated on validation: 62.0%")
     assert "80.0% in the student view" in lines[0] and "median 4 steps" in lines[0]
     assert model_warnings(7, {"val_mastery_saturated_share": None, "test_mastery_saturated_share": 0.1}) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/mastery_views.py: the table it builds from finished folders
+
+
+def _benchmark_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mastery_views.py"
+    spec = importlib.util.spec_from_file_location("mastery_views_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_table_pairs_seeds_and_shows_both_views(tmp_path):
+    import json
+
+    mv = _benchmark_script()
+    values = {"clamp": (0.70, 0.30, 0.40), "headroom": (0.71, 0.0, 0.45)}  # test AUC, saturated, student-view truth
+    for dataset in ("sim", "assist"):
+        for head, (auc, sat, truth) in values.items():
+            folder = tmp_path / f"{dataset}_{head}" / f"20260101_000000_gainakt2exp_{dataset}_{head}"
+            folder.mkdir(parents=True)
+            per_seed = {str(s): {"status": "completed", "best_val_auc": auc + (0.0 if head == "clamp" else 0.001 * i),
+                                 "final": {
+                "test_auc": auc + (0.001 if head == "clamp" else 0.0015) * i, "test_mastery_saturated_share": sat,
+                "test_student_view_true_mastery_correlation": truth if dataset == "sim" else None}}
+                for i, s in enumerate((21, 42, 63))}
+            (folder / "results.json").write_text(json.dumps({"status": "completed", "per_seed": per_seed}))
+    table, record = mv.tabulate(tmp_path, "unused")
+    assert record["sim"]["seeds"] == [21, 42, 63]
+    assert "| test AUC | 0.7010 ± 0.0010 | 0.7115 ± 0.0015 | 0.01050 ± 0.00050; p = 0.00 |" in table
+    assert "| mastery_saturated_share | 0.3000 ± 0.0000 | — | 0.0000 ± 0.0000 | — |" in table
+    assert "| true_mastery_correlation (simulator) | — | 0.4000 ± 0.0000 | — | 0.4500 ± 0.0000 |" in table
+    # a point that has not finished is named, not tabulated
+    (tmp_path / "assist_headroom" / "20260101_000000_gainakt2exp_assist_headroom" / "results.json").unlink()
+    assert "not finished: assist_headroom" in mv.tabulate(tmp_path, "unused")[0]
