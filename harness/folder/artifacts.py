@@ -180,7 +180,8 @@ INTERVALS = {
     "confidence": CONFIDENCE,
     "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
     "bootstrap_seed": BOOTSTRAP_SEED,
-    "time_control": f"polynomial of degree {TIME_CONTROL_DEGREE} in the within-window step index",
+    "time_control": f"polynomial of degree {TIME_CONTROL_DEGREE} in the within-window step index "
+                    "(student_view_*: in the step of the whole student)",
 }
 
 
