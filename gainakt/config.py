@@ -409,6 +409,11 @@ class ModelConfig(_Section):
                           derived="preset")
     gain_scale: float = spec(0.1, "scale of gains in the mastery accumulation", ge=0.0)
     enable_head_normalization: bool = spec(False, "LayerNorm the inputs of the mastery/gain heads")
+    # Issue 21: how gains accumulate into mastery (opt-in, hashed only when not the paper's head).
+    mastery_accumulation: str = spec("clamp", "how gains accumulate into mastery: clamp (the paper's head, "
+                                     "m_t = min(1, m_0 + gain_scale * sum g)) or headroom (m_t = 1 - (1 - m_0) "
+                                     "* exp(-gain_scale * sum g): each gain closes a share of 1 - m, so mastery "
+                                     "does not saturate at 1)", choices=("clamp", "headroom"), before="clamp")
 
     def _cross_check(self) -> None:
         if self.d_model % self.n_heads:

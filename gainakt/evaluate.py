@@ -3,6 +3,8 @@
 One forward pass over the validation windows yields everything an epoch needs: the AUC over all
 students, and per-student series from which the interpretability metrics of any student subset
 (the per-epoch semantic sample, the global alignment pass) are summarised without another pass.
+Mastery is kept in two views (``gainakt.views``): per window, as the model outputs it, and over the
+whole student, carried across window boundaries; the ``student_view_*`` metrics are the latter's.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from gainakt.metrics import (
     head_statistics,
     per_student_auc,
     per_student_correlation,
+    saturation,
     true_mastery_correlation,
     violation_flags,
 )
+from gainakt.views import StudentView
 
 # Summaries over students: (stem of the CI/n columns, name of the value column).
 SUMMARIES = (
@@ -50,26 +54,49 @@ GUIDE_VIOLATIONS = ("monotonicity_violation_rate", "negative_gain_rate", "bounds
 WHOLE_STUDENT = ("monotonicity_violation_rate_whole_student", "boundary_drop_rate", "boundary_drop_mean",
                  "boundaries", "multiwindow_students")
 POOLED = ("qmastery_auc_pooled", "qmastery_auc_pooled_n", "qgain_auc_pooled", "qgain_auc_pooled_n")
+# Asked-concept mastery at the clamp (>= 1 - 1e-6): the window view per window, and the simulator's
+# truth over the same positions and windows (docs/metrics.md, "Saturation").
+SATURATION = ("mastery_saturated_share", "saturation_reached_share", "saturation_steps_median",
+              "saturation_windows", "true_mastery_saturated_share", "true_saturation_reached_share",
+              "true_saturation_steps_median")
+# The student view (mastery carried across window boundaries, gainakt.views): its summaries over
+# students, whole-student monotonicity and saturation per student (the truth per student beside it).
+STUDENT_VIEW_SUMMARIES = (
+    ("student_view_qmastery", "student_view_qmastery_correlation"),
+    ("student_view_qmastery_partial", "student_view_qmastery_partial_correlation"),
+    ("student_view_true_mastery", "student_view_true_mastery_correlation"),  # simulator only
+)
+STUDENT_VIEW_WHOLE = ("student_view_monotonicity_violation_rate_whole_student", "student_view_boundary_drop_rate",
+                      "student_view_boundary_drop_mean")
+STUDENT_VIEW_SATURATION = ("student_view_mastery_saturated_share", "student_view_saturation_reached_share",
+                           "student_view_saturation_steps_median", "student_view_true_saturation_reached_share",
+                           "student_view_true_saturation_steps_median")
 
 
-def _summary_columns() -> tuple[str, ...]:
+def _summary_columns(summaries: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     cols: list[str] = []
-    for stem, value in SUMMARIES:
+    for stem, value in summaries:
         cols += [value, f"{stem}_ci_low", f"{stem}_ci_high", f"{stem}_n"]
     return tuple(cols)
 
 
 # Every column a Semantics contributes (metrics_epoch.csv: validation sample; final: val_*/test_*).
-SEMANTIC_COLUMNS = (*_summary_columns(), *POOLED, *GUIDE_VIOLATIONS, *WHOLE_STUDENT, "semantic_students")
+# Columns added later go after the older ones, so older CSVs keep their column order as a prefix.
+ADDED_IN_ISSUE21 = (*SATURATION, *_summary_columns(STUDENT_VIEW_SUMMARIES), *STUDENT_VIEW_WHOLE,
+                    *STUDENT_VIEW_SATURATION)
+SEMANTIC_COLUMNS = (*_summary_columns(SUMMARIES), *POOLED, *GUIDE_VIOLATIONS, *WHOLE_STUDENT, "semantic_students",
+                    *ADDED_IN_ISSUE21)
 
 
 @dataclass
 class StudentSeries:
     """One student's valid positions, one array per window in window order, and violation flags.
 
-    Positions t are those with ``mask`` (t and t+1 real); ``step`` is t inside its window.
-    The q* lists hold, for each position t whose practised concept q_t is asked again later in
-    the same window, the gain of q_t at t, the response at that next occurrence, and t.
+    Positions t are those with ``mask`` (t and t+1 real); ``step`` is t inside its window and
+    ``student_step`` the index of interaction t in the student's whole sequence. The q* lists hold,
+    for each position t whose practised concept q_t is asked again later in the same window, the
+    gain of q_t at t, the response at that next occurrence, and t. The ``sv_*`` lists are the
+    student view of mastery (carried across window boundaries, ``gainakt.views``).
     """
 
     mastery: list[np.ndarray] = field(default_factory=list)  # mean over concepts at t
@@ -81,6 +108,10 @@ class StudentSeries:
     qgain: list[np.ndarray] = field(default_factory=list)  # g_t[q_t]
     qgain_target: list[np.ndarray] = field(default_factory=list)  # response at the next q_t
     qgain_step: list[np.ndarray] = field(default_factory=list)
+    student_step: list[np.ndarray] = field(default_factory=list)  # interaction index in the whole student
+    sv_mastery: list[np.ndarray] = field(default_factory=list)  # student view: mean over concepts at t
+    sv_pred_mastery: list[np.ndarray] = field(default_factory=list)  # student view: mastery of the asked concept
+    interactions_before: int = 0  # interactions in the student's windows collected so far
     monotonicity_violation: bool = False
     negative_gain: bool = False
     bounds_violation: bool = False
@@ -89,9 +120,10 @@ class StudentSeries:
         parts = getattr(self, name)
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def boundary_drops(self) -> np.ndarray:
-        """Mean mastery at the last position of each window minus at the first of the next one."""
-        m = [p for p in self.mastery if p.size]
+    def boundary_drops(self, name: str = "mastery") -> np.ndarray:
+        """Mean mastery at the last position of each window minus at the first of the next one
+        (``name="sv_mastery"``: of the student view)."""
+        m = [p for p in getattr(self, name) if p.size]
         return np.array([a[-1] - b[0] for a, b in zip(m[:-1], m[1:], strict=True)], dtype=np.float64)
 
     def example(self) -> dict[str, Any]:
@@ -116,11 +148,13 @@ class Semantics:
     summaries: dict[str, CorrelationSummary] = field(default_factory=dict)  # keyed by SUMMARIES stem
     pooled: dict[str, float | int] = field(default_factory=dict)
     whole_student: dict[str, float | int] = field(default_factory=dict)
+    saturation: dict[str, float | int] = field(default_factory=dict)  # SATURATION and STUDENT_VIEW_SATURATION
+    student_view: dict[str, float | int] = field(default_factory=dict)  # STUDENT_VIEW_WHOLE
 
     def flat(self) -> dict[str, float | int | None]:
         """Every value under its SEMANTIC_COLUMNS name; None where undefined for these students."""
         out: dict[str, float | int | None] = {}
-        for stem, value in SUMMARIES:
+        for stem, value in (*SUMMARIES, *STUDENT_VIEW_SUMMARIES):
             s = self.summaries.get(stem) or CorrelationSummary(math.nan, 0, math.nan, math.nan)
             out.update({value: s.mean, f"{stem}_ci_low": s.ci_low, f"{stem}_ci_high": s.ci_high,
                         f"{stem}_n": s.n})
@@ -128,13 +162,16 @@ class Semantics:
         out.update(self.violations)
         out.update(self.whole_student)
         out["semantic_students"] = self.students
+        out.update(self.saturation)
+        out.update(self.student_view)
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
 
 
 def semantics_of(rows: list[StudentSeries]) -> Semantics:
     """All interpretability metrics of these students (each a list of windows)."""
     j = {name: [r.joined(name) for r in rows] for name in (
-        "mastery", "gain", "target", "pred_mastery", "step", "true_mastery", "qgain", "qgain_target", "qgain_step")}
+        "mastery", "gain", "target", "pred_mastery", "step", "true_mastery", "qgain", "qgain_target", "qgain_step",
+        "sv_pred_mastery", "student_step")}
     summaries = {
         "mastery": per_student_correlation(j["mastery"], j["target"]),
         "gain": per_student_correlation(j["gain"], j["target"]),
@@ -145,10 +182,18 @@ def semantics_of(rows: list[StudentSeries]) -> Semantics:
         "qgain_partial": per_student_correlation(j["qgain"], j["qgain_target"], j["qgain_step"]),
         "qgain_auc_student": per_student_auc(j["qgain_target"], j["qgain"]),
     }
+    student_view = any(r.sv_pred_mastery for r in rows)
+    if student_view:  # time control: the step in the whole student (the student view does not reset)
+        summaries["student_view_qmastery"] = per_student_correlation(j["sv_pred_mastery"], j["target"])
+        summaries["student_view_qmastery_partial"] = per_student_correlation(j["sv_pred_mastery"], j["target"],
+                                                                             j["student_step"])
     has_truth = any(r.true_mastery for r in rows)
     if has_truth:
         summaries["true_mastery"] = true_mastery_correlation(j["pred_mastery"], j["true_mastery"])
         summaries["true_mean_mastery"] = per_student_correlation(j["mastery"], j["true_mastery"])
+        if student_view:
+            summaries["student_view_true_mastery"] = true_mastery_correlation(j["sv_pred_mastery"],
+                                                                              j["true_mastery"])
     pooled: dict[str, float | int] = {}
     for stem, score, y in (("qmastery", "pred_mastery", "target"), ("qgain", "qgain", "qgain_target")):
         ys = np.concatenate(j[y]) if rows else np.zeros(0)
@@ -163,8 +208,52 @@ def semantics_of(rows: list[StudentSeries]) -> Semantics:
             "bounds_violation_rate": sum(r.bounds_violation for r in rows) / n,
         },
         true_mastery=summaries.get("true_mastery"), students=len(rows), summaries=summaries, pooled=pooled,
-        whole_student=whole_student_violations(rows),
+        whole_student=whole_student_violations(rows), saturation=saturation_metrics(rows),
+        student_view=student_view_violations(rows),
     )
+
+
+def saturation_metrics(rows: list[StudentSeries]) -> dict[str, float | int]:
+    """SATURATION and STUDENT_VIEW_SATURATION: asked-concept mastery at the clamp, per window (window view)
+    and per student (student view, steps counted from the student's first interaction), with the
+    simulator's truth measured the same two ways (NaN without a truth)."""
+    windows = [w for r in rows for w in r.pred_mastery]
+    steps = [w for r in rows for w in r.step]
+    win = saturation(windows, steps)
+    truth = [r for r in rows if r.true_mastery]
+    true_win = saturation([w for r in truth for w in r.true_mastery], [w for r in truth for w in r.step])
+    student = saturation([r.joined("sv_pred_mastery") for r in rows], [r.joined("student_step") for r in rows])
+    true_student = saturation([r.joined("true_mastery") for r in rows], [r.joined("student_step") for r in rows])
+    return {
+        "mastery_saturated_share": win["saturated_share"],
+        "saturation_reached_share": win["reached_share"],
+        "saturation_steps_median": win["steps_median"],
+        "saturation_windows": win["segments"],
+        "true_mastery_saturated_share": true_win["saturated_share"],
+        "true_saturation_reached_share": true_win["reached_share"],
+        "true_saturation_steps_median": true_win["steps_median"],
+        "student_view_mastery_saturated_share": student["saturated_share"],
+        "student_view_saturation_reached_share": student["reached_share"],
+        "student_view_saturation_steps_median": student["steps_median"],
+        "student_view_true_saturation_reached_share": true_student["reached_share"],
+        "student_view_true_saturation_steps_median": true_student["steps_median"],
+    }
+
+
+def student_view_violations(rows: list[StudentSeries]) -> dict[str, float | int]:
+    """STUDENT_VIEW_WHOLE: monotonicity of the student view's mean mastery over each student's joined
+    windows (boundaries included) and its drops at window boundaries (NaN without a student view)."""
+    have = [r for r in rows if r.sv_mastery]
+    if not have:
+        return dict.fromkeys(STUDENT_VIEW_WHOLE, math.nan)
+    drops = [r.boundary_drops("sv_mastery") for r in have]
+    all_drops = np.concatenate(drops) if drops else np.zeros(0)
+    whole = sum(bool((np.diff(r.joined("sv_mastery")) < -TOLERANCE).any()) for r in have)
+    return {
+        "student_view_monotonicity_violation_rate_whole_student": whole / len(have),
+        "student_view_boundary_drop_rate": float((all_drops > TOLERANCE).mean()) if all_drops.size else math.nan,
+        "student_view_boundary_drop_mean": float(all_drops.mean()) if all_drops.size else math.nan,
+    }
 
 
 def whole_student_violations(rows: list[StudentSeries]) -> dict[str, float | int]:
@@ -229,9 +318,11 @@ def evaluate(
     AUC/accuracy pool every scored position (pyKT's micro AUC). With `semantics` (and both heads
     on), per-student series of mean mastery, mean gain and next-step correctness are kept, with
     per-student violation flags: mastery mean decreasing by more than 1e-6, a gain below -1e-6, a
-    mastery outside [0, 1] by more than 1e-6. `head_students`: collect raw head outputs of these
-    students for --log_head_stats. `pack`: pack each batch's rows (``plan_packing``), which changes
-    the result only by float rounding.
+    mastery outside [0, 1] by more than 1e-6, and the student view of mastery (carried across window
+    boundaries with the model's own ``accumulate``; each student's windows must be consecutive and in
+    order in `seqs`, as ``build_windows`` makes them). `head_students`: collect raw head outputs of
+    these students for --log_head_stats. `pack`: pack each batch's rows (``plan_packing``), which
+    changes the result only by float rounding.
     """
     was_training = model.training
     model.eval()
@@ -242,6 +333,10 @@ def evaluate(
     head_set = set(int(s) for s in head_students) if head_students is not None else None
     head_parts: dict[str, list[np.ndarray]] = {"mastery": [], "gain": []}
     ctx = autocast if autocast is not None else contextlib.nullcontext()
+    # The student view needs the model's accumulation rule (GainAKT2Exp.accumulate); a model without
+    # one (a test double) gets no student view, and its student_view_* metrics are undefined (null).
+    accumulate = getattr(model, "accumulate", None) if semantics else None
+    view = StudentView(accumulate) if accumulate is not None else None
     for batch in iterate_batches(seqs, batch_size):
         b = batch.to(device)
         with ctx:
@@ -255,7 +350,7 @@ def evaluate(
             targets.append(b.target[score].cpu().numpy())
         mastery, gains = out.get("mastery"), out.get("gains")
         if semantics and mastery is not None and gains is not None:
-            _collect(students, b, mastery.float(), gains.float(), head_set, head_parts)
+            _collect(students, b, mastery.float(), gains.float(), head_set, head_parts, view)
     model.train(was_training)
 
     y, p = (np.concatenate(targets), np.concatenate(probs)) if targets else (np.zeros(0), np.zeros(0))
@@ -293,7 +388,7 @@ def _next_practice(b: SequenceSet) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.Tensor, gains: torch.Tensor,
-             head_set: set[int] | None, head_parts: dict[str, list[np.ndarray]]) -> None:
+             head_set: set[int] | None, head_parts: dict[str, list[np.ndarray]], view: StudentView | None) -> None:
     """Per-row reductions on the device, then one transfer; the Python loop is over rows only."""
     mask = b.mask
     has_next, next_y = _next_practice(b)
@@ -302,12 +397,17 @@ def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.
         "pred_mastery": mastery.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1),
         "step": torch.arange(mask.shape[1], device=mask.device).expand_as(mask),
     }
+    if view is not None:
+        carried = view(mastery, gains, mask, b.student)
+        host["sv_mastery"] = carried.mean(-1)
+        host["sv_pred_mastery"] = carried.gather(-1, b.qry.unsqueeze(-1)).squeeze(-1)
     practice = {"qgain": gains.gather(-1, b.q.unsqueeze(-1)).squeeze(-1), "qgain_target": next_y,
                 "qgain_step": host["step"]}
     host_np = {k: v.cpu().numpy() for k, v in host.items()}
     practice_np = {k: v.cpu().numpy() for k, v in practice.items()}
     true_m = b.true_mastery.cpu().numpy() if b.true_mastery is not None else None
     mask_np, has_np = mask.cpu().numpy(), has_next.cpu().numpy()
+    lengths = b.length.cpu().numpy()
     flags = violation_flags(mastery, gains, mask).cpu().numpy()
     for i, s in enumerate(b.student.cpu().numpy().tolist()):
         valid = mask_np[i]
@@ -316,6 +416,8 @@ def _collect(students: dict[int, StudentSeries], b: SequenceSet, mastery: torch.
         rec = students[s]
         for name, arr in host_np.items():
             getattr(rec, name).append(arr[i][valid])
+        rec.student_step.append(host_np["step"][i][valid] + rec.interactions_before)
+        rec.interactions_before += int(lengths[i])
         for name, arr in practice_np.items():
             getattr(rec, name).append(arr[i][has_np[i]])
         if true_m is not None:

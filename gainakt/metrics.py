@@ -9,6 +9,7 @@
   model's own constraints (monotone mastery, non-negative gains, mastery in [0, 1]).
 * ``stratified_sample``: deterministic, length-stratified subset of students.
 * ``head_statistics``: mean, variance and skewness of a head's outputs.
+* ``saturation``: how much of a set of mastery series sits at the clamp (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -210,6 +211,39 @@ def true_mastery_correlation(
 ) -> CorrelationSummary:
     """Return the per-student correlation between predicted and true mastery series."""
     return per_student_correlation(pred_list, true_list)
+
+
+SATURATION_LEVEL = 1.0 - 1e-6  # a mastery value at or above this sits at the clamp (1, up to float32 round-off)
+
+
+def saturation(series: Sequence[np.ndarray], steps: Sequence[np.ndarray] | None = None) -> dict[str, float | int]:
+    """How much of a set of mastery series sits at the clamp.
+
+    ``series`` holds one array per segment (a window, or a whole student), ``steps`` the step index of
+    each value inside its segment (default 0, 1, ...). Returns ``saturated_share`` (share of all values,
+    pooled, that are >= ``SATURATION_LEVEL``), ``reached_share`` (share of segments with at least one
+    such value), ``steps_median`` (median over those segments of the step of the first one) and
+    ``segments`` (how many segments have values). Shares and the median are NaN when undefined.
+    """
+    values, total, reached, first = 0, 0, 0, []
+    for i, x in enumerate(series):
+        x = np.asarray(x, dtype=np.float64).ravel()
+        if not x.size:
+            continue
+        total += 1
+        at = x >= SATURATION_LEVEL
+        values += int(at.sum())
+        if at.any():
+            reached += 1
+            k = int(np.argmax(at))
+            first.append(float(np.asarray(steps[i]).ravel()[k]) if steps is not None else float(k))
+    n_values = sum(int(np.asarray(x).size) for x in series)
+    return {
+        "saturated_share": values / n_values if n_values else math.nan,
+        "reached_share": reached / total if total else math.nan,
+        "steps_median": float(np.median(first)) if first else math.nan,
+        "segments": total,
+    }
 
 
 def violation_flags(mastery: torch.Tensor, gains: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,10 @@ The architecture is the "legacy" mode of the public reference (see docs/losses.m
   ``m_0 = sigmoid(W_m context_0)``, ``m_t = min(1, m_0 + gain_scale * sum_{s=1..t} g_s)``.
   Because g >= 0 this closed form equals the reference's step-by-step clamped recursion
   ``m_t = clamp(m_{t-1} + gain_scale * g_t, 0, 1)``; it is computed with one cumulative sum.
+  ``mastery_accumulation="headroom"`` (opt-in, hashed; not the paper's head) replaces the clamp by
+  ``m_t = 1 - (1 - m_0) * exp(-gain_scale * sum_{s=1..t} g_s)``: each gain closes a share of the
+  remaining headroom ``1 - m`` (the recursion ``m_t = 1 - (1 - m_{t-1}) exp(-gain_scale g_t)``), so
+  mastery approaches 1 without reaching it after a few steps (docs/metrics.md, "Saturation").
 
 Paper configuration (D=512, H=8, N=6, F=1024, C=100): 14,658,761 parameters with both heads,
 14,556,161 without.
@@ -28,7 +32,10 @@ from torch import Tensor, nn
 
 from gainakt.data.batching import Packing
 
-__all__ = ["GainAKT2Exp", "EncoderBlock", "TwoStreamAttention", "accumulate_mastery"]
+__all__ = ["MASTERY_ACCUMULATIONS", "GainAKT2Exp", "EncoderBlock", "TwoStreamAttention", "accumulate_mastery"]
+
+# How gains accumulate into mastery: "clamp" is the paper's (and the reference's) head.
+MASTERY_ACCUMULATIONS = ("clamp", "headroom")
 
 
 class _MaskedScale(torch.autograd.Function):
@@ -72,19 +79,26 @@ def relu_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return _MaskedScale.apply(x, mask)
 
 
-def accumulate_mastery(initial: Tensor, gains: Tensor, gain_scale: float) -> Tensor:
+def accumulate_mastery(initial: Tensor, gains: Tensor, gain_scale: float, form: str = "clamp") -> Tensor:
     """Return mastery [B, T, C] from initial mastery [B, C] and non-negative gains [B, T, C].
 
-    ``m_0 = initial``; ``m_t = min(1, initial + gain_scale * sum_{s=1..t} gains_s)``. The gain of
-    step 0 is not used (as in the reference). Computed in float32 whatever the input dtype, so that
-    the cumulative sum and the clamp behave the same under fp16/bf16 autocast.
+    ``m_0 = initial``; with ``form="clamp"`` (the paper's head)
+    ``m_t = min(1, initial + gain_scale * sum_{s=1..t} gains_s)``, with ``form="headroom"``
+    ``m_t = 1 - (1 - initial) * exp(-gain_scale * sum_{s=1..t} gains_s)``. The gain of step 0 is not
+    used (as in the reference). Computed in float32 whatever the input dtype, so that the cumulative
+    sum and the clamp behave the same under fp16/bf16 autocast.
     """
+    if form not in MASTERY_ACCUMULATIONS:
+        raise ValueError(f"unknown mastery accumulation {form!r}; one of {', '.join(MASTERY_ACCUMULATIONS)}")
     initial = initial.float()
     gains = gains.float()
     if gains.shape[1] == 1:
         return initial.unsqueeze(1)
     growth = torch.cumsum(gains[:, 1:], dim=1).mul_(gain_scale)
-    later = (initial.unsqueeze(1) + growth).clamp_(max=1.0)
+    if form == "clamp":
+        later = (initial.unsqueeze(1) + growth).clamp_(max=1.0)
+    else:
+        later = 1.0 - (1.0 - initial).unsqueeze(1) * torch.exp(-growth)
     return torch.cat([initial.unsqueeze(1), later], dim=1)
 
 
@@ -193,7 +207,9 @@ class GainAKT2Exp(nn.Module):
     ``head_normalization=True`` (the guide's ``--enable_head_normalization``) inserts a LayerNorm(D)
     in front of each head: the mastery head reads ``LN(context_N)`` and the gain head reads
     ``LN(value_N)``. It adds 4·D parameters and is off in the paper configuration.
-    If either head is disabled, neither mastery nor gains are produced (as in the reference).
+    ``mastery_accumulation``: how gains accumulate into mastery (``accumulate_mastery``; "clamp" is
+    the paper's head). If either head is disabled, neither mastery nor gains are produced (as in the
+    reference).
     """
 
     def __init__(
@@ -210,8 +226,12 @@ class GainAKT2Exp(nn.Module):
         use_gain_head: bool = True,
         gain_scale: float = 0.1,
         head_normalization: bool = False,
+        mastery_accumulation: str = "clamp",
     ) -> None:
         super().__init__()
+        if mastery_accumulation not in MASTERY_ACCUMULATIONS:
+            raise ValueError(f"mastery_accumulation must be one of {', '.join(MASTERY_ACCUMULATIONS)}, "
+                             f"got {mastery_accumulation!r}")
         if num_c < 1:
             raise ValueError(f"num_c must be >= 1, got {num_c}")
         if not 0.0 <= dropout < 1.0:
@@ -222,6 +242,7 @@ class GainAKT2Exp(nn.Module):
         self.gain_scale = float(gain_scale)
         self.heads_enabled = bool(use_mastery_head and use_gain_head)
         self.head_normalization = bool(head_normalization and self.heads_enabled)
+        self.mastery_accumulation = mastery_accumulation
 
         self.context_embedding = nn.Embedding(2 * num_c, d_model)
         self.value_embedding = nn.Embedding(2 * num_c, d_model)
@@ -302,7 +323,7 @@ class GainAKT2Exp(nn.Module):
             first = context[:, 0] if pack is None else context.reshape(-1, self.d_model)[pack.starts]
             initial = torch.sigmoid(self.mastery_head(self.mastery_norm(first)).float())
             gains = gains if pack is None else _unpack(gains, pack, b)
-            mastery = accumulate_mastery(initial, gains, self.gain_scale)
+            mastery = self.accumulate(initial, gains)
         if pack is not None:
             logits = _unpack(logits, pack, b)
             if return_streams:
@@ -312,6 +333,11 @@ class GainAKT2Exp(nn.Module):
             out["context"] = context
             out["value"] = value
         return out
+
+    def accumulate(self, initial: Tensor, gains: Tensor) -> Tensor:
+        """Mastery [B, T, C] of rows starting at ``initial`` [B, C] with ``gains`` [B, T, C], under this
+        model's accumulation and gain scale (the head's own rule; the whole-student view reuses it)."""
+        return accumulate_mastery(initial, gains, self.gain_scale, self.mastery_accumulation)
 
 
 def _pack(x: Tensor, pack: Packing) -> Tensor:

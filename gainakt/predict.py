@@ -28,6 +28,7 @@ from gainakt.data.checksum import sha256_files
 from gainakt.data.errors import DataError
 from gainakt.data.parsing import read_csv_table
 from gainakt.metrics import CorrelationSummary, true_mastery_correlation
+from gainakt.views import StudentView
 
 COLUMNS = ("student_id", "step", "concept", "response", "next_concept", "next_response", "probability",
            "mastery_next", "gain_practised")
@@ -90,10 +91,13 @@ def stream_rows(ds: KTDataset, students: np.ndarray, *, max_len: int, batch_size
 @torch.no_grad()
 def predict_batch(model: torch.nn.Module, batch: SequenceSet, starts: np.ndarray, uids: list[str],
                   device: torch.device, full_mastery: bool = False,
-                  pack: bool = False) -> tuple[pd.DataFrame, np.ndarray | None]:
+                  pack: bool = False, view: StudentView | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Rows (COLUMNS) of one batch's valid positions, and the full mastery [rows, C] when asked.
 
     `pack`: the batch's windows share rows (``gainakt.data.batching``), as in the run's evaluation.
+    `view`: the student view (``gainakt.views.StudentView``, one per pass over the students, fed every
+    batch in order): mastery is carried across window boundaries; without it, the window view (the
+    model's output). The predictions are the same in both views.
     """
     b = batch.to(device)
     out = model(b.q, b.r, b.qry, pack=packing_for(batch).to(device) if pack else None)
@@ -106,6 +110,8 @@ def predict_batch(model: torch.nn.Module, batch: SequenceSet, starts: np.ndarray
     m_next = g_prac = nan
     full = None
     if mastery is not None and gains is not None:
+        if view is not None:
+            mastery = view(mastery.float(), gains.float(), b.mask, b.student)
         m = mastery.float().cpu().numpy()[rows, pos]
         m_next = m[np.arange(len(rows)), qry].astype(np.float64)
         g_prac = gains.float().cpu().numpy()[rows, pos][np.arange(len(rows)), q].astype(np.float64)

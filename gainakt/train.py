@@ -119,6 +119,7 @@ def build_model(config: TrainConfig | Mapping[str, Any], num_c: int) -> GainAKT2
         use_gain_head=heads.use_gain_head,
         gain_scale=m.gain_scale,
         head_normalization=m.enable_head_normalization,
+        mastery_accumulation=m.mastery_accumulation,
     )
 
 

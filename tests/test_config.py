@@ -51,7 +51,8 @@ def test_defaults_are_the_guides():
     assert cfg["alignment"]["alignment_share_cap"] == 0.10
     assert cfg["alignment"]["alignment_share_decay_factor"] == 0.75
     assert cfg["model"] == {"model_preset": "paper", "d_model": 512, "n_heads": 8, "num_encoder_blocks": 6,
-                            "d_ff": 1024, "dropout": 0.2, "gain_scale": 0.1, "enable_head_normalization": False}
+                            "d_ff": 1024, "dropout": 0.2, "gain_scale": 0.1, "enable_head_normalization": False,
+                            "mastery_accumulation": "clamp"}
     assert cfg["schema_version"] == 3
 
 

@@ -240,3 +240,34 @@ def test_log_outcomes_of_the_last_session_supersede_earlier_ones():
     assert logged.seeds == {2: ("interrupted", "SIGINT after epoch 2")} and logged.signal is None
     assert logged.sessions == 2 and not logged.ended  # no `session ended`: that launcher was killed
     assert derive.read_log_outcomes(log + "\n" + stamp + derive.SESSION_END).ended
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders whose derived files another version of the harness wrote
+
+
+def test_derived_files_of_another_harness_version_are_a_note_until_resume_rederives_them(finished):
+    status = json.loads((finished / "run_status.json").read_text())
+    assert status["derived_by"] == derive.derivation_digest()
+    status["derived_by"] = "sha256:0000000000000000"  # what an older harness's finalisation recorded
+    (finished / "run_status.json").write_text(json.dumps(status, indent=2, sort_keys=True) + "\n")
+    readme = finished / "README.md"
+    readme.write_text(readme.read_text().replace("## Run summary", "## Summary of the run"))  # its wording
+    from harness.folder.experiment import write_manifest
+
+    write_manifest(finished)
+    report = verify_experiment(finished)
+    assert report["verdict"] == "pass_with_notes", failed(report)
+    note = next(c for c in report["checks"] if c["name"] == "derived files equal their re-derivation")
+    assert note["status"] == "note" and "another version" in note["reason"] and "README.md" in note["reason"]
+    assert main(["resume", str(finished)]) == 0
+    assert verify_experiment(finished)["verdict"] == "pass"
+
+
+def test_a_history_without_a_newer_column_keeps_the_header_it_was_written_with(finished):
+    ev = derive.read_evidence(finished)
+    for seed in ev.seeds.values():
+        for row in seed.history:
+            row.pop("student_view_qmastery_correlation", None)
+    header = derive.metrics_csv(ev).decode().splitlines()[0].split(",")
+    assert "student_view_qmastery_correlation" not in header and "val_auc" in header

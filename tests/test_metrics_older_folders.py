@@ -75,3 +75,22 @@ def test_stdout_log_warns_about_loss_terms_that_stay_off(base_run):
     log = (base_run / "stdout.log").read_text()  # 3 epochs, default warm-ups
     assert " - WARNING - lag loss is requested but inactive in all 3 epochs: it starts at epoch 10" in log
     assert " - WARNING - retention loss is requested but inactive in all 3 epochs: it starts at epoch 9" in log
+
+
+def test_a_folder_written_before_issue21_still_verifies(base_run, tmp_path):
+    """Its metrics_epoch.csv has no saturation or student-view columns (EPOCH_COLUMNS of that time)."""
+    from harness.audit.verify import csv_header_before_issue21
+
+    old = runs.copy_experiment(base_run, tmp_path)
+    path = old / "metrics_epoch.csv"
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    header = csv_header_before_issue21()
+    assert "mastery_saturated_share" not in header and header[-1] == "epoch_seconds"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_manifest(old)
+    report = verify_experiment(old)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]

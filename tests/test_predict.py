@@ -360,3 +360,162 @@ def test_score_truth_refuses_non_finite_mastery_and_unscorable_predictions(train
     const.to_csv(flat, index=False)
     assert main(["data", "score-truth", "--truth", truth, "--predictions", str(flat)]) == 1
     assert "can be scored" in _one_error(capsys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where predict writes (issue 19 item 4): never through a symlink, never into evidence, never over a file
+
+
+def _victim(tmp_path: Path, name: str) -> Path:
+    victim = tmp_path / "outside" / name
+    victim.parent.mkdir(exist_ok=True)
+    victim.write_text("VICTIM: must stay as it is\n")
+    return victim
+
+
+def test_predict_never_writes_through_a_symlinked_metadata_or_plot_file(trained, tmp_path, capsys):
+    student = trained["test_ids"][0]
+    out = tmp_path / "p.csv"
+    meta_victim, png_victim = _victim(tmp_path, "meta"), _victim(tmp_path, "png")
+    (tmp_path / "p.csv.meta.json").symlink_to(meta_victim)
+    (tmp_path / f"p_student_{student}.png").symlink_to(png_victim)
+    capsys.readouterr()
+    assert predict(trained, out, "--students", student, "--plot", student) == 1
+    err = _one_error(capsys)
+    assert "p.csv.meta.json" in err and "--overwrite" in err
+    assert not out.exists()
+    assert predict(trained, out, "--students", student, "--plot", student, "--overwrite") == 0
+    for link, victim in (("p.csv.meta.json", meta_victim), (f"p_student_{student}.png", png_victim)):
+        assert victim.read_text() == "VICTIM: must stay as it is\n"
+        assert not (tmp_path / link).is_symlink() and (tmp_path / link).stat().st_size > 100
+
+
+@pytest.mark.parametrize("name", ["metrics_epoch.csv", "predictions.csv", "artifacts/p.csv"])
+def test_predict_never_writes_into_an_experiment_folder(trained, tmp_path, capsys, name):
+    exp = copy_run(trained, tmp_path)
+    before = {p.relative_to(exp): p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    args = ["predict", str(exp), "--data", str(trained["data"]), "--out", str(exp / name),
+            "--students", trained["test_ids"][0]]
+    capsys.readouterr()
+    assert main(args) == 1
+    err = _one_error(capsys)
+    assert "inside the experiment folder" in err and exp.name in err
+    assert main([*args, "--overwrite"]) == 1  # --overwrite never reaches into evidence
+    assert "inside the experiment folder" in _one_error(capsys)
+    assert {p.relative_to(exp): p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
+    assert main(["verify", str(exp)]) == 0
+
+
+def test_predict_never_writes_into_a_sweep_folder(trained, tmp_path, capsys):
+    sweep = tmp_path / "20260101_000000_sweep_x"
+    (sweep / "notes").mkdir(parents=True)
+    (sweep / "sweep.json").write_text("{}\n")
+    capsys.readouterr()
+    assert predict(trained, sweep / "notes" / "p.csv", "--students", trained["test_ids"][0]) == 1
+    assert "inside the sweep folder" in _one_error(capsys)
+    assert sorted(p.name for p in sweep.rglob("*")) == ["notes", "sweep.json"]
+
+
+def test_predict_refuses_to_overwrite_an_output_unless_told(trained, tmp_path, capsys):
+    student = trained["test_ids"][0]
+    out = tmp_path / "p.csv"
+    out.write_text("an earlier result\n")
+    capsys.readouterr()
+    assert predict(trained, out, "--students", student) == 1
+    err = _one_error(capsys)
+    assert "already exist" in err and "p.csv" in err and "--overwrite" in err
+    assert out.read_text() == "an earlier result\n" and not Path(str(out) + ".meta.json").exists()
+    assert predict(trained, out, "--students", student, "--overwrite") == 0
+    assert out.read_text().startswith("seed,student_id,step")
+    # the long mastery file counts too
+    out.unlink()
+    Path(str(out) + ".meta.json").unlink()
+    (tmp_path / "p_mastery_long.csv").write_text("kept\n")
+    assert predict(trained, out, "--students", student, "--full_mastery", "--mastery_format", "long") == 1
+    assert "p_mastery_long.csv" in _one_error(capsys) and not out.exists()
+    assert (tmp_path / "p_mastery_long.csv").read_text() == "kept\n"
+
+
+def test_metadata_counts_students_with_rows_and_skipped_ones_with_the_reason(trained, tmp_path):
+    logs = tmp_path / "logs.csv"
+    pd.DataFrame({"student_id": ["a", "a", "a", "b", "b", "c", "c", "c", "c"],
+                  "concept_id": [1, 2, 3, 4, 5, 1, 1, 2, 2],
+                  "response": [1, 0, 1, 1, 0, 1, 1, 0, 1]}).to_csv(logs, index=False)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(trained["exp"]), "--data", str(logs), "--format", "csv", "--out", str(out)]) == 0
+    data = json.loads(Path(str(out) + ".meta.json").read_text())["data"]
+    assert data["students_in_data"] == 3 and data["students_selected"] == 3
+    assert data["students_with_rows"] == 2 == pd.read_csv(out)["student_id"].nunique()
+    assert data["students_skipped"] == {"fewer than 3 interactions": 1}
+    assert "students_predicted" not in data
+
+
+# ---------------------------------------------------------------------------------------------
+# --mastery_view: the window view (the model's output) and the student view (carried across windows)
+
+
+@pytest.fixture(scope="module")
+def long_logs(tmp_path_factory) -> Path:
+    """Interaction logs of 3 students longer than one 200-step window (2 to 3 windows each)."""
+    rng = np.random.default_rng(5)
+    rows = [(f"s{i}", int(c), int(r)) for i, n in enumerate((430, 260, 401))
+            for c, r in zip(rng.integers(0, 20, n), rng.integers(0, 2, n), strict=True)]
+    path = tmp_path_factory.mktemp("long_logs") / "logs.csv"
+    pd.DataFrame(rows, columns=["student_id", "concept_id", "response"]).to_csv(path, index=False)
+    return path
+
+
+def _reference_student_view(model: GainAKT2Exp, logs: pd.DataFrame, max_len: int = 200) -> list[float]:
+    """mastery_next of every row of every student under the student view, one step at a time."""
+    out = []
+    for _, g in logs.groupby("student_id", sort=False):
+        c, r = torch.tensor(g["concept_id"].to_numpy()), torch.tensor(g["response"].to_numpy())
+        carried = None
+        for start in range(0, len(c), max_len):
+            q, resp = c[start:start + max_len], r[start:start + max_len]
+            if len(q) < 3:
+                break
+            with torch.no_grad():
+                res = model(q[:-1].unsqueeze(0), resp[:-1].unsqueeze(0), q[1:].unsqueeze(0))
+            m = res["mastery"][0, 0].double() if carried is None else carried
+            out.append(float(m[int(q[1])]))
+            for t in range(1, len(q) - 1):
+                m = torch.clamp(m + model.gain_scale * res["gains"][0, t].double(), max=1.0)
+                out.append(float(m[int(q[t + 1])]))
+            carried = m
+    return out
+
+
+def test_predict_mastery_views(trained, tmp_path, long_logs):
+    window, student = tmp_path / "window.csv", tmp_path / "student.csv"
+    base = ["predict", str(trained["exp"]), "--data", str(long_logs), "--format", "csv"]
+    assert main([*base, "--out", str(window)]) == 0  # the default: the window view
+    assert main([*base, "--out", str(student), "--mastery_view", "student", "--full_mastery"]) == 0
+    w, s = pd.read_csv(window), pd.read_csv(student)
+    assert w["probability"].equals(s["probability"])  # the predictions do not depend on the view
+    first = (w["step"] < 199).to_numpy()  # window 0: both views are the model's output
+    assert np.array_equal(w["mastery_next"][first], s["mastery_next"][first])
+    model = gainakt.load_model(trained["exp"] / "model_best.pth")
+    np.testing.assert_allclose(s["mastery_next"], _reference_student_view(model, pd.read_csv(long_logs)),
+                               atol=2e-6)
+    later = ~first
+    assert (s["mastery_next"][later] != w["mastery_next"][later]).any()  # window 1+ start where window 0 ended
+    full = s[[f"mastery_c{k}" for k in range(20)]].to_numpy()
+    assert np.array_equal(full[np.arange(len(s)), s["next_concept"]], s["mastery_next"].to_numpy())
+    meta = json.loads(Path(str(student) + ".meta.json").read_text())
+    assert meta["mastery_view"]["view"] == "student" and "carried" in meta["mastery_view"]["rule"]
+    assert json.loads(Path(str(window) + ".meta.json").read_text())["mastery_view"]["view"] == "window"
+
+
+def test_an_output_folder_reached_through_a_symlink_is_checked_as_the_folder_it_is(trained, tmp_path, capsys):
+    exp = copy_run(trained, tmp_path)
+    (tmp_path / "into_exp").symlink_to(exp / "artifacts")
+    student = trained["test_ids"][0]
+    capsys.readouterr()
+    assert predict(trained, tmp_path / "into_exp" / "p.csv", "--students", student) == 1
+    assert "inside the experiment folder" in _one_error(capsys)
+    assert not (exp / "artifacts" / "p.csv").exists()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "real")
+    assert predict(trained, tmp_path / "elsewhere" / "p.csv", "--students", student) == 0
+    assert (tmp_path / "real" / "p.csv").is_file() and (tmp_path / "real" / "p.csv.meta.json").is_file()

@@ -64,6 +64,14 @@ COMPLETED_CHECK = "run completed"
 NOT_APPLICABLE = f"not applicable until the run finishes (see '{COMPLETED_CHECK}')"
 
 
+def csv_header_before_issue21() -> tuple[str, ...]:
+    """Our schema-3 header before issue 21 added the saturation and student-view columns: such folders verify."""
+    from gainakt.evaluate import ADDED_IN_ISSUE21
+    from gainakt.train import EPOCH_COLUMNS
+
+    return tuple(c for c in EPOCH_COLUMNS if c not in ADDED_IN_ISSUE21)
+
+
 def expected_csv_header(schema: Any) -> tuple[str, ...]:
     """The metrics_epoch.csv header our trainer writes (schema 3), or the reference's (schema 2)."""
     if schema == SCHEMA_VERSION:
@@ -198,8 +206,14 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     if trusted_key is not None:
         checks.run("signed attestation", lambda: _check_attestation(exp, Path(trusted_key)))
     if schema == SCHEMA_VERSION:
-        checks.run(DERIVED_CHECK, lambda: _check_derived(ctx))
-        checks.run(PLOTS_CHECK, lambda: _check_plots(ctx))
+        for name, check in ((DERIVED_CHECK, _check_derived), (PLOTS_CHECK, _check_plots)):
+            passed, reason = _or_other_version(ctx, check)
+            if passed == "note":
+                checks.mark(name, "note", reason)
+            elif passed is None:
+                checks.skip(name, reason)
+            else:
+                checks.add(name, bool(passed), reason)
         accepted = _check_accepted(exp)
         if accepted:
             checks.mark(ACCEPTED_CHECK, "note", accepted)
@@ -347,6 +361,25 @@ def _check_plots(ctx: dict[str, Any]) -> tuple[bool | None, str]:
         return False, "; ".join(diffs)
     n = sum(1 for n in derived.files if n.endswith(".png"))
     return True, f"{n} plots draw what the evidence gives"
+
+
+def _or_other_version(ctx: dict[str, Any], check: Any) -> tuple[Any, str]:
+    """A derived-file check's (passed, reason); where files differ but another version of the derivation
+    code wrote them (run_status.json's `derived_by`), ("note", why): their bytes cannot be compared here,
+    the consistency checks still apply, and a resume re-derives them with this version."""
+    from harness.folder.derive import derivation_digest, recorded_derivation
+
+    try:
+        passed, reason = check(ctx)
+    except Exception as exc:  # noqa: BLE001 - a broken file must not crash the verifier
+        return False, f"check could not run: {type(exc).__name__}: {exc}"
+    recorded, ours = recorded_derivation(ctx["exp"]), derivation_digest()
+    if passed is False and ctx["derived"] is not None and recorded != ours:
+        return "note", (f"written by another version of the harness's derivation code (derived_by "
+                        f"{recorded or 'not recorded'}, this code {ours}), so their bytes are not compared: "
+                        f"{reason}; the consistency checks below still apply; `harness resume "
+                        f"{shlex.quote(str(ctx['exp']))}` re-derives them with this version")
+    return passed, reason
 
 
 def _check_finalised(ctx: dict[str, Any]) -> tuple[bool | None, str]:
@@ -680,7 +713,7 @@ def _art_metrics(path: Path, schema: Any, unfinished: bool = False) -> tuple[boo
     except (ValueError, csv.Error) as exc:
         return False, f"metrics_epoch.csv: {exc}"
     expected = list(expected_csv_header(schema))
-    if schema == SCHEMA_VERSION and tuple(header) == SCHEMA3_CSV_HEADER_BEFORE_ISSUE12:
+    if schema == SCHEMA_VERSION and tuple(header) in (SCHEMA3_CSV_HEADER_BEFORE_ISSUE12, csv_header_before_issue21()):
         expected = list(header)  # an older folder of ours: its own complete header
     if header != expected:
         extra = [c for c in header if c not in expected]

@@ -81,6 +81,7 @@ def resolve_model(params: Mapping[str, Any]) -> dict[str, Any]:
         **dims,
         "gain_scale": params["gain_scale"],
         "enable_head_normalization": params["enable_head_normalization"],
+        "mastery_accumulation": params["mastery_accumulation"],
     }
 
 

@@ -49,12 +49,14 @@ FINAL_COPIES = {
     "true_mean_mastery_correlation_val_all": "val_true_mean_mastery_correlation",
 }
 
-def render_metrics_csv(rows: list[dict]) -> str:
+def render_metrics_csv(rows: list[dict], columns: list[str] | None = None) -> str:
+    """metrics_epoch.csv of `rows` with `columns` (default: every EPOCH_COLUMNS)."""
+    columns = list(EPOCH_COLUMNS) if columns is None else columns
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in EPOCH_COLUMNS})
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
     return buf.getvalue()
 
 
@@ -79,7 +81,9 @@ def seed_summary(result: dict) -> dict[str, Any]:
         "epochs_run": result["epochs_run"],
         "best_epoch": result["best_epoch"],
         "best_val_auc": result["best_val_auc"],
-        "best_epoch_metrics": {k: best.get(k) for k in EPOCH_COLUMNS if k not in ("seed", "epoch_seconds")},
+        # The columns the row carries (a seed trained before a column existed keeps what it recorded).
+        "best_epoch_metrics": {k: best.get(k) for k in EPOCH_COLUMNS
+                               if k not in ("seed", "epoch_seconds") and (k in best or not best)},
         **{key: final.get(src) for key, src in FINAL_COPIES.items()},
         "final": final,
         "amp": result.get("amp"),
@@ -88,13 +92,35 @@ def seed_summary(result: dict) -> dict[str, Any]:
 
 
 def model_warnings(seed: int, final: dict) -> list[str]:
-    """Warnings about the trained model itself (collapsed predictions), one line each."""
+    """Warnings about the trained model itself (collapsed predictions, saturated mastery), one line each."""
     out = []
     for split in ("val", "test"):
         if final.get(f"{split}_predictions_collapsed"):
             out.append(f"seed {seed}: predictions collapsed on {split}: accuracy {final[f'{split}_accuracy']:.4f} "
                        f"equals the majority-class rate and AUC {final[f'{split}_auc']:.4f} < 0.6 "
                        f"(the model predicts one class; its interpretability metrics are not meaningful)")
+    return out + saturation_warnings(seed, final)
+
+
+SATURATED_WARNING_SHARE = 0.5  # warn when more than half of the asked-concept mastery values sit at the clamp
+_SPLIT_NAMES = {"val": "validation", "test": "test"}
+
+
+def saturation_warnings(seed: int, final: dict) -> list[str]:
+    """One line per split where more than half of the best model's asked-concept mastery values are at the
+    clamp (>= 1 - 1e-6) in the window view (the model's own output), with the student view beside it."""
+    out = []
+    for split, name in _SPLIT_NAMES.items():
+        share = final.get(f"{split}_mastery_saturated_share")
+        if share is None or not share > SATURATED_WARNING_SHARE:
+            continue
+        student = final.get(f"{split}_student_view_mastery_saturated_share")
+        steps = final.get(f"{split}_saturation_steps_median")
+        out.append(f"seed {seed}: mastery saturated on {name}: {share:.1%} of the asked-concept mastery values (all "
+                   f"{name} students, best model, window view) are at the clamp (>= 1 - 1e-6)"
+                   + (f", {student:.1%} in the student view" if student is not None else "")
+                   + (f"; median {steps:g} steps from a window start to the first" if steps is not None else "")
+                   + "; a saturated value carries no information (docs/metrics.md, \"Saturation\")")
     return out
 
 
@@ -366,7 +392,8 @@ INTERVALS = {
     "confidence": CONFIDENCE,
     "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
     "bootstrap_seed": BOOTSTRAP_SEED,
-    "time_control": f"polynomial of degree {TIME_CONTROL_DEGREE} in the within-window step index",
+    "time_control": f"polynomial of degree {TIME_CONTROL_DEGREE} in the within-window step index "
+                    "(student_view_*: in the step of the whole student)",
 }
 
 
@@ -465,6 +492,15 @@ README_METRICS = (
     ("monotonicity_violation_rate_whole_student", None, "students whose mean mastery drops anywhere, "
      "window boundaries included", False),
     ("boundary_drop_mean", None, "mean drop of mean mastery across a window boundary", False),
+    ("mastery_saturated_share", None, "asked-concept mastery values at the clamp (>= 1 - 1e-6), window view", False),
+    ("true_mastery_saturated_share", None, "simulator: true asked-concept mastery values >= 1 - 1e-6", False),
+    ("student_view_qmastery_correlation", "student_view_qmastery", "student view (mastery carried across window "
+     "boundaries): corr(mastery of the concept asked at t+1, correct at t+1)", False),
+    ("student_view_qmastery_partial_correlation", "student_view_qmastery_partial",
+     "same, step in the whole student partialled out", False),
+    ("student_view_true_mastery_correlation", "student_view_true_mastery",
+     "simulator, student view: corr(mastery of asked concept, its true mastery)", False),
+    ("student_view_mastery_saturated_share", None, "student view: asked-concept mastery values at the clamp", False),
 )
 
 

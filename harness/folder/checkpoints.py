@@ -8,9 +8,12 @@ arguments of such a file are rebuilt from the folder's config.json.
 
 from __future__ import annotations
 
+import hashlib
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.folder import io
 from harness.folder.experiment import ExperimentError
 
 if TYPE_CHECKING:
@@ -24,12 +27,19 @@ def checkpoint_name(kind: str, seed: int, multi_seed: bool) -> str:
     return f"model_{kind}_seed{seed}.pth" if multi_seed else f"model_{kind}.pth"
 
 
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], str]:
+    """(checkpoint, sha256 of its bytes): one bounded read through the folder I/O layer (no symlink, a
+    regular file), loaded without executing pickled code (`weights_only=True`)."""
+    import torch
+
+    data = io.read_bytes(path, limit=io.CHECKPOINT_LIMIT)
+    return torch.load(BytesIO(data), map_location="cpu", weights_only=True), hashlib.sha256(data).hexdigest()
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint loaded through the folder I/O layer (no symlink, a regular file, bounded) without
     executing pickled code (`weights_only=True`)."""
     import torch
-
-    from harness.folder import io
 
     with io.open_binary(path, limit=io.CHECKPOINT_LIMIT) as fh:
         return torch.load(fh, map_location="cpu", weights_only=True)
@@ -73,15 +83,18 @@ def folder_model_args(run: RunConfig) -> dict[str, Any]:
     return model_args(build_model(run.train, int(num_c)))
 
 
-def load_trained_model(exp_dir: Path, run: RunConfig, seed: int, kind: str = "best") -> tuple[Any, dict]:
-    """(model in eval mode on CPU, checkpoint dict) of one seed's checkpoint, checked against the folder."""
+def load_trained_model(exp_dir: Path, run: RunConfig, seed: int, kind: str = "best") -> tuple[Any, dict, str]:
+    """(model in eval mode on CPU, checkpoint dict, sha256 of the file read) of one seed's checkpoint,
+    checked against the folder."""
     from gainakt.checkpoint import CheckpointError, model_from_state
 
     path = exp_dir / checkpoint_name(kind, seed, len(run.seeds.all) > 1)
-    if not path.is_file():
+    if not io.exists(path):
         raise ExperimentError(f"{exp_dir.name}: no checkpoint {path.name} for seed {seed}")
     try:
-        state = load_checkpoint(path)
+        state, sha256 = read_checkpoint(path)
+    except io.FolderIOError:
+        raise
     except Exception as exc:  # noqa: BLE001 - an unreadable file in the folder is reported in one line
         raise ExperimentError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if state.get("seed") not in (None, seed):
@@ -89,6 +102,6 @@ def load_trained_model(exp_dir: Path, run: RunConfig, seed: int, kind: str = "be
     check_config_md5(path, state, run)
     args = state.get("model_args") or folder_model_args(run)
     try:
-        return model_from_state(state, args), state
+        return model_from_state(state, args), state, sha256
     except (CheckpointError, RuntimeError) as exc:
         raise ExperimentError(f"{path.name}: weights do not fit the model ({str(exc).splitlines()[0]})") from None

@@ -242,10 +242,15 @@ def _json(obj: Any) -> bytes:
 
 
 def metrics_csv(ev: Evidence) -> bytes:
+    """The seeds' histories, seeds in config order, epochs ascending. The columns are EPOCH_COLUMNS that
+    the rows carry (a folder trained before a column existed keeps the header it was written with)."""
+    from gainakt.train import EPOCH_COLUMNS
     from harness.folder import artifacts
 
     rows = [r for s in ev.run.seeds.all for r in sorted(ev.seeds[s].history, key=lambda r: int(r["epoch"]))]
-    return artifacts.render_metrics_csv(rows).encode()
+    present = {k for r in rows for k in r}
+    columns = [c for c in EPOCH_COLUMNS if c in present] if rows else list(EPOCH_COLUMNS)
+    return artifacts.render_metrics_csv(rows, columns).encode()
 
 
 def results_json(ev: Evidence, results: dict) -> bytes:
@@ -264,7 +269,40 @@ def run_status_json(ev: Evidence, results: dict) -> bytes:
 
 def run_status(results: dict, signal: str | None) -> dict[str, Any]:
     return {"status": results["status"], "failed_seeds": results["failed_seeds"],
-            "unfinished_seeds": results["unfinished_seeds"]} | ({"signal": signal} if signal else {})
+            "unfinished_seeds": results["unfinished_seeds"], "derived_by": derivation_digest()} \
+        | ({"signal": signal} if signal else {})
+
+
+# The code whose output the derived files are: another version of it may write other bytes from the same
+# evidence (a new column, a reworded README), so verify compares bytes only with the version that wrote
+# them (recorded in run_status.json as `derived_by`) and otherwise says so.
+_DERIVATION_MODULES = ("harness.folder.derive", "harness.folder.artifacts", "harness.folder.plots",
+                       "harness.audit.checks")
+
+
+def derivation_digest() -> str:
+    """sha256 (first 16 hex digits) of the source of the modules that write derived files, the epoch
+    columns and the harness version: equal digests write equal bytes from equal evidence."""
+    import hashlib
+    import importlib
+    import inspect
+
+    from gainakt.train import EPOCH_COLUMNS
+    from harness import __version__
+
+    h = hashlib.sha256(f"{__version__}\n{list(EPOCH_COLUMNS)}\n".encode())
+    for name in _DERIVATION_MODULES:
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def recorded_derivation(exp_dir: Path) -> str | None:
+    """The `derived_by` digest run_status.json records (None: none recorded, or unreadable)."""
+    try:
+        value = io.read_json(Path(exp_dir) / RUN_STATUS).get("derived_by")
+    except (ExperimentError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def seed_devices(environment: str) -> dict[int, str]:

@@ -23,6 +23,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -203,6 +204,15 @@ def write_bytes(path: Path, data: bytes, *, root: Path | None = None, exclusive:
     """Write via a temporary file in the same folder, fsync, then rename, so readers never see half a
     file. A symlink at `path` is replaced, never written through; a hard-linked target is refused;
     `exclusive` refuses any existing file (nothing is replaced)."""
+    with open_write(path, root=root, exclusive=exclusive) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def open_write(path: Path, *, root: Path | None = None, exclusive: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to stream into, with write_bytes' rules: it is a temporary file in the same folder,
+    fsynced and renamed over `path` when the block ends without an error, and removed when it raises
+    (nothing half-written is ever seen under `path`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     check_parents(path, root)
@@ -221,7 +231,7 @@ def write_bytes(path: Path, data: bytes, *, root: Path | None = None, exclusive:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -354,7 +364,8 @@ def inside(base: Path, path: Path) -> bool:
 
 
 __all__ = [
-    "ExperimentError", "FolderIOError", "FolderScan", "read_bytes", "open_binary", "read_text", "read_json", "loads_json", "sha256_file",
-    "write_bytes", "write_text", "write_json", "dumps_json", "append_text", "open_append", "open_lock",
+    "ExperimentError", "FolderIOError", "FolderScan", "read_bytes", "open_binary", "read_text", "read_json",
+    "loads_json", "sha256_file", "write_bytes", "open_write", "write_text", "write_json", "dumps_json",
+    "append_text", "open_append", "open_lock",
     "remove", "scan", "is_regular", "exists", "is_temp_file", "inside", "check_parents",
 ]
