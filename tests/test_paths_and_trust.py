@@ -56,6 +56,8 @@ def layout(base_run, tmp_path, monkeypatch):
     ["compare", "{inside}", "../t/copy1"],
     ["resume", "../t/copy1"],
     ["keys", "sign", "../t/copy1", "--sign_key", "nokey"],
+    ["show", "../t/copy1"],
+    ["predict", "../t/copy1", "--data", "../nodata", "--out", "../p.csv"],
 ])
 def test_a_folder_outside_an_explicit_output_base_is_refused_in_one_line(layout, capsys, argv):
     tmp, inside, outside = layout

@@ -55,7 +55,7 @@ def resolve_folder(ref: str, base_arg: str | None) -> Path:
     import os
 
     from harness.folder.experiment import ExperimentError, output_base, resolve_experiment
-    from harness.folder.io import is_regular
+    from harness.folder.io import inside, is_regular
     from harness.folder.listing import _is_dir
 
     base = output_base(base_arg)
@@ -63,8 +63,10 @@ def resolve_folder(ref: str, base_arg: str | None) -> Path:
     is_path = os.sep in ref or ref.startswith(".") or path.is_absolute()
     for candidate in ([path] if is_path else [base / ref, path]):
         if _is_dir(candidate) and is_regular(candidate / SWEEP_JSON):
+            if base_arg is not None and not inside(base, candidate):  # an explicit --output_base confines it
+                raise ExperimentError(f"{candidate}: outside the output base {base}; refusing to read it")
             return candidate
-    folder = resolve_experiment(ref, base)
+    folder = resolve_experiment(ref, base, confined=base_arg is not None)
     if folder.is_symlink():
         raise ExperimentError(f"{folder}: is a symlink; a symlink is never followed")
     return folder

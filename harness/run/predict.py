@@ -31,7 +31,7 @@ import numpy as np
 from gainakt.config import ConfigValueError
 from harness.config.schema import RunConfig
 from harness.folder import io as folder_io
-from harness.folder.experiment import ExperimentError, output_base, read_json, resolve_experiment
+from harness.folder.experiment import ExperimentError, find_experiment, read_json
 from harness.run.allocator import keep_freed_buffers
 
 FORMATS = ("auto", "pykt", "pykt_sequences", "dkvmn", "raw_assist2015", "csv")
@@ -130,7 +130,7 @@ def check_outputs(opts: PredictOptions, outputs: Outputs) -> None:
 def run_predict(opts: PredictOptions) -> dict[str, Any]:
     """Predict as `opts` says; returns the metadata written beside the predictions."""
     _check_device(opts.device)
-    exp = resolve_experiment(opts.experiment, output_base(opts.output_base))
+    exp = find_experiment(opts.experiment, opts.output_base)  # an explicit --output_base confines it
     outputs = plan_outputs(opts)
     check_outputs(opts, outputs)
     run = _run_config(exp)
