@@ -292,9 +292,10 @@ def describe(exp_dir: Path, sweep_dir: Path) -> str:
             f"fold {cfg['data']['fold']}")
 
 
-def run_sweep(ns: argparse.Namespace, extra: list[str]) -> Path:
+def run_sweep(ns: argparse.Namespace, extra: list[str], launch_extra: list[str] | None = None) -> Path:
     return run_or_resume(title=ns.title, spec=spec(ns), output_base=ns.output_base, data_dir=ns.data_dir,
-                         devices=ns.devices, jobs_per_device=ns.jobs_per_device, extra=extra)
+                         devices=ns.devices, jobs_per_device=ns.jobs_per_device, extra=extra,
+                         launch_extra=launch_extra)
 
 
 def _points(text: str) -> list[str]:
@@ -332,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)
     extra: list[str] = ns.harness_args
+    launch_extra: list[str] = []
     if ns.cpu:
         ns.devices, ns.points = "cpu", ["fp32"]
         ns.title = ns.title if "--title" in argv else "paper_table_cpu"
@@ -339,13 +341,13 @@ def main(argv: list[str] | None = None) -> int:
         if ns.out == str(OUT_MD):
             ns.out = str(OUT_MD.with_name("paper_table_cpu.md"))
         if not any(a.startswith("--threads") for a in extra):
-            extra = [*extra, "--threads", "2"]
+            launch_extra = ["--threads", "2"]  # the measured split; a resumed sweep keeps its own
     if ns.cpu_small:
         ns.preset, ns.epochs, ns.devices, ns.title = "small", 1, "cpu", "paper_table_small"
         ns.seeds = ns.seeds if "--seeds" in argv else [21, 42]
         if ns.out == str(OUT_MD):
             ns.out = str(OUT_MD.with_name("paper_table_small.md"))
-    sweep_dir = Path(ns.table_only) if ns.table_only else run_sweep(ns, extra)
+    sweep_dir = Path(ns.table_only) if ns.table_only else run_sweep(ns, extra, launch_extra)
     points = point_folders(sweep_dir)
     text = build_table(points, title=describe(next(iter(points.values()))[0], sweep_dir),
                        commands=table_commands(sweep_dir, argv, ns.out))

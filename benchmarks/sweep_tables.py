@@ -32,9 +32,11 @@ def find_sweep(base: Path, title: str) -> Path | None:
 
 
 def run_or_resume(*, title: str, spec: dict[str, Any], output_base: str, data_dir: str | None, devices: str,
-                  jobs_per_device: int | None, extra: list[str]) -> Path:
+                  jobs_per_device: int | None, extra: list[str], launch_extra: list[str] | None = None) -> Path:
     """Start the sweep `title` from `spec`, resume its newest unfinished folder under `output_base`, or
-    return a finished one as it is. `extra` goes to `harness sweep` unchanged."""
+    return a finished one as it is. `extra` goes to `harness sweep` unchanged; `launch_extra` (the
+    script's own defaults, e.g. `--threads 2`) only when the sweep starts, since a resumed sweep keeps the
+    settings it was prepared with and `harness sweep --resume` refuses them."""
     base = Path(output_base)
     base.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "harness.cli", "sweep"]
@@ -51,6 +53,7 @@ def run_or_resume(*, title: str, spec: dict[str, Any], output_base: str, data_di
         cmd += [title, "--spec", str(spec_file), "--devices", devices, "--output_base", str(base)]
         if jobs_per_device:
             cmd += ["--jobs_per_device", str(jobs_per_device)]
+        cmd += list(launch_extra or [])
     if data_dir:
         cmd += ["--data_dir", str(Path(data_dir).resolve())]
     cmd += extra

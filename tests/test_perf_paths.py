@@ -386,7 +386,7 @@ def test_paper_table_cpu_is_the_reference_protocol_with_the_stated_shortcut(tmp_
     assert spec["points"] == {"fp32": {"flags": {"mixed_precision": False}}}
     assert spec["seeds"] == [21, 42, 63, 84, 105]
     cmd = seen[0]
-    assert cmd[cmd.index("--devices") + 1] == "cpu" and cmd[-2:] == ["--threads", "2"]
+    assert cmd[cmd.index("--devices") + 1] == "cpu" and cmd[cmd.index("--threads") + 1] == "2"
     assert "paper_table_cpu" in cmd
 
 
@@ -409,3 +409,31 @@ def test_device_batches_serve_the_same_batches_and_plans_as_the_host_path(data):
             assert (plan.rows, plan.width) == (ref.rows, ref.width)
             for name in ("src", "dest", "starts", "segment", "position"):
                 assert torch.equal(getattr(plan, name), getattr(ref, name)), name
+
+
+def test_paper_table_cpu_sends_its_thread_default_only_when_the_sweep_starts(tmp_path, monkeypatch):
+    """`harness sweep --resume` refuses --threads (a resumed sweep keeps its prepared settings), so the
+    CPU mode's `--threads 2` goes with the start of the sweep and never with its resumption."""
+    import json
+
+    pt = _paper_table()
+    tables = sys.modules["sweep_tables"]
+    calls: list[list[str]] = []
+
+    def fake_call(cmd, cwd=None):
+        calls.append(list(cmd))
+        if "--resume" not in cmd:  # the start leaves an unfinished sweep folder behind
+            folder = tmp_path / "20261205_000000_sweep_paper_table_cpu"
+            folder.mkdir()
+            (folder / "sweep.json").write_text(json.dumps({"status": "running"}))
+        return 2
+
+    monkeypatch.setattr(tables.subprocess, "call", fake_call)
+    ns = pt.argparse.Namespace(title="paper_table_cpu", output_base=str(tmp_path), data_dir=None, devices="cpu",
+                               jobs_per_device=None, epochs=12, preset="paper", seeds=[21], points=["fp32"],
+                               stop_after_falls=2)
+    pt.run_sweep(ns, [], ["--threads", "2"])
+    pt.run_sweep(ns, [], ["--threads", "2"])
+    start, resume = calls
+    assert "--resume" not in start and start[start.index("--threads") + 1] == "2"
+    assert "--resume" in resume and "--threads" not in resume
