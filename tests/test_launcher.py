@@ -158,7 +158,10 @@ def start_until_first_checkpoint(tmp_path: Path, title: str, seed: int) -> tuple
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "run", title, "--output_base", str(tmp_path), *TINY,
          "--epochs", "30", "--seeds", str(seed)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        # A shell without job control starts background commands with SIGINT ignored, and Python keeps an
+        # ignored SIGINT: the run must get Ctrl-C's default whatever launched the tests.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         found = [p for p in tmp_path.iterdir() if p.is_dir()]
