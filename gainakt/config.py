@@ -128,6 +128,9 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "small": {"d_model": 128, "n_heads": 4, "num_encoder_blocks": 2, "d_ff": 256, "dropout": 0.1},
 }
 _PAPER = MODEL_PRESETS["paper"]
+# How mastery is read across a student's windows (gainakt/views.py): each window from its own start, or
+# carried across window boundaries over the whole student. Here so that the CLI need not import torch.
+MASTERY_VIEWS = ("window", "student")
 
 
 # ---------------------------------------------------------------------------------------------

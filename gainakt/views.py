@@ -26,9 +26,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["MASTERY_VIEWS", "StudentView"]
+from gainakt.config import MASTERY_VIEWS
 
-MASTERY_VIEWS = ("window", "student")
+__all__ = ["MASTERY_VIEWS", "StudentView"]
 
 
 class StudentView:

@@ -35,14 +35,20 @@ def as_before_issue12(folder: Path) -> None:
             del block[key]
         block.pop("warnings")
     (folder / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    log = folder / "stdout.log"  # ... and its launcher wrote no session or outcome lines
+    as_before_the_evidence_model(folder)
+    write_manifest(folder)
+
+
+def as_before_the_evidence_model(folder: Path) -> None:
+    """What every folder written before issue 19 lacks: its launcher wrote no session or outcome lines,
+    and its checkpoints carried no result record (such a folder is verified with the older checks)."""
+    log = folder / "stdout.log"
     log.write_text("".join(ln for ln in log.read_text().splitlines(keepends=True)
                            if " - session: " not in ln and " - outcome: " not in ln))
-    for ckpt in folder.glob("model_*.pth"):  # checkpoints of that time carried no result record
+    for ckpt in folder.glob("model_*.pth"):
         state = torch.load(ckpt, weights_only=True)
         state.pop("result", None)
         torch.save(state, ckpt)
-    write_manifest(folder)
 
 
 def test_an_older_folder_still_verifies_and_compares(base_run, tmp_path):
@@ -91,6 +97,7 @@ def test_a_folder_written_before_issue21_still_verifies(base_run, tmp_path):
         writer = csv.DictWriter(fh, fieldnames=header, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    as_before_the_evidence_model(old)  # issue 21 landed with the evidence model (issue 19): such folders predate both
     write_manifest(old)
     report = verify_experiment(old)
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]

@@ -123,8 +123,10 @@ def test_load_model_refuses_an_old_checkpoint_and_a_non_checkpoint(trained, tmp_
 
 
 def unfinish(exp: Path) -> None:
-    """Make the seed look unfinished: resume then starts from model_last.pth (its last epoch)."""
+    """Make the seed look unfinished: resume then starts from model_last.pth (its last epoch). A seed is
+    finished when its last checkpoint carries its result record (the primary evidence, issue 19)."""
     (exp / "results.json").unlink()
+    rewrite_checkpoint(exp / "model_last.pth", result=None)
 
 
 def remanifest(exp: Path) -> None:

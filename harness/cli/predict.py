@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gainakt.views import MASTERY_VIEWS
+from gainakt.config import MASTERY_VIEWS
 from harness.cli.flags import nonneg_int, param_value, positive_int
 from harness.run.predict import FORMATS, PredictError, PredictOptions
 
