@@ -5,7 +5,6 @@ tests skip, except under CI (which installs it), where that is a failure."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io as stdio
 import json
 import os
@@ -17,13 +16,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import benchmark_scripts  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
 from harness.cli.main import main
 from harness.export.mlflow import RUN_KEY, flatten
 
 pytestmark = pytest.mark.mlflow
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +43,7 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("ls_folders", REPO / "benchmarks" / "ls_folders.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("ls_folders")
 
 
 def _complete(folder: Path, epochs: int = 3) -> None:

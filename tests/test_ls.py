@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import benchmark_scripts  # tests/fixtures, on sys.path via conftest.py
 import pytest
 
 from harness.cli.main import main
 from harness.folder import io
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("ls_folders", REPO / "benchmarks" / "ls_folders.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("ls_folders")
 
 
 @pytest.fixture(scope="module")
