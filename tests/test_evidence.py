@@ -83,6 +83,54 @@ def test_laundering_an_edit_through_resume_and_a_signature_ends_with_the_true_nu
     assert report["verdict"] == "pass", failed(report)
 
 
+def _forge_checkpoint_result(folder: Path, test_auc: float) -> None:
+    """Edit primary evidence: the finished seed's result record in its last checkpoint."""
+    import torch
+
+    path = folder / "model_last.pth"
+    state = torch.load(path, weights_only=True)
+    state["result"]["final"]["test_auc"] = test_auc
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("manifest", ["rewritten", "deleted"])
+def test_a_signed_folder_with_edited_evidence_is_never_signed_again(finished, tmp_path, capsys, manifest):
+    """Item 1 through the primary evidence: after signing, a checkpoint's result record is forged and the
+    manifest rewritten or deleted. The attestation still names what it signed, so verify (even without a
+    key) fails, and resume or `keys sign` with the operator's key refuse before anything is changed."""
+    from harness.folder.experiment import ATTESTATION, write_manifest
+
+    key = tmp_path / "k"
+    assert main(["keys", "generate", str(key)]) == 0
+    assert main(["keys", "sign", str(finished), "--sign_key", str(key)]) == 0
+    assert verify_experiment(finished)["verdict"] == "pass"
+    _forge_checkpoint_result(finished, 0.95)
+    if manifest == "rewritten":
+        write_manifest(finished)
+    else:
+        (finished / MANIFEST).unlink()
+    before = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
+    capsys.readouterr()
+
+    report = verify_experiment(finished)  # no key: what was signed is still checked
+    assert report["verdict"] != "pass"
+    if manifest == "rewritten":
+        assert "MANIFEST.sha256 changed after it was signed" in failed(report)["attestation covers the current files"]
+    assert main(["resume", str(finished), "--sign_key", str(key)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("changed after it was signed" in err[0] or "missing or not a regular file" in err[0])
+    assert main(["keys", "sign", str(finished), "--sign_key", str(key)]) != 0
+    capsys.readouterr()
+    after = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file() and p.name != "stdout.log"}
+    assert after == {n: b for n, b in before.items() if n != "stdout.log"} and (finished / ATTESTATION).is_file()
+    # Accepting the change is possible, recorded, and never signed without --sign_accepted.
+    assert main(["resume", str(finished), "--accept_modified", "--sign_key", str(key)]) == 1
+    assert "--sign_accepted" in capsys.readouterr().err
+    assert "changed after it was signed" in (finished / "modifications_accepted.txt").read_text() \
+        or "missing or not a regular file" in (finished / "modifications_accepted.txt").read_text()
+    assert verify_experiment(finished)["verdict"] == "pass_with_notes"
+
+
 def test_an_edited_derived_file_under_a_rewritten_manifest_fails_verify(finished):
     res = json.loads((finished / "results.json").read_text())
     res["per_seed"]["21"]["final"]["test_auc"] = 0.99  # per-seed block and top level now disagree

@@ -26,12 +26,14 @@ from harness.config.build import KNOWN_SCHEMAS, SCHEMA_VERSION
 from harness.folder import io
 from harness.folder.checkpoints import checkpoint_name
 from harness.folder.experiment import (
+    ATTESTATION,
     MANIFEST,
     ExperimentError,
     folder_files,
     folder_links,
     read_manifest,
     sha256_file,
+    signed_problems,
     unsafe_manifest_name,
 )
 from harness.run.environment import parse as parse_environment
@@ -205,6 +207,10 @@ def verify_experiment(exp: Path, *, against: Path | None = None, auc_tolerance: 
     checks.run("no hard links", lambda: _check_no_hardlinks(exp))
     if trusted_key is not None:
         checks.run("signed attestation", lambda: _check_attestation(exp, Path(trusted_key)))
+    elif (exp / ATTESTATION).is_symlink() or io.exists(exp / ATTESTATION):
+        # Without a key the signature cannot be checked, but what it signed can: a folder changed and
+        # re-manifested after signing still carries an attestation that no longer covers it.
+        checks.run("attestation covers the current files", lambda: _check_signed_unchanged(exp))
     if schema == SCHEMA_VERSION:
         for name, check in ((DERIVED_CHECK, _check_derived), (PLOTS_CHECK, _check_plots)):
             passed, reason = _or_other_version(ctx, check)
@@ -673,6 +679,14 @@ def _check_manifest_paths(exp: Path) -> tuple[bool, str]:
     if bad:
         return False, "; ".join(bad)
     return True, "every entry is a plain relative path"
+
+
+def _check_signed_unchanged(exp: Path) -> tuple[bool, str]:
+    problems = signed_problems(exp)
+    if problems:
+        return False, "; ".join(problems)
+    return True, (f"{MANIFEST} and results.json are the signed ones (the signature itself is checked with "
+                  "--trusted_key)")
 
 
 def _check_attestation(exp: Path, trusted_key: Path) -> tuple[bool, str]:

@@ -289,6 +289,38 @@ def manifest_problems(folder: Path) -> list[str]:
     return problems
 
 
+def signed_problems(folder: Path) -> list[str]:
+    """How the folder differs from what its attestation signed (empty when it has none, or when it
+    matches). No key is needed: the signed statement names the digests of MANIFEST.sha256 and
+    results.json, and the manifest those of every other file. A folder whose attestation no longer covers
+    it was changed after signing; resuming or re-signing it would vouch for the change (issue 19)."""
+    import base64
+    import binascii
+    import json
+
+    path = folder / ATTESTATION
+    if path.is_symlink():
+        return [f"{ATTESTATION} is a symlink"]
+    if not io.exists(path):
+        return []
+    try:
+        envelope = io.loads_json(io.read_text(path, limit=io.JSON_LIMIT))
+        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
+        signed = {str(s["name"]): str(s["digest"]["sha256"]) for s in statement["subject"]}
+    except (ExperimentError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+        return [f"{ATTESTATION} does not parse as a signed statement ({type(exc).__name__})"]
+    problems = []
+    for name in (MANIFEST, "results.json"):
+        target = folder / name
+        if name not in signed:
+            problems.append(f"{ATTESTATION} does not sign {name}")
+        elif target.is_symlink() or not target.is_file():
+            problems.append(f"{name} is missing or not a regular file since it was signed ({ATTESTATION})")
+        elif sha256_file(target) != signed[name]:
+            problems.append(f"{name} changed after it was signed ({ATTESTATION})")
+    return problems
+
+
 def _killed_writer(folder: Path) -> bool:
     """The folder's last writer died (status still "running") or crashed before writing the manifest."""
     try:
@@ -325,8 +357,9 @@ def check_before_write(folder: Path, action: str, *, accept_modified: bool = Fal
         problems = []
     else:
         problems = [f"{MANIFEST} is missing"]
+    problems += signed_problems(folder)
     if problems and not accept_modified:
-        raise ExperimentError(f"{folder}: refusing to {action}: the folder differs from its manifest: "
+        raise ExperimentError(f"{folder}: refusing to {action}: the folder differs from its manifest or signature: "
                               f"{'; '.join(problems)} (pass --accept_modified to accept and record this)")
     if problems:
         line = f"{datetime.now(timezone.utc).isoformat()} {action}: accepted {'; '.join(problems)}\n"
