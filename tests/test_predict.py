@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -416,6 +417,18 @@ def test_predict_never_writes_into_a_sweep_folder(trained, tmp_path, capsys):
     assert predict(trained, sweep / "notes" / "p.csv", "--students", trained["test_ids"][0]) == 1
     assert "inside the sweep folder" in _one_error(capsys)
     assert sorted(p.name for p in sweep.rglob("*")) == ["notes", "sweep.json"]
+
+
+def test_overwrite_never_replaces_a_fifo_or_device(trained, tmp_path, capsys):
+    """--overwrite replaces an earlier result file, never a FIFO or a device node (e.g. --out /dev/null)."""
+    import stat
+
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    capsys.readouterr()
+    assert predict(trained, fifo, "--students", trained["test_ids"][0], "--overwrite") == 1
+    assert "is not a regular file" in _one_error(capsys)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 def test_predict_refuses_to_overwrite_an_output_unless_told(trained, tmp_path, capsys):

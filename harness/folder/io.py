@@ -225,6 +225,8 @@ def open_write(path: Path, *, root: Path | None = None, exclusive: bool = False)
             raise _refuse(path, "already exists; refusing to overwrite it")
         if stat.S_ISDIR(st.st_mode):
             raise _refuse(path, "is a folder; refusing to replace it")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise _refuse(path, "is not a regular file (a device, FIFO or socket); refusing to replace it")
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             raise _refuse(path, f"is hard-linked ({st.st_nlink} links); refusing to replace evidence another "
                                 "link shares (copy the folder with `cp -a`, not `cp -l`)")
