@@ -152,6 +152,15 @@ def test_an_unverified_folder_is_refused_before_anything_is_logged(mlflow, exper
     assert _runs(mlflow, uri) == []
 
 
+def test_a_config_that_is_not_an_object_is_one_line_and_nothing_is_logged(mlflow, experiment, tmp_path, capsys):
+    uri = _store(tmp_path)
+    (experiment / "config.json").write_text("[1, 2]\n")
+    assert main(["export", "mlflow", str(experiment), "--tracking_uri", uri, "--allow_unverified"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.json: not a JSON object" in err and "internal error" not in err
+    assert _runs(mlflow, uri) == []
+
+
 def test_a_sweep_exports_each_point_with_its_seeds(mlflow, tmp_path, capsys):
     base = tmp_path / "experiments"
     (sweep,) = _generator().make_folders(base, 0, sweeps=1, points=2)

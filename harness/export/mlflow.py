@@ -118,9 +118,15 @@ def environment(text: str) -> dict[str, str]:
     return out
 
 
-def _read_json(folder: Path, name: str) -> Any:
+def _read_json(folder: Path, name: str) -> dict[str, Any] | None:
+    """A record of the folder (config.json, results.json, ...): a JSON object, or None when absent."""
     path = folder / name
-    return io.read_json(path, root=folder) if io.exists(path) else None
+    if not io.exists(path):
+        return None
+    data = io.read_json(path, root=folder)
+    if not isinstance(data, dict):
+        raise ExportError(f"{path}: not a JSON object (a {type(data).__name__}); nothing exported")
+    return data
 
 
 def _read_text(folder: Path, name: str) -> str:
@@ -274,10 +280,8 @@ class Exporter:
                 copy.unlink()
 
 
-def export_experiment(exporter: Exporter, folder: Path, verdict: str, *, with_checkpoints: bool = False,
-                      extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
-    """One experiment folder: its parent run, then a child run per seed. Returns what was done."""
-    p = plan(folder, verdict, with_checkpoints=with_checkpoints, extra_tags=extra_tags)
+def export_experiment(exporter: Exporter, folder: Path, p: dict[str, Any]) -> dict[str, Any]:
+    """One experiment folder's plan: its parent run, then a child run per seed. Returns what was done."""
     parent_id, action = exporter.export(folder, p, None, p["start_ms"])
     children = [dict(zip(("run_id", "action"), exporter.export(folder, c, parent_id, p["start_ms"]), strict=True),
                      seed=c["tags"]["seed"]) for c in p["children"]]
@@ -309,14 +313,14 @@ def export_folder(folder: Path, tracking_uri: str, experiment_name: str, *, with
     sweep = io.exists(folder / "sweep.json")
     _mlflow()  # a missing extra is said before the folder is verified
     verdict = verify_folder(folder, sweep=sweep, allow_unverified=allow_unverified)
+    targets: list[tuple[Path, dict[str, str] | None]] = [(folder, None)]
+    if sweep:
+        state = io.read_json(folder / "sweep.json", root=folder)
+        targets = [(folder / point["experiment_id"],
+                    {"sweep_id": folder.name, "sweep_point": str(point["name"]),
+                     "sweep_base_point": str(state.get("base_point"))}) for point in state.get("points") or []]
+    # Every folder's records are read before the tracking store is touched: a bad one logs nothing.
+    plans = [(target, plan(target, verdict, with_checkpoints=with_checkpoints, extra_tags=extra))
+             for target, extra in targets]
     exporter = Exporter(tracking_uri, experiment_name)
-    if not sweep:
-        return [export_experiment(exporter, folder, verdict, with_checkpoints=with_checkpoints)]
-    state = io.read_json(folder / "sweep.json", root=folder)
-    done = []
-    for point in state.get("points") or []:
-        extra = {"sweep_id": folder.name, "sweep_point": str(point["name"]),
-                 "sweep_base_point": str(state.get("base_point"))}
-        done.append(export_experiment(exporter, folder / point["experiment_id"], verdict,
-                                      with_checkpoints=with_checkpoints, extra_tags=extra))
-    return done
+    return [export_experiment(exporter, target, p) for target, p in plans]
