@@ -357,6 +357,20 @@ def test_a_run_signs_itself_when_the_key_is_in_the_environment(tmp_path, monkeyp
     assert main(["verify", str(exp), "--trusted_key", str(key.with_name("k.pub"))]) == 0
 
 
+def test_a_bad_signing_key_is_said_before_anything_trains_or_changes(finished, tmp_path, capsys):
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a key\n")
+    base = tmp_path / "runs"
+    assert main(["run", "s", "--output_base", str(base), *TINY, "--epochs", "1", "--sign_key", str(garbage)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "signing key: not an unencrypted PEM private key" in err[0]
+    assert not base.exists() or list(base.iterdir()) == []  # no folder, nothing trained
+    before = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
+    assert main(["resume", str(finished), "--sign_key", str(tmp_path / "missing")]) == 1
+    assert "cannot read the key" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
+
+
 def test_keys_sign_refuses_a_folder_that_differs_from_its_manifest(finished, tmp_path, capsys):
     key = tmp_path / "k"
     assert main(["keys", "generate", str(key)]) == 0

@@ -194,6 +194,14 @@ def sign_folder(exp: Path, key_source: str) -> Path:
     return exp / ATTESTATION
 
 
+def check_signing_key(flag: str | None) -> None:
+    """Load the configured signing key (flag or environment) now, so that a bad one is said in one line
+    before anything trains or changes, not after (AttestationError)."""
+    source = configured_key(flag)
+    if source is not None:
+        load_private_key(source)
+
+
 def sign_if_configured(exp: Path, flag: str | None, *, allow_accepted: bool = False) -> Path | None:
     """Sign a finished run when a key is configured (flag or environment); None otherwise. A folder with
     accepted modifications is refused (AttestationError) unless `allow_accepted`."""

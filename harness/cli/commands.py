@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.audit.attest import sign_if_configured
+from harness.audit.attest import check_signing_key, sign_if_configured
 from harness.config.build import SCHEMA_VERSION, ConfigError, config_md5, params_from_file
 from harness.config.launch import LaunchOptions
 from harness.config.schema import RunConfig
@@ -70,6 +70,7 @@ def run(ns: argparse.Namespace | LaunchOptions, title: str | None) -> int:
         check_reproduction_data(resolved, opts, reproduction)
     base = Path(opts.output_base or "examples/experiments")
     check_output_base(base)
+    check_signing_key(opts.sign_key)  # a bad key is said before the folder exists, not after training
     runtime = pick_runtime(resolved.params["runtime"])
     image_record: dict[str, Any] = {}
 
@@ -427,6 +428,7 @@ def resume(ref: str, ns: argparse.Namespace | LaunchOptions) -> int:
     if cfg.get("config_md5") != config_md5(cfg):
         raise ExperimentError(f"{exp_dir / 'config.json'}: config_md5 does not recompute (edited or damaged); "
                               "it cannot be resumed")
+    check_signing_key(getattr(ns, "sign_key", None))
     if _parsed(exp_dir, cfg).where == "docker":
         from harness.docker.run import reap_before_writing
 
