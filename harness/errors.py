@@ -27,3 +27,16 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, user_error_types())
+
+
+_CONTROL = dict.fromkeys([*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def printable(text: object) -> str:
+    """`text` safe for a terminal: control characters (ESC, BEL, newlines, C1) shown as `\\xNN` escapes,
+    so that what a folder's files say (a reason, a title) can neither move the cursor, retitle the
+    terminal nor split one line into several."""
+    s = str(text)
+    if not any(ord(ch) in _CONTROL for ch in s):
+        return s
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) in _CONTROL else ch for ch in s)

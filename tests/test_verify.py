@@ -203,3 +203,32 @@ def test_an_unreadable_trusted_key_is_one_line(base_run, tmp_path, capsys):
     assert main(["verify", str(base_run), "--trusted_key", str(junk)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a PEM public key" in err[0]
+
+
+def test_reasons_from_a_folder_are_shown_as_text_never_as_markup_or_terminal_controls(capsys):
+    """A reason carries what a folder's files say (e.g. an outcome line of stdout.log): rich markup stays
+    literal and control sequences (ESC, OSC, BEL, newline) are shown escaped, in the table and in errors."""
+    import io as stdio
+
+    from rich.console import Console
+
+    from harness.audit.verify import print_report
+    from harness.cli.main import run_with_errors
+    from harness.errors import HarnessError
+
+    evil = "seed 2 failed: [bold green]ALL GOOD[/] [link=http://evil.example]x[/link] \x1b]0;pwned\x07\x1b[31mRED\nPASSED"
+    report = {"experiment": "e", "passed": False, "verdict": "fail", "skipped": [], "notes": [],
+              "checks": [{"name": "run completed", "passed": False, "status": "failed", "reason": evil}]}
+    buf = stdio.StringIO()
+    print_report(report, Console(file=buf, force_terminal=True, width=400))
+    out = buf.getvalue()
+    assert "[bold green]ALL GOOD[/]" in out and "[link=http://evil.example]" in out
+    assert "\x1b]0;" not in out and "\x07" not in out and "\\x1b]0;pwned\\x07" in out
+    assert "\\x0aPASSED" in out
+
+    def fails() -> int:
+        raise HarnessError(evil)
+
+    assert run_with_errors(fails) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err and "\\x1b[31mRED" in err

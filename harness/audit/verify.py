@@ -1117,9 +1117,12 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     """A table of the checks for humans (rich), with the verdict last."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from harness.errors import printable
 
     console = console or Console()
-    table = Table(title=f"verify {report['experiment']}", show_lines=False)
+    table = Table(title=Text(f"verify {printable(report['experiment'])}"), show_lines=False)
     table.add_column("check", overflow="fold")
     table.add_column("result", no_wrap=True)
     table.add_column("reason", overflow="fold")
@@ -1127,7 +1130,7 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     for c in report["checks"]:
         result = ("[yellow]note[/yellow]" if c.get("status") == "note" else "[green]pass[/green]" if c["passed"]
                   else "[yellow]n/a[/yellow]" if c["name"] in skipped else "[red]FAIL[/red]")
-        table.add_row(c["name"], result, c["reason"])
+        table.add_row(Text(printable(c["name"])), result, Text(printable(c["reason"])))  # never markup
     console.print(table)
     failed = [c["name"] for c in report["checks"] if not c["passed"] and c["name"] not in skipped]
     total = len(report["checks"])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.errors import printable
 from harness.folder.listing import SORT_KEYS, SWEEP_JSON
 
 
@@ -33,6 +34,11 @@ def add_commands(sub: Any) -> None:
     show.set_defaults(handler=show_command)
 
 
+def printable_lines(text: str) -> str:
+    """Each line of `text` safe for a terminal (the line breaks are the table's own)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def ls_command(ns: argparse.Namespace) -> int:
     from harness.folder.experiment import output_base
     from harness.folder.listing import list_base, select, summary_line, table
@@ -42,8 +48,8 @@ def ls_command(ns: argparse.Namespace) -> int:
     if ns.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     elif rows:
-        print(table(rows))
-        print(summary_line(rows, base))
+        print(printable_lines(table(rows)))  # titles and reasons come from the folders
+        print(printable(summary_line(rows, base)))
     else:
         print(f"nothing listed in {base}" + (" matching the filters" if ns.status or ns.title else ""))
     return 0
@@ -76,5 +82,5 @@ def show_command(ns: argparse.Namespace) -> int:
     from harness.folder.listing import show, show_text
 
     data = show(resolve_folder(ns.experiment, ns.output_base))
-    print(json.dumps(data, indent=2, sort_keys=True) if ns.json else show_text(data))
+    print(json.dumps(data, indent=2, sort_keys=True) if ns.json else printable_lines(show_text(data)))
     return 0

@@ -190,7 +190,7 @@ def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
     UsageError, flags that do not go together: exit 2, as argparse's); any other exception is a
     bug: one line plus a hint, or its full traceback on stderr with --debug (the engine also writes
     it to the experiment's stdout.log when a folder exists)."""
-    from harness.errors import UsageError, is_user_error
+    from harness.errors import UsageError, is_user_error, printable
 
     try:
         return action()
@@ -202,11 +202,11 @@ def run_with_errors(action: Callable[[], int], *, debug: bool = False) -> int:
         return code
     except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
         if is_user_error(exc):
-            print(f"harness: error: {exc}", file=sys.stderr)
+            print(f"harness: error: {printable(exc)}", file=sys.stderr)
             return 2 if isinstance(exc, UsageError) else 1
         if debug:
             raise
-        print(f"harness: internal error (a bug): {type(exc).__name__}: {exc}; {DEBUG_HINT}", file=sys.stderr)
+        print(f"harness: internal error (a bug): {type(exc).__name__}: {printable(exc)}; {DEBUG_HINT}", file=sys.stderr)
         return 1
 
 

@@ -7,7 +7,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from harness.errors import printable
 from harness.folder.artifacts import build_multi_seed
 
 COLUMNS = ("best_epoch", "best_val_auc", "test_auc", "test_window_auc", "mastery_correlation_val_all",
@@ -53,5 +55,5 @@ def print_summary(results: dict, title: str, console: Console | None = None) -> 
     for i, header in enumerate(HEADERS):
         table.add_column(header, justify="right" if i >= 2 else "left", no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(printable(cell)) for cell in row))  # values from the folder: never markup
     console.print(table)
