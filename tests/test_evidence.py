@@ -319,3 +319,11 @@ def test_a_history_without_a_newer_column_keeps_the_header_it_was_written_with(f
             row.pop("student_view_qmastery_correlation", None)
     header = derive.metrics_csv(ev).decode().splitlines()[0].split(",")
     assert "student_view_qmastery_correlation" not in header and "val_auc" in header
+
+
+def test_an_unfinalised_finished_folder_says_so_once(finished, capsys):
+    (finished / MANIFEST).unlink()
+    assert main(["verify", str(finished)]) != 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "INCOMPLETE: the run did not finish (status not finalised);" in out
+    assert "not finalised; not finalised" not in out

@@ -274,7 +274,8 @@ def sign_existing(exp: Path, flag: str | None, *, allow_accepted: bool = False) 
     if source is None:
         raise AttestationError(f"no signing key: pass --sign_key PATH or set {SIGN_KEY_ENV}")
     with FolderLock(exp):
-        check_before_write(exp, "sign it")
+        check_before_write(exp, "sign it", remedy="`harness resume --accept_modified` records the change and "
+                                                   "re-derives the folder; then sign it with --sign_accepted")
         status = read_json(exp / "run_status.json").get("status") if (exp / "run_status.json").is_file() else None
         if status not in SIGNED_STATUSES:
             raise AttestationError(f"{exp}: status {status}; only finished runs are signed")

@@ -1143,8 +1143,9 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
         unfinished = report["unfinished"]
         left = ((f"unfinished seeds {', '.join(unfinished['seeds'])}" if unfinished["seeds"] else "not finalised")
                 if "seeds" in unfinished else f"{len(unfinished['jobs'])} jobs left")  # an experiment's, a sweep's
-        console.print(f"[yellow]INCOMPLETE[/yellow]: the run did not finish (status {unfinished['status']}; "
-                      f"{left}); {total - len(failed) - len(skipped)} "
+        state = unfinished["status"] if left == unfinished["status"] else f"{unfinished['status']}; {left}"
+        console.print(f"[yellow]INCOMPLETE[/yellow]: the run did not finish (status {state}); "
+                      f"{total - len(failed) - len(skipped)} "
                       f"of {total} checks passed, {len(skipped)} not applicable until it finishes; "
                       f"{next_step(unfinished)}", soft_wrap=True)  # the command stays one copyable line
     else:

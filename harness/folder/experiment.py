@@ -330,7 +330,8 @@ def _killed_writer(folder: Path) -> bool:
 
 
 def check_before_write(folder: Path, action: str, *, accept_modified: bool = False,
-                       require_manifest: bool = True) -> list[str]:
+                       require_manifest: bool = True,
+                       remedy: str = "pass --accept_modified to accept and record this") -> list[str]:
     """Refuse (ExperimentError, one line) to write a folder that differs from its manifest.
 
     Call it with the folder's lock held. Symlinks, hard-linked and special files inside the folder are
@@ -360,7 +361,7 @@ def check_before_write(folder: Path, action: str, *, accept_modified: bool = Fal
     problems += signed_problems(folder)
     if problems and not accept_modified:
         raise ExperimentError(f"{folder}: refusing to {action}: the folder differs from its manifest or signature: "
-                              f"{'; '.join(problems)} (pass --accept_modified to accept and record this)")
+                              f"{'; '.join(problems)} ({remedy})")
     if problems:
         line = f"{datetime.now(timezone.utc).isoformat()} {action}: accepted {'; '.join(problems)}\n"
         fd = open_append_nofollow(folder / ACCEPTED)
