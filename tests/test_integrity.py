@@ -187,6 +187,18 @@ def test_resume_rebuilds_a_malformed_derived_file_from_the_evidence_when_accepte
     assert (finished / MANIFEST).is_file()
 
 
+def test_a_folder_where_a_record_belongs_is_refused_before_anything_is_written(finished, capsys):
+    """--accept_modified cannot accept what no write can heal: run_status.json replaced by a folder. Refused
+    in one line before the acceptance is recorded (it used to record it, then fail writing the status)."""
+    (finished / "run_status.json").unlink()
+    (finished / "run_status.json").mkdir()
+    before = snapshot(finished)
+    assert main(["resume", str(finished), "--accept_modified"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run_status.json" in err and "is a folder" in err, err
+    assert snapshot(finished) == before and not (finished / "modifications_accepted.txt").exists()
+
+
 def test_force_never_writes_config_json_while_another_run_holds_the_folder(finished, capsys):
     config = (finished / "config.json").read_bytes()
     holder = subprocess.Popen(

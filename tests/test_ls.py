@@ -113,6 +113,24 @@ def test_symlinks_are_not_followed_and_damaged_folders_are_still_listed(tmp_path
     assert row["status"] == "unreadable" and row["config_md5"] is None
     assert any("config.json" in e and "symlink" in e for e in row["errors"])
     assert any("results.json" in e and "corrupt JSON" in e for e in row["errors"])
+    assert main(["ls", str(out)]) == 0  # the text says why too, not only `-` in the columns
+    lines = capsys.readouterr().out.splitlines()
+    why = [line for line in lines if line.startswith(f"unreadable: {damaged.name}: ")]
+    assert any("config.json" in line and "symlink" in line for line in why), lines
+    assert any("results.json" in line and "corrupt JSON" in line for line in why), lines
+
+
+def test_show_does_not_follow_a_symlinked_artifacts_folder(tmp_path, capsys):
+    (first,) = _generator().make_folders(tmp_path / "base", 1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "learning_curves.png").write_bytes(b"\x89PNG not this folder's")
+    if (first / "artifacts").exists():
+        import shutil
+        shutil.rmtree(first / "artifacts")
+    os.symlink(elsewhere, first / "artifacts")
+    assert main(["show", str(first), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["plots"] == []
 
 
 def test_a_missing_output_base_is_one_line(tmp_path, capsys):

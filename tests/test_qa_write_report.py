@@ -109,6 +109,26 @@ def test_a_passing_folder_gets_its_report_recorded_and_a_tampered_one_does_not(b
     assert snapshot(bad) == before
 
 
+def test_a_folder_changed_after_it_was_verified_is_refused_with_a_way_out_verify_has(base_run, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """The folder is checked again under the lock; if it changed since it was verified, the refusal names what
+    verify can do (--report_file) or resume, never `--accept_modified`, which verify does not take."""
+    import harness.cli.commands as commands
+
+    exp = audit_runs.copy_experiment(base_run, tmp_path, "raced")
+    real = commands.check_manifest_readable
+
+    def edited_in_between(folder: Path) -> None:
+        tamper(folder)
+        real(folder)
+
+    monkeypatch.setattr(commands, "check_manifest_readable", edited_in_between)
+    line = refused(capsys, ["verify", str(exp), "--write_report"])
+    assert "refusing to write verification_report.json" in line and "results.json does not match" in line
+    assert "--report_file" in line and "pass --accept_modified" not in line, line
+    assert not (exp / "verification_report.json").exists()
+
+
 def test_the_compose_verifier_takes_its_lock_where_it_can_write():
     """The Compose `reproduce` verifier mounts the experiments read-only except the reproduction:
     the lock --write_report takes must go to its writable /tmp."""

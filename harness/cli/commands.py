@@ -401,7 +401,9 @@ def write_verification_report(exp: Path, report: dict[str, Any]) -> None:
                               "is left as it is: store the report elsewhere with --report_file PATH")
     check_manifest_readable(exp)
     with FolderLock(exp):  # the manifest could have changed since it was verified: checked again
-        check_before_write(exp, "write verification_report.json into it")
+        check_before_write(exp, "write verification_report.json into it",
+                           remedy="it changed since it was verified: verify it again, or store the report elsewhere "
+                           "with --report_file PATH; `harness resume --accept_modified` records a change")
         try:
             atomic_write_json(exp / "verification_report.json", report)
             record_in_manifest(exp, ["verification_report.json"])

@@ -41,7 +41,7 @@ def printable_lines(text: str) -> str:
 
 def ls_command(ns: argparse.Namespace) -> int:
     from harness.folder.experiment import output_base
-    from harness.folder.listing import list_base, select, summary_line, table
+    from harness.folder.listing import list_base, select, summary_line, table, unreadable_lines
 
     base = output_base(ns.output_base)
     rows = select(list_base(base), status=ns.status, title=ns.title, sort=ns.sort)
@@ -49,6 +49,8 @@ def ls_command(ns: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, sort_keys=True))
     elif rows:
         print(printable_lines(table(rows)))  # titles and reasons come from the folders
+        for line in unreadable_lines(rows):
+            print(printable(line))
         print(printable(summary_line(rows, base)))
     else:
         print(f"nothing listed in {base}" + (" matching the filters" if ns.status or ns.title else ""))

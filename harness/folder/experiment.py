@@ -321,6 +321,21 @@ def signed_problems(folder: Path) -> list[str]:
     return problems
 
 
+# The records every command reads or writes at the top of an experiment folder.
+RECORDS = ("config.json", "environment.txt", "stdout.log", "overrides_applied.txt", "run_status.json",
+           "results.json", MANIFEST, ATTESTATION, ACCEPTED)
+
+
+def folders_where_files_belong(folder: Path) -> list[str]:
+    """The records (RECORDS, and every name the manifest lists) that are real folders, not files."""
+    try:
+        listed = list(read_manifest(folder))
+    except ExperimentError:
+        listed = []  # an unreadable manifest is reported by the manifest check
+    names = sorted(set(RECORDS) | {n for n in listed if not unsafe_manifest_name(n)})
+    return [n for n in names if not (folder / n).is_symlink() and (folder / n).is_dir()]
+
+
 def _killed_writer(folder: Path) -> bool:
     """The folder's last writer died (status still "running") or crashed before writing the manifest."""
     try:
@@ -352,6 +367,10 @@ def check_before_write(folder: Path, action: str, *, accept_modified: bool = Fal
                               "copy too; copy a folder with `cp -a`, not `cp -l`)")
     if (folder / MANIFEST).is_symlink():
         raise ExperimentError(f"{folder}: refusing to {action}: {MANIFEST} is a symlink")
+    occupied = folders_where_files_belong(folder)
+    if occupied:  # no write can heal it, so --accept_modified cannot accept it either
+        raise ExperimentError(f"{folder}: refusing to {action}: {', '.join(occupied)} is a folder where the "
+                              "experiment's file belongs (move it away; nothing was written)")
     if (folder / MANIFEST).is_file():
         problems = manifest_problems(folder)
     elif _killed_writer(folder) or not require_manifest:

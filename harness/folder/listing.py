@@ -239,6 +239,16 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def unreadable_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per record that could not be read (a sweep's points included): which folder, which file, why.
+    The table shows such a record's columns as `-`; these lines say why."""
+    lines = []
+    for row in rows:
+        for r in [row, *(row.get("points") or [])]:
+            lines += [f"unreadable: {r['id']}: {e}" for e in r.get("errors") or []]
+    return lines
+
+
 def summary_line(rows: list[dict[str, Any]], base: Path) -> str:
     n_exp = sum(1 for r in rows if r["kind"] == "experiment")
     n_sweep = sum(1 for r in rows if r["kind"] == "sweep")
@@ -278,8 +288,9 @@ def show(folder: Path) -> dict[str, Any]:
     row["dataset_sha256"] = _dict(cfg.get("data_checksum")).get("sha256")
     row["schema_version"] = cfg.get("schema_version")
     row["reproduction_of"] = _dict(cfg.get("reproduction")).get("source_experiment")
-    row["plots"] = [f"artifacts/{n}" for n in ("learning_curves.png", "interpretability.png",
-                                               "mastery_trajectories.png") if io.is_regular(folder / "artifacts" / n)]
+    artifacts = folder / "artifacts"  # a symlinked artifacts/ is not followed: its plots are not the folder's
+    row["plots"] = [f"artifacts/{n}" for n in ("learning_curves.png", "interpretability.png", "mastery_trajectories.png")
+                    if _is_dir(artifacts) and io.is_regular(artifacts / n)]
     return row
 
 
