@@ -180,6 +180,16 @@ def test_era_b_values_and_the_training_order_are_points():
     assert [p.name for p in parse_spec(doc).points] == ["ours", "era_b_values", "reference_era_b"]
 
 
+def test_reference_all_packed_is_every_switch_but_the_one_that_needs_padding():
+    sa = _script()
+    every, packed = sa.POINTS["reference_all"].flags, sa.POINTS["reference_all_packed"].flags
+    assert set(every) - set(packed) == {"constraints_over_padding", "pack_windows"}
+    assert all(every[k] == v for k, v in packed.items()) and packed["train_shuffle"] is False
+    assert sa.POINTS["reference_all_packed"].baseline == "ours"
+    doc = sa.spec(sa.parse(["--cpu", "--points", "reference_all_packed"]))
+    assert "pack_windows" not in doc["points"]["reference_all_packed"]["flags"]
+
+
 def test_reused_ours_is_the_first_epochs_and_its_test_auc_only_where_the_best_epoch_is_among_them(tmp_path):
     sa = _script()
     per_seed = {"21": {"seed": 21, "status": "early_stopped", "best_epoch": 2, "best_val_auc": 0.72, "test_auc": 0.715},
