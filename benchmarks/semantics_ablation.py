@@ -48,6 +48,9 @@ SEEDS = (21, 42, 63, 84, 105)
 CPU_SEEDS = (21, 42, 63)
 CPU_EPOCHS = 3
 METRICS = (("best_val_auc", "best val AUC"), ("test_auc", "test AUC"))
+# metrics_epoch.csv columns taken at each seed's best epoch: the interpretability correlations on the
+# per-epoch validation sample (docs/metrics.md), known for every seed of a reused `ours` too.
+BEST_EPOCH_COLUMNS = (("mastery_correlation", "val mastery corr"), ("gain_correlation", "val gain corr"))
 # Where a reused `ours` may differ from a point besides the point's own flags: the run length, the
 # early-stopping shortcut (both cannot change the first epochs), and the precision as recorded.
 REUSE_MAY_DIFFER = ("training.epochs", "training.patience", "training.mixed_precision")
@@ -211,6 +214,18 @@ def reused_metrics(exp_dir: Path, epochs: int) -> dict[int, dict[str, float]]:
     return out
 
 
+def best_epoch_columns(exp_dir: Path, epochs: int | None = None) -> dict[int, dict[str, float]]:
+    """{seed: BEST_EPOCH_COLUMNS of its best epoch's metrics_epoch.csv row}: the highest val AUC over its epochs
+    (or its first `epochs`; ties: the earlier epoch, as training picks)."""
+    out: dict[int, dict[str, float]] = {}
+    for seed, rows in epoch_rows(exp_dir).items():
+        first = [r for r in rows if epochs is None or r["epoch"] <= epochs]
+        if first:
+            best = max(first, key=lambda r: (r["val_auc"], -r["epoch"]))
+            out[seed] = {k: best[k] for k, _ in BEST_EPOCH_COLUMNS if k in best and best[k] == best[k]}
+    return out
+
+
 def epoch_seconds(exp_dir: Path, epochs: int | None = None) -> float:
     """Mean training+validation seconds per epoch over the seeds (each seed's mean over its epochs, or
     its first `epochs`), from metrics_epoch.csv; NaN without rows."""
@@ -324,8 +339,12 @@ def build_table(folders: dict[str, Path], title: str, *, ours_from: Path | None 
                  "was never measured, so the test-AUC pairing covers those seeds only.",
                  "", "Configuration differences from the reused `ours` (checked: nothing else differs): "
                  + "; ".join(checked) + "."]
+    for name, path in folders.items():  # a reused ours: its first `epochs` epochs
+        columns = best_epoch_columns(path, epochs if name == "ours" and ours_from is not None else None)
+        for seed, v in values[name].items():
+            v.update(columns.get(seed, {}))
     head = ["point", "what it restores", "seeds"]
-    for _, label in METRICS:
+    for _, label in METRICS + BEST_EPOCH_COLUMNS:
         head += [label, f"{label}: paired diff to baseline"]
     head.append("s/epoch")
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -334,14 +353,16 @@ def build_table(folders: dict[str, Path], title: str, *, ours_from: Path | None 
         base = point.baseline if point.baseline in values else None
         cells = [f"`{name}`" + (f" vs `{base}`" if base else ""), point.description,
                  ", ".join(str(s) for s in sorted(values[name])) or "none finished"]
-        for key, _ in METRICS:
+        for key, _ in METRICS + BEST_EPOCH_COLUMNS:
             cells.append(_pm(*mean_std([v[key] for v in values[name].values() if key in v])))
             cells.append(_diff(paired(values[name], values[base], key)) if base else "(baseline)")
         cells.append("—" if math.isnan(seconds[name]) else f"{seconds[name]:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Population: each point's finished seeds. Best val AUC is the highest fold-0 validation AUC "
               "over the epochs (every valid interaction of the validation students); test AUC is the non-window "
-              "test AUC (every interaction of the test students) of that best epoch's model. Values are mean ± "
+              "test AUC (every interaction of the test students) of that best epoch's model. Val mastery (gain) "
+              "corr: metrics_epoch.csv's mastery_correlation (gain_correlation) of the best epoch, on the "
+              "per-epoch validation sample of --max_semantic_students students (docs/metrics.md). Values are mean ± "
               "sample standard deviation over seeds. A paired difference is point minus baseline over the seeds "
               "finished in both (mean ± sample std of the per-seed differences; p from scipy.stats.ttest_rel; "
               "n seeds). A negative difference means the reference's behaviour costs AUC; with few seeds only "

@@ -190,6 +190,42 @@ def test_reference_all_packed_is_every_switch_but_the_one_that_needs_padding():
     assert "pack_windows" not in doc["points"]["reference_all_packed"]["flags"]
 
 
+def test_the_table_pairs_the_best_epochs_correlations_too(tmp_path):
+    """Mastery and gain correlation of each seed's best epoch (a reused ours: of its first epochs), paired."""
+    sa = _script()
+
+    def folder(path: Path, cfg: dict, rows: dict[int, list[tuple[float, float, float]]]) -> Path:
+        path.mkdir(parents=True)
+        (path / "config.json").write_text(json.dumps(cfg))
+        lines = ["seed,epoch,val_auc,mastery_correlation,gain_correlation,epoch_seconds"] + [
+            f"{s},{e + 1},{a},{m},{g},100" for s, vals in rows.items() for e, (a, m, g) in enumerate(vals)]
+        (path / "metrics_epoch.csv").write_text("\n".join(lines) + "\n")
+        (path / "results.json").write_text(json.dumps({"per_seed": {
+            str(s): {"seed": s, "status": "completed", "best_val_auc": max(a for a, _, _ in vals)}
+            for s, vals in rows.items()}}))
+        return path
+
+    # ours: its best of the first 3 epochs is epoch 2 for seed 21 (epoch 4 is better but beyond 3), 3 for 42
+    ours = folder(tmp_path / "paper", _resolved(epochs=12, patience=2),
+                  {21: [(0.70, 0.1, 0.2), (0.72, 0.3, 0.4), (0.71, 0.5, 0.6), (0.73, 0.9, 0.9)],
+                   42: [(0.70, 0.1, 0.1), (0.71, 0.2, 0.2), (0.72, 0.25, 0.3)]})
+    assert sa.best_epoch_columns(ours, 3) == {21: {"mastery_correlation": 0.3, "gain_correlation": 0.4},
+                                              42: {"mastery_correlation": 0.25, "gain_correlation": 0.3}}
+    sweep = tmp_path / "20261205_000000_sweep_abl"
+    folder(sweep / "e", _resolved(epochs=3, train_shuffle=False),
+           {21: [(0.70, 0.0, 0.0), (0.72, 0.01, -0.01), (0.721, 0.02, 0.0)],
+            42: [(0.71, 0.0, 0.0), (0.715, 0.05, 0.02), (0.70, 0.3, 0.3)]})
+    (sweep / "sweep.json").write_text(json.dumps({"points": [{"name": "train_shuffle", "experiment_id": "e"}]}))
+    text = sa.build_table(sa.point_folders(sweep), "t", ours_from=ours, epochs=3)
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in text.splitlines() if line.startswith("| `")}
+    assert "val mastery corr: paired diff to baseline" in text and "val gain corr" in text
+    assert rows["`ours`"][7] == "0.2750 ± 0.0354"  # mastery corr of 0.3 and 0.25
+    point = rows["`train_shuffle` vs `ours`"]
+    assert point[7] == "0.0350 ± 0.0212"  # its best epochs: 3 (0.02) and 2 (0.05)
+    assert point[8].startswith("-0.2400 ± 0.0566 (p ") and point[8].endswith("n 2)")
+    assert point[10].startswith("-0.3400 ± 0.0849 (p ")  # gain: 0.0 - 0.4 and 0.02 - 0.3
+
+
 def test_reused_ours_is_the_first_epochs_and_its_test_auc_only_where_the_best_epoch_is_among_them(tmp_path):
     sa = _script()
     per_seed = {"21": {"seed": 21, "status": "early_stopped", "best_epoch": 2, "best_val_auc": 0.72, "test_auc": 0.715},
@@ -219,6 +255,7 @@ def test_table_pairs_points_with_the_reused_ours_after_checking_their_configurat
     p = stats.ttest_rel([0.723, 0.718], [0.721, 0.715]).pvalue
     assert f"+0.0025 ± 0.0007 (p {p:.3g}, n 2)" in rows["`train_shuffle` vs `ours`"]
     assert "—" in rows["`train_shuffle` vs `ours`"].split(" | ")[6]  # no test AUC of ours after 3 epochs
+    assert rows["`ours`"].split(" | ")[7:9] == ["—", "(baseline)"]  # no correlation columns in these CSVs
     assert "**`ours` is not trained here.**" in text
     assert "training.epochs 12 → 3" in text and "data.train_shuffle True → False" in text
     # a point that differs in anything else cannot be paired with it
