@@ -31,7 +31,7 @@ from typing import Any
 
 from scipy import stats
 
-from gainakt.config import REFERENCE_SEMANTICS, REFERENCE_SEMANTICS_NEEDS
+from gainakt.config import REFERENCE_SEMANTICS, REFERENCE_SEMANTICS_NEEDS, REFERENCE_VALUES
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -55,21 +55,9 @@ BEST_EPOCH_COLUMNS = (("mastery_correlation", "val mastery corr"), ("gain_correl
 # early-stopping shortcut (both cannot change the first epochs), and the precision as recorded.
 REUSE_MAY_DIFFER = ("training.epochs", "training.patience", "training.mixed_precision")
 
-# The values of the reference's reported runs (Era B defaults in effect on 2025-11-09, its
-# config.json `defaults` block; ../shared/research/reference_gainakt2exp.md section 8.6) where they
-# differ from the guide's defaults (ours, from the repro launcher v2). Not semantics: values that
-# our flags already take. Era B used lags 1-2 only and stepped ReduceLROnPlateau on val AUC.
-ERA_B_VALUES: dict[str, Any] = {
-    "learning_rate": 0.000174,
-    "alignment_weight": 0.25,
-    "retention_weight": 0.14,
-    "lag_gain_weight": 0.06,
-    "alignment_share_cap": 0.08,
-    "alignment_share_decay_factor": 0.7,
-    "use_residual_alignment": True,
-    "lag_max_lag": 2,
-    "lr_scheduler": "plateau",
-}
+# The reported runs' values (Era B) where they differ from the guide's: gainakt.config.REFERENCE_VALUES
+# (`harness run --reference_values`).
+ERA_B_VALUES: dict[str, Any] = dict(REFERENCE_VALUES)
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,11 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--unset", dest="unsets", action="append", default=[], metavar="KEY.PATH",
                    help="return a config leaf to the launcher default (repeatable)")
     g.add_argument("--from_config", default=None, help="start from a config.json or a YAML/JSON file")
+    g.add_argument("--reference_values", action="store_true",
+                   help="start from the values of the reference's reported runs (Era B): lr 1.74e-4, alignment "
+                   "0.25, retention 0.14, lag 0.06 with lags 1-2, share cap 0.08, decay 0.7, residual alignment, "
+                   "plateau LR scheduler; explicit flags and --set still win (the values are hashed, the flag "
+                   "itself is not: the same values typed as flags give the same config_md5)")
     g.add_argument("--reproduce_from", default=None, help="reproduce an experiment (id or path)")
     g.add_argument("--compare_only", action="store_true", help="compare --source_exp with --target_exp")
     g.add_argument("--source_exp", default=None, help="source experiment for --compare_only")

@@ -25,6 +25,7 @@ class LaunchOptions:
     sets: tuple[str, ...] = ()
     unsets: tuple[str, ...] = ()
     from_config: str | None = None
+    reference_values: bool = False  # start from gainakt.config.REFERENCE_VALUES (flags and --set still win)
     data_dir: str | None = None
     output_base: str | None = None
     experiment_dir: str | None = None

@@ -89,7 +89,8 @@ class ResolvedRun:
 
 def resolve_run(options: LaunchOptions | argparse.Namespace, title: str, *,
                 base_params: dict[str, Any] | None = None, base_source: str = "source config") -> ResolvedRun:
-    """Parameters from defaults < --from_config < base_params (a reproduced source) < flags < --set.
+    """Parameters from defaults < --from_config < base_params (a reproduced source) < --reference_values <
+    flags < --set.
 
     One validation path for all of them: the typed config sections check every value when the
     config is built, and an error names the flag, `--set` key or file and key it came from.
@@ -105,6 +106,11 @@ def resolve_run(options: LaunchOptions | argparse.Namespace, title: str, *,
     if base_params:
         params.update(copy.deepcopy(base_params))
         sources.update({name: f"{base_source}: {name}" for name in base_params})
+    if opts.reference_values:
+        from gainakt.config import REFERENCE_VALUES
+
+        params.update(REFERENCE_VALUES)
+        sources.update({name: "--reference_values" for name in REFERENCE_VALUES})
     params.update(opts.explicit)
     sources.update({name: f"--{name}" for name in opts.explicit})
     if opts.seed_list is not None:

@@ -37,7 +37,7 @@ from harness.errors import HarnessError
 # the runner, so that building the CLI's parser does not import the training engine (and torch).
 REFUSED_FLAGS = ("experiment_dir", "reproduce_from", "compare_only", "source_exp", "target_exp", "manifest",
                  "strict_schema", "force", "auc_tolerance", "corr_tolerance", "no_verify", "accept_modified",
-                 "sign_key", "sign_accepted")
+                 "sign_key", "sign_accepted", "reference_values")
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SPEC_KEYS = {"base", "points", "grid", "seeds", "base_point", "description"}
