@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from sweep_tables import (  # noqa: E402  (a sibling module of these scripts)
     epoch_rows,
+    flat_config,
+    paired,
     run_or_resume,
     seed_outcomes,
     sweep_folder,
@@ -220,12 +222,62 @@ def seed_section(name: str, exp_dir: Path, report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# What a paired comparison with another sweep's point reports, per seed: (results key, label, digits).
+PAIRED_ROWS: tuple[tuple[str, str, int], ...] = (
+    ("best_val_auc", "best val AUC (fold 0)", 4),
+    ("best_epoch", "best epoch", 1),
+    ("test_auc", "test AUC, non-window (every interaction)", 4),
+    ("test_mastery_correlation", "test mastery correlation", 3),
+    ("test_gain_correlation", "test gain correlation", 3),
+)
+
+
+def _finished_values(exp_dir: Path) -> dict[int, dict[str, float]]:
+    return {seed: {k: float(o[k]) for k, _, _ in PAIRED_ROWS if o.get(k) is not None}
+            for seed, o in seed_outcomes(exp_dir).items()}
+
+
+def paired_section(name: str, exp_dir: Path, base_dir: Path) -> list[str]:
+    """This point against `base_dir` (the same point of another paper-table sweep) over the seeds both
+    finished: per-seed values, paired differences (scipy.stats.ttest_rel) and every configuration field
+    in which the two differ, so that a reader sees what the comparison changes."""
+    ours, base = _finished_values(exp_dir), _finished_values(base_dir)
+    shared = sorted(set(ours) & set(base))
+    a, b = flat_config(base_dir), flat_config(exp_dir)
+    diffs = [f"{k} {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    lines = [f"## {name} paired with `{base_dir.name}`", "",
+             f"Configuration differences ({base_dir.name} → {exp_dir.name}): "
+             + ("; ".join(diffs) if diffs else "none") + ".", "",
+             f"Seeds finished in both: {', '.join(map(str, shared)) or 'none'}"
+             + (f" (only here: {', '.join(map(str, sorted(set(ours) - set(base))))})" if set(ours) - set(base) else "")
+             + (f" (only there: {', '.join(map(str, sorted(set(base) - set(ours))))})" if set(base) - set(ours) else "")
+             + ".", "",
+             "| metric | " + " | ".join(f"seed {s}: here / there" for s in shared)
+             + " | paired difference here − there: mean ± std (ttest_rel p, n) |",
+             "|" + "---|" * (len(shared) + 2)]
+    for key, label, digits in PAIRED_ROWS:
+        cells = [f"{_cell(ours[s].get(key), digits)} / {_cell(base[s].get(key), digits)}" for s in shared]
+        d = paired(ours, base, key)
+        if math.isnan(d["mean"]):
+            diff = "—"
+        else:
+            std = "" if math.isnan(d["std"]) else f" ± {d['std']:.{digits}f}"
+            p = "—" if math.isnan(d["p"]) else f"{d['p']:.3g}"
+            diff = f"{d['mean']:+.{digits}f}{std} (p {p}, n {int(d['n'])})"
+        lines.append("| " + " | ".join([label, *cells, diff]) + " |")
+    lines += ["", "Each seed's values are its results.json per-seed block (best val AUC over the epochs it ran, "
+              "and the test metrics of that best epoch's model, every test student). With a handful of seeds "
+              "only a difference large against its std says anything."]
+    return lines
+
+
 def build_table(points: dict[str, tuple[Path, str]], title: str = "Paper table", *,
                 verify: Callable[[Path], dict[str, Any]] | None = verify_folder,
-                commands: list[str] | None = None) -> str:
+                commands: list[str] | None = None, paired_with: dict[str, Path] | None = None) -> str:
     """Markdown table of `points` (label -> (experiment folder, 'amp' or 'fp32')) against the reference,
     then per point its seeds (with the folder's `harness verify` verdict, run now by `verify`; None
-    leaves the per-seed sections out) and the commands that made it."""
+    leaves the per-seed sections out), each point paired with the same point of another sweep
+    (`paired_with`: point name -> experiment folder) and the commands that made it."""
     values = {label: seed_values(path) for label, (path, _) in points.items()}
     head = ["metric"]
     for label, (_, precision) in points.items():
@@ -258,6 +310,9 @@ def build_table(points: dict[str, tuple[Path, str]], title: str = "Paper table",
     if verify is not None:
         for name, (path, _) in points.items():
             lines += ["", *seed_section(name, path, verify(path))]
+    for name, base in (paired_with or {}).items():
+        if name in points:
+            lines += ["", *paired_section(name, points[name][0], base)]
     if commands:
         lines += ["", "## Commands", "", *[f"    {c}" for c in commands]]
     return "\n".join(lines) + "\n"
@@ -331,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="shortcut: stop a seed once its val AUC has not improved for N epochs (training.patience N; "
                         "the epochs that ran are those of the full run). Default with --cpu: 2; else off")
     p.add_argument("--table_only", type=sweep_folder, default=None, help="a finished (or partial) sweep folder: only build the table")
+    p.add_argument("--paired_with", type=sweep_folder, default=None, metavar="SWEEP_DIR",
+                   help="another paper-table sweep (e.g. the defaults' table): each point of this table that it has "
+                        "too is paired with it seed by seed, with every configuration difference listed")
     p.add_argument("harness_args", nargs="*", metavar="-- ARG",
                    help="arguments after -- go to `harness sweep` unchanged")
     ns = p.parse_args(argv)
@@ -351,20 +409,26 @@ def main(argv: list[str] | None = None) -> int:
             ns.out = str(OUT_MD.with_name("paper_table_small.md"))
     sweep_dir = Path(ns.table_only) if ns.table_only else run_sweep(ns, extra, launch_extra)
     points = point_folders(sweep_dir)
+    paired_with = None
+    if ns.paired_with:
+        paired_with = {name: path for name, (path, _) in point_folders(Path(ns.paired_with)).items() if name in points}
+        if not paired_with:
+            p.error(f"--paired_with {ns.paired_with}: none of its points ({', '.join(point_folders(Path(ns.paired_with)))}) "
+                    f"is in this table ({', '.join(points)})")
     text = build_table(points, title=describe(next(iter(points.values()))[0], sweep_dir),
-                       commands=table_commands(sweep_dir, argv, ns.out))
+                       commands=table_commands(sweep_dir, argv, ns.out, ns.paired_with), paired_with=paired_with)
     write_table(ns.out, text)
     return 0
 
 
-def table_commands(sweep_dir: Path, argv: list[str], out: str) -> list[str]:
+def table_commands(sweep_dir: Path, argv: list[str], out: str, paired_with: str | Path | None = None) -> list[str]:
     """The commands behind the table: the sweep's own (as sweep.json records it), this script's, and
     the one that rebuilds the table from the folders."""
     state = json.loads((sweep_dir / "sweep.json").read_text())
     sweep_cmd = str(state.get("command", "")).split(" ", 1)
     lines = [f"harness {sweep_cmd[1]}" if len(sweep_cmd) == 2 else "(sweep.json records no command)",
              "python benchmarks/paper_table.py " + shlex.join(argv)]
-    rebuild = ["--table_only", str(sweep_dir), "--out", out]
+    rebuild = ["--table_only", str(sweep_dir), "--out", out, *(["--paired_with", str(paired_with)] if paired_with else [])]
     if argv[:1] != ["--table_only"]:
         lines.append("python benchmarks/paper_table.py " + shlex.join(rebuild))
     return ["# the sweep (from sweep.json):", lines[0], "# this table:", *lines[1:2],

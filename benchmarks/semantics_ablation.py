@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
 from gainakt.config import REFERENCE_SEMANTICS, REFERENCE_SEMANTICS_NEEDS, REFERENCE_VALUES
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from sweep_tables import (  # noqa: E402  (a sibling module of these scripts)
     epoch_rows,
+    flat_config,
+    paired,
     run_or_resume,
     seed_outcomes,
     sweep_folder,
@@ -223,25 +223,10 @@ def epoch_seconds(exp_dir: Path, epochs: int | None = None) -> float:
     return statistics.fmean(means) if means else math.nan
 
 
-def _flat_config(exp_dir: Path) -> dict[str, Any]:
-    """The result-determining fields of a folder's config.json as {section.field: value}, absent keys
-    filled with the value they had before they existed, and the dataset's checksum."""
-    from dataclasses import fields
-
-    from gainakt.config import SECTION_TYPES, TrainConfig
-
-    raw = json.loads((exp_dir / "config.json").read_text())
-    cfg = TrainConfig.from_dict(raw)
-    flat = {f"{name}.{f.name}": getattr(getattr(cfg, name), f.name) for name in SECTION_TYPES
-            for f in fields(getattr(cfg, name))}
-    flat["data_checksum.sha256"] = (raw.get("data_checksum") or {}).get("sha256")
-    return flat
-
-
 def reuse_differences(ours: Path, point: Path, name: str) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
     """(every difference of `point`'s configuration from the reused `ours`, the ones that are neither
     the run length nor the point's own flags: each of those makes the pairing invalid)."""
-    a, b = _flat_config(ours), _flat_config(point)
+    a, b = flat_config(ours), flat_config(point)
     diffs = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
     own = set(POINTS[name].flags) if name in POINTS else set()
     bad = [k for k in diffs if k not in REUSE_MAY_DIFFER and k.split(".", 1)[1] not in own]
@@ -252,21 +237,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
-
-
-def paired(point: dict[int, dict[str, float]], base: dict[int, dict[str, float]], key: str) -> dict[str, float]:
-    """Paired difference point - base over the seeds both finished: mean, std, ttest_rel p, n."""
-    seeds = sorted(s for s in point if s in base and key in point[s] and key in base[s])
-    a = [point[s][key] for s in seeds]
-    b = [base[s][key] for s in seeds]
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    mean, std = mean_std(diffs)
-    p = math.nan
-    if len(seeds) > 1 and std > 0:
-        p = float(stats.ttest_rel(a, b).pvalue)
-    elif len(seeds) > 1:
-        p = 1.0 if mean == 0 else 0.0  # every seed moved by the same amount (or not at all)
-    return {"mean": mean, "std": std, "p": p, "n": float(len(seeds))}
 
 
 def _pm(mean: float, std: float) -> str:

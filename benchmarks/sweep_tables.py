@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = ("completed", "early_stopped")
@@ -136,3 +139,34 @@ def verify_folder(exp_dir: Path) -> dict[str, Any]:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"verdict": "error", "failed": [], "detail": f"exit {proc.returncode}: {tail}"}
     return report if isinstance(report, dict) else {"verdict": "error", "failed": [], "detail": "not a report"}
+
+
+def flat_config(exp_dir: Path) -> dict[str, Any]:
+    """The result-determining fields of a folder's config.json as {section.field: value}, absent keys
+    filled with the value they had before they existed, and the dataset's checksum."""
+    from dataclasses import fields
+
+    from gainakt.config import SECTION_TYPES, TrainConfig
+
+    raw = json.loads((exp_dir / "config.json").read_text())
+    cfg = TrainConfig.from_dict(raw)
+    flat = {f"{name}.{f.name}": getattr(getattr(cfg, name), f.name) for name in SECTION_TYPES
+            for f in fields(getattr(cfg, name))}
+    flat["data_checksum.sha256"] = (raw.get("data_checksum") or {}).get("sha256")
+    return flat
+
+
+def paired(point: dict[int, dict[str, float]], base: dict[int, dict[str, float]], key: str) -> dict[str, float]:
+    """Paired difference point - base over the seeds both finished: mean, std, ttest_rel p, n."""
+    seeds = sorted(s for s in point if s in base and key in point[s] and key in base[s])
+    a = [point[s][key] for s in seeds]
+    b = [base[s][key] for s in seeds]
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.fmean(diffs) if diffs else math.nan
+    std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+    p = math.nan
+    if len(seeds) > 1 and std > 0:
+        p = float(stats.ttest_rel(a, b).pvalue)
+    elif len(seeds) > 1:
+        p = 1.0 if mean == 0 else 0.0  # every seed moved by the same amount (or not at all)
+    return {"mean": mean, "std": std, "p": p, "n": float(len(seeds))}

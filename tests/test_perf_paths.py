@@ -326,6 +326,60 @@ def test_cpu_table_has_per_seed_rows_an_interval_both_tolerances_and_the_verdict
     assert f"python benchmarks/paper_table.py --table_only {sweep} --out /o/t.md" in text
 
 
+def test_paper_table_pairs_its_point_with_another_sweeps_seed_by_seed_and_names_what_differs(tmp_path):
+    """`--paired_with`: e.g. `--reference_values` at 12 epochs against the defaults' CPU table, over the
+    seeds both finished, with every configuration field the two differ in."""
+    import json
+    from pathlib import Path
+
+    from scipy import stats
+
+    from harness.config.launch import LaunchOptions
+    from harness.run.launcher import resolve_run
+
+    pt = _paper_table()
+
+    def sweep(name: str, per_seed: dict[int, tuple[float, float, int]], **explicit) -> Path:
+        folder = tmp_path / name
+        exp = folder / f"{name}_fp32"
+        exp.mkdir(parents=True)
+        cfg = resolve_run(LaunchOptions(explicit={"model_preset": "small", **explicit}), "t").config
+        (exp / "config.json").write_text(json.dumps(cfg))
+        (exp / "results.json").write_text(json.dumps({"per_seed": {str(s): {
+            "seed": s, "status": "completed", "best_val_auc": v, "test_auc": t, "best_epoch": e,
+            "test_mastery_correlation": 0.1, "test_gain_correlation": 0.2} for s, (v, t, e) in per_seed.items()}}))
+        (folder / "sweep.json").write_text(json.dumps({"points": [{"name": "fp32", "experiment_id": exp.name}]}))
+        return folder
+
+    base = sweep("defaults", {21: (0.7246, 0.7189, 5), 42: (0.7240, 0.7176, 4), 84: (0.7241, 0.7180, 3)})
+    here = sweep("rv", {21: (0.7256, 0.7199, 4), 42: (0.7251, 0.7190, 5), 63: (0.7250, 0.7190, 4)},
+                 learning_rate=0.000174, lr_scheduler="plateau")
+    points = pt.point_folders(here)
+    text = pt.build_table(points, title="t", verify=None,
+                          paired_with={"fp32": pt.point_folders(base)["fp32"][0]})
+    section = text.split("## fp32 paired with `defaults_fp32`", 1)[1]
+    assert "training.learning_rate 0.00016 → 0.000174" in section  # what the comparison changes, and only that
+    assert "training.lr_scheduler 'none' → 'plateau'" in section and "model." not in section.split("Seeds")[0]
+    assert "Seeds finished in both: 21, 42 (only here: 63) (only there: 84)." in section
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| ")}
+    p = stats.ttest_rel([0.7256, 0.7251], [0.7246, 0.7240]).pvalue
+    assert rows["best val AUC (fold 0)"] == (f"| best val AUC (fold 0) | 0.7256 / 0.7246 | 0.7251 / 0.7240 | "
+                                             f"+0.0010 ± 0.0001 (p {p:.3g}, n 2) |")
+    assert rows["best epoch"].endswith("| +0.0 ± 1.4 (p 1, n 2) |")
+    assert "+0.0000 ± 0.0000 (p 1, n 2)" not in rows["test AUC, non-window (every interaction)"]
+    # the script refuses a baseline that shares no point with the table, in one line
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sweep.json").write_text(json.dumps({"points": [{"name": "amp", "experiment_id": "x"}]}))
+    with pytest.raises(SystemExit) as exc:
+        pt.main(["--table_only", str(here), "--paired_with", str(other), "--out", str(tmp_path / "t.md")])
+    assert exc.value.code == 2
+    assert pt.table_commands(here, ["--table_only", str(here)], "o.md", base) == [
+        "# the sweep (from sweep.json):", "(sweep.json records no command)", "# this table:",
+        f"python benchmarks/paper_table.py --table_only {here}"]
+    assert pt.table_commands(here, ["--cpu"], "o.md", base)[-1].endswith(f"--out o.md --paired_with {base}")
+
+
 def test_seed_outcomes_read_a_finished_seed_from_its_last_checkpoint_while_the_point_trains(tmp_path):
     import json
 
