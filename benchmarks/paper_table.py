@@ -256,7 +256,8 @@ def paired_section(name: str, exp_dir: Path, base_dir: Path) -> list[str]:
              + " | paired difference here − there: mean ± std (ttest_rel p, n) |",
              "|" + "---|" * (len(shared) + 2)]
     for key, label, digits in PAIRED_ROWS:
-        cells = [f"{_cell(ours[s].get(key), digits)} / {_cell(base[s].get(key), digits)}" for s in shared]
+        per_seed = 0 if key == "best_epoch" else digits  # an epoch number is a whole number
+        cells = [f"{_cell(ours[s].get(key), per_seed)} / {_cell(base[s].get(key), per_seed)}" for s in shared]
         d = paired(ours, base, key)
         if math.isnan(d["mean"]):
             diff = "—"
